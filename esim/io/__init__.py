@@ -1,0 +1,1 @@
+"""Input and output: atomic writes, HDF5 results, Gwyddion and image formats."""
