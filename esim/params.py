@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from esim._fields import param
 from esim.errors import InputFileError, InvalidParameters
 
 __all__ = [
@@ -42,13 +43,6 @@ __all__ = [
     "params_to_toml",
     "describe_field",
 ]
-
-
-def param(default: Any, *, unit: str, source: str, range: tuple | None = None,
-          choices: tuple | None = None) -> Any:
-    """A dataclass field with unit, allowed range or choices, and the source of its default."""
-    return field(default=default, metadata={"unit": unit, "range": range, "choices": choices,
-                                            "source": source})
 
 
 # ----------------------------------------------------------------------------------------------
