@@ -1,4 +1,5 @@
-"""Gwyddion Simple Field export/import: exact round trip, layout, and gsffile as an independent reader."""
+"""Gwyddion Simple Field export/import: exact round trip, byte layout, and gsffile as an
+independent reader and writer."""
 
 from __future__ import annotations
 

@@ -762,7 +762,8 @@ def _phase_labels(phase_map) -> np.ndarray:
     return a.astype(np.int64)
 
 
-def milling_topography(phase_map, *, pixel_size_m: float, recess_m: Mapping[int, float] | None = None,
+def milling_topography(phase_map, *, pixel_size_m: float,
+                       recess_m: Mapping[int, float] | None = None,
                        smooth_m: float = 50e-9):
     """Height map of an ion-milled cross-section, m (0 at the NMC surface, negative below).
 
