@@ -1,0 +1,274 @@
+"""Particle resistor networks: spreading law, films, terminals, contact models, voxel check."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from esim._params_materials import MaterialsParams, NetworkParams
+from esim.errors import InvalidParameters
+from esim.materials import film_resistance_e, nmc_sigma_e, se_sigma_ion
+from esim.network import (CARRIERS, EDGE_PARTICLE, EDGE_WALL, SPREADING_FIT_MAX_REL_ERROR,
+                          build_network, contact_radius_mechanical, half_particle_resistance,
+                          spreading_factor)
+from esim.packing import PHASE_NMC, PHASE_SE, Packing, pack
+from esim.params import Params
+
+SMALL = {"box_x_m": 25e-6, "box_y_m": 25e-6, "electrode_thickness_m": 20e-6,
+         "sample_points": 50000}
+
+
+@dataclasses.dataclass(frozen=True)
+class _P:
+    """A parameter set with explicit materials and network sections (works whether or not the
+    lead has registered them in esim.params yet)."""
+
+    structure: object
+    materials: MaterialsParams = MaterialsParams()
+    network: NetworkParams = NetworkParams()
+
+
+@pytest.fixture(scope="module")
+def small_packing() -> Packing:
+    return pack(Params().replace(structure=SMALL))
+
+
+def _toy(phases, centers_um, radii_um, contacts, a_um, walls=(), wall_a_um=(), box_um=20.0,
+         forces=None, wall_forces=None, mean_stress=0.0):
+    """A hand-made packing: spheres, contacts with given radii, wall contacts (particle, side)."""
+    s = Params().structure
+    params = Params()
+    wp = np.array([w[0] for w in walls], np.int32)
+    ws = np.array([w[1] for w in walls], np.int8)
+    m = len(contacts)
+    return Packing(
+        params=params, box_m=np.full(3, box_um * 1e-6),
+        centers_m=np.asarray(centers_um, float) * 1e-6, radii_m=np.asarray(radii_um, float) * 1e-6,
+        phase=np.asarray(phases, np.int8), contacts=np.asarray(contacts, np.int32).reshape(-1, 2),
+        contact_gap_m=np.full(m, -1e-9), contact_radius_m=np.asarray(a_um, float) * 1e-6,
+        contact_force=np.zeros(m) if forces is None else np.asarray(forces, float),
+        wall_particle=wp, wall_side=ws, wall_gap_m=np.full(wp.size, -1e-9),
+        wall_contact_radius_m=np.asarray(wall_a_um, float) * 1e-6,
+        wall_force=np.zeros(wp.size) if wall_forces is None else np.asarray(wall_forces, float),
+        mean_stress_model=mean_stress, solid_fraction=0.5, nmc_fraction_of_solid=0.5,
+    ) if s else None
+
+
+# ----------------------------------------------------------------------------------------------
+# the half-particle (spreading + bulk) law
+# ----------------------------------------------------------------------------------------------
+
+# Reference: axisymmetric finite-volume solution of the truncated sphere (radius 1, sigma 1)
+# from the contact disc (radius eps, V=1) to the equatorial plane (V=0), cells 1/400 and 1/800,
+# Richardson-extrapolated (the script is _axisym_half_resistance below, run at n=400 and 800).
+_FV_REFERENCE = {0.05: 5.23276, 0.1: 2.67786, 0.2: 1.36343, 0.3: 0.90542, 0.4: 0.66400,
+                 0.5: 0.50939, 0.6: 0.39738, 0.7: 0.30803, 0.8: 0.22967, 0.9: 0.15076,
+                 0.95: 0.10332}
+
+
+def test_holm_limit_for_small_contacts():
+    rho, r = 3.0, 2.5e-6
+    for a in (1e-10, 1e-9, 2.5e-9):
+        assert half_particle_resistance(a, r, rho) == pytest.approx(rho / (4 * a), rel=2e-3)
+
+
+def test_bulk_limit_for_large_contacts():
+    eps = np.array([0.99, 0.999])
+    np.testing.assert_allclose(spreading_factor(eps), np.sqrt(1 - eps**2) / np.pi, rtol=0.03)
+    assert spreading_factor(1.0) == 0.0
+    assert np.all(np.diff(spreading_factor(np.linspace(0.01, 1, 200))) < 0)
+
+
+def test_spreading_factor_matches_finite_volume_reference():
+    eps = np.array(list(_FV_REFERENCE))
+    ref = np.array(list(_FV_REFERENCE.values()))
+    err = np.abs(spreading_factor(eps) / ref - 1)
+    assert err.max() <= SPREADING_FIT_MAX_REL_ERROR
+
+
+def _axisym_half_resistance(eps: float, n: int) -> float:
+    """Naive twin: finite volumes on (rho, z) cells of size 1/n for the truncated unit sphere."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    h = np.sqrt(1 - eps**2)
+    d = 1.0 / n
+    nz = max(int(round(h / d)), 2)
+    dz = h / nz
+    rho = (np.arange(n) + 0.5) * d
+    z = (np.arange(nz) + 0.5) * dz
+    R, Z = np.meshgrid(rho, z, indexing="ij")
+    act = R**2 + Z**2 <= 1
+    idx = -np.ones(act.shape, int)
+    idx[act] = np.arange(act.sum())
+    nn = int(act.sum())
+    m1 = act[:-1, :] & act[1:, :]
+    g1 = (2 * np.pi * (rho[:-1] + d / 2)[:, None] * dz / d * np.ones((1, nz)))[m1]
+    m2 = act[:, :-1] & act[:, 1:]
+    g2 = ((2 * np.pi * rho * d / dz)[:, None] * np.ones((1, nz - 1)))[m2]
+    i = np.concatenate([idx[:-1, :][m1], idx[:, :-1][m2]])
+    j = np.concatenate([idx[1:, :][m1], idx[:, 1:][m2]])
+    g = np.concatenate([g1, g2])
+    diag = np.zeros(nn)
+    np.add.at(diag, i, g)
+    np.add.at(diag, j, g)
+    gb = 2 * np.pi * rho * d / (dz / 2)
+    bot = act[:, 0]
+    np.add.at(diag, idx[bot, 0], gb[bot])
+    top = act[:, -1] & (rho < eps)
+    b = np.zeros(nn)
+    np.add.at(diag, idx[top, -1], gb[top])
+    np.add.at(b, idx[top, -1], gb[top])
+    A = sp.coo_matrix((-g, (i, j)), shape=(nn, nn))
+    A = (A + A.T + sp.diags(diag)).tocsr()
+    v = spla.spsolve(A, b)
+    return 1.0 / float(np.sum(gb[top] * (1 - v[idx[top, -1]])))
+
+
+def test_axisymmetric_twin_reproduces_reference_coarsely():
+    f = _axisym_half_resistance(0.5, 100)
+    assert f == pytest.approx(_FV_REFERENCE[0.5], rel=0.02)
+
+
+# ----------------------------------------------------------------------------------------------
+# edges: series of half-particles and films
+# ----------------------------------------------------------------------------------------------
+
+
+def test_nmc_nmc_edge_is_spreading_plus_two_films():
+    a_um = 0.2
+    pk = _toy([PHASE_NMC, PHASE_NMC, PHASE_SE], [[5, 5, 5], [10, 5, 5], [5, 10, 5]],
+              [2.5, 2.5, 1.5], [[0, 1], [0, 2]], [a_um, 1.0], walls=[(0, 0), (1, 1)],
+              wall_a_um=[0.3, 0.3])
+    m = MaterialsParams()
+    p = _P(structure=pk.params.structure, materials=m)
+    net = build_network(pk, p, carrier="electron", soc=1.0, mode="blocking")
+    rho = 1 / nmc_sigma_e(1.0, None, m)
+    a, r = a_um * 1e-6, 2.5e-6
+    expect = 2 * rho / r * spreading_factor(a / r) + 2 * m.film_rho_e_thickness_ohm_m2 / (
+        np.pi * a**2)
+    assert 1 / net.g[0] == pytest.approx(expect, rel=1e-12)
+    assert net.r_film_ohm[0] == pytest.approx(2 * film_resistance_e(a, m))
+    # NMC-SE: one film, SE electronic resistivity on its side
+    a2, r2 = 1e-6, 1.5e-6
+    expect2 = (rho / r * spreading_factor(a2 / r) + 1 / m.se_sigma_e_S_per_m / r2
+               * spreading_factor(a2 / r2) + film_resistance_e(a2, m))
+    assert 1 / net.g[1] == pytest.approx(expect2, rel=1e-12)
+    # the film switched off leaves the bulk alone
+    p0 = _P(structure=pk.params.structure,
+            materials=dataclasses.replace(m, film_rho_e_thickness_ohm_m2=0.0))
+    net0 = build_network(pk, p0, carrier="electron", soc=1.0, mode="blocking")
+    assert 1 / net0.g[0] == pytest.approx(2 * rho / r * spreading_factor(a / r), rel=1e-12)
+    assert list(net.edge_kind) == [EDGE_PARTICLE, EDGE_PARTICLE, EDGE_WALL, EDGE_WALL]
+    assert net.conns.dtype == np.int64 and net.conns.shape == (4, 2)
+    assert net.conns[2].tolist() == [0, net.cc_node] and net.conns[3].tolist() == [1, net.sep_node]
+
+
+def test_terminal_modes():
+    pk = _toy([PHASE_NMC, PHASE_SE], [[5, 5, 2.5], [5, 5, 17.5]], [2.5, 2.5], [], [],
+              walls=[(0, 0), (1, 1), (0, 1), (1, 0)], wall_a_um=[0.3, 1.0, 0.3, 1.0])
+    e_cell = build_network(pk, pk.params, carrier="electron", mode="cell")
+    assert (e_cell.g[[0, 3]] > 0).all() and (e_cell.g[[1, 2]] == 0).all()  # only CC conducts
+    i_cell = build_network(pk, pk.params, carrier="ion", mode="cell")
+    assert (i_cell.g[[1, 2]] > 0).all() and (i_cell.g[[0, 3]] == 0).all()  # only SEP conducts
+    # the separator's own Holm spreading sits in series in the cell mode, not when blocking
+    i_blk = build_network(pk, pk.params, carrier="ion", mode="blocking")
+    assert (i_blk.g > 0).all()
+    extra = 1 / i_cell.g[1] - 1 / i_blk.g[1]
+    assert extra == pytest.approx(1 / (4 * 1e-6 * se_sigma_ion(None)), rel=1e-9)
+
+
+def test_unknown_carrier_and_mode_are_rejected(small_packing):
+    with pytest.raises(InvalidParameters, match="valid carriers: electron, ion"):
+        build_network(small_packing, carrier="hole")
+    with pytest.raises(InvalidParameters, match="valid modes"):
+        build_network(small_packing, carrier="ion", mode="open")
+    with pytest.raises(InvalidParameters, match="soc"):
+        build_network(small_packing, carrier="electron", soc=np.zeros(3))
+    assert CARRIERS == ("electron", "ion")
+
+
+def test_per_particle_soc_raises_nmc_conductances(small_packing):
+    pk = small_packing
+    n = pk.n_particles
+    soc = np.zeros(n)
+    lo = build_network(pk, carrier="electron", soc=soc, mode="blocking")
+    soc[pk.phase == PHASE_NMC] = 1.0
+    hi = build_network(pk, carrier="electron", soc=soc, mode="blocking")
+    nmc = pk.phase == PHASE_NMC
+    nn = np.zeros(lo.g.size, bool)
+    nn[:len(pk.contacts)] = nmc[pk.contacts[:, 0]] & nmc[pk.contacts[:, 1]]
+    assert (hi.g[nn] > lo.g[nn]).all()
+    ss = np.zeros(lo.g.size, bool)
+    ss[:len(pk.contacts)] = ~nmc[pk.contacts[:, 0]] & ~nmc[pk.contacts[:, 1]]
+    np.testing.assert_array_equal(hi.g[ss], lo.g[ss])
+    assert (lo.g >= 0).all() and np.isfinite(lo.g).all()
+
+
+def test_to_networkx(small_packing):
+    net = build_network(small_packing, carrier="ion", mode="cell")
+    G = net.to_networkx()
+    assert G.number_of_nodes() == net.n_nodes
+    assert G.number_of_edges() == int(np.count_nonzero(net.g))
+    assert "conns=(" in repr(net)
+
+
+# ----------------------------------------------------------------------------------------------
+# mechanical contact model
+# ----------------------------------------------------------------------------------------------
+
+
+def test_hertz_with_hardness_cap():
+    F = np.logspace(-8, -1, 50)  # N
+    r_star, e_star, H = 1.25e-6, 76.9e9, 8.6e9
+    a = contact_radius_mechanical(F, r_star, e_star, H)
+    assert np.all(np.diff(a) > 0)
+    assert np.all(F / (np.pi * a**2) <= H * (1 + 1e-12))
+    hertz = np.cbrt(3 * F * r_star / (4 * e_star))
+    elastic = F / (np.pi * hertz**2) < H
+    np.testing.assert_allclose(a[elastic], hertz[elastic])
+    np.testing.assert_allclose(a[~elastic], np.sqrt(F[~elastic] / (np.pi * H)))
+    assert elastic.any() and (~elastic).any()
+    # the worked example of materials_literature.md: 5.5 mN, R = 2.5 um -> a ~ 0.4 um
+    assert contact_radius_mechanical(5.5e-3, r_star, e_star, H) == pytest.approx(0.45e-6,
+                                                                                 rel=0.15)
+
+
+def test_mechanical_model_on_a_packing(small_packing):
+    pk = small_packing
+    m = MaterialsParams()
+    p = _P(structure=pk.params.structure, materials=m,
+           network=NetworkParams(contact_model="mechanical"))
+    net = build_network(pk, p, carrier="electron", soc=1.0)
+    mp = len(pk.contacts)
+    nmc = pk.phase == PHASE_NMC
+    hard = nmc[pk.contacts[:, 0]] & nmc[pk.contacts[:, 1]]
+    a = net.contact_radius_m[:mp][hard]
+    ell = pk.params.structure.nmc_d50_m / 2
+    F = pk.contact_force[hard] * m.stack_pressure_Pa * ell**2 / pk.mean_stress_model
+    assert (a >= pk.params.structure.asperity_radius_m).all()
+    loaded = F > 0
+    assert (F[loaded] / (np.pi * a[loaded] ** 2) <= m.nmc_hardness_Pa * (1 + 1e-9)).all()
+    # every radius is Hertz or the plastic cap, whichever is larger (an independent recomputation)
+    i, j = pk.contacts[hard, 0], pk.contacts[hard, 1]
+    r_star = pk.radii_m[i] * pk.radii_m[j] / (pk.radii_m[i] + pk.radii_m[j])
+    e_star = m.nmc_youngs_modulus_Pa / (2 * (1 - m.nmc_poisson_ratio**2))
+    naive = np.maximum(np.maximum(np.cbrt(3 * F * r_star / (4 * e_star)),
+                                  np.sqrt(F / (np.pi * m.nmc_hardness_Pa))),
+                       pk.params.structure.asperity_radius_m)
+    np.testing.assert_allclose(a, naive, rtol=1e-12)
+    # a larger force never gives a smaller plastic contact
+    plastic = F / (np.pi * a**2) > 0.999 * m.nmc_hardness_Pa
+    order = np.argsort(F[plastic])
+    assert plastic.sum() > 3 and np.all(np.diff(a[plastic][order]) >= 0)
+    # SE contacts keep the geometric lens (area contacts)
+    np.testing.assert_array_equal(net.contact_radius_m[:mp][~hard], pk.contact_radius_m[~hard])
+    # the scaled forces reproduce the stack pressure through the virial
+    d = pk.radii_m[pk.contacts[:, 0]] + pk.radii_m[pk.contacts[:, 1]] + pk.contact_gap_m
+    wd = pk.radii_m[pk.wall_particle] + pk.wall_gap_m
+    scale = m.stack_pressure_Pa * ell**2 / pk.mean_stress_model
+    stress = (np.sum(pk.contact_force * scale * d) + np.sum(pk.wall_force * scale * wd)) / (
+        3 * np.prod(pk.box_m))
+    assert stress == pytest.approx(m.stack_pressure_Pa, rel=1e-9)
