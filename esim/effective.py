@@ -222,5 +222,3 @@ def soc_sweep(packing: Packing, params: Any = None, socs: Iterable[float] = (0.0
     """
     return [effective_properties(packing, params, float(s)) for s in socs]
 
-
-_ = WALL_CC  # re-exported constants used in the docstring definitions

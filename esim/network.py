@@ -96,7 +96,7 @@ from esim._params_materials import NetworkParams
 from esim.errors import InvalidParameters
 from esim.materials import (film_resistance_e, film_resistance_ion, materials_of,
                             nmc_sigma_e, nmc_sigma_ion, se_sigma_e, se_sigma_ion)
-from esim.packing import PHASE_NMC, PHASE_SE, WALL_CC, WALL_SEP, Packing
+from esim.packing import PHASE_NMC, WALL_CC, WALL_SEP, Packing
 
 __all__ = [
     "CARRIERS",
@@ -430,5 +430,3 @@ def build_network(packing: Packing, params: Any = None, *, carrier: str, soc: An
                            r_bulk_ohm=r_bulk, r_film_ohm=r_film, coords_m=coords,
                            phase=node_phase)
 
-
-_ = PHASE_SE  # phase constants re-used by callers through this module

@@ -38,7 +38,6 @@ def small_packing() -> Packing:
 def _toy(phases, centers_um, radii_um, contacts, a_um, walls=(), wall_a_um=(), box_um=20.0,
          forces=None, wall_forces=None, mean_stress=0.0):
     """A hand-made packing: spheres, contacts with given radii, wall contacts (particle, side)."""
-    s = Params().structure
     params = Params()
     wp = np.array([w[0] for w in walls], np.int32)
     ws = np.array([w[1] for w in walls], np.int8)
@@ -53,7 +52,7 @@ def _toy(phases, centers_um, radii_um, contacts, a_um, walls=(), wall_a_um=(), b
         wall_contact_radius_m=np.asarray(wall_a_um, float) * 1e-6,
         wall_force=np.zeros(wp.size) if wall_forces is None else np.asarray(wall_forces, float),
         mean_stress_model=mean_stress, solid_fraction=0.5, nmc_fraction_of_solid=0.5,
-    ) if s else None
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -335,7 +334,7 @@ def _voxel_two_sphere_ratio(eps: float, d_vox: int) -> float:
     except ImportError:  # the shared builder has not landed yet: use the local twin
         n, conns, g, inlet, outlet = _local_voxel_network(img, 1.0, h)
     else:
-        vn = voxel_network(img, {1: 1.0}, h, axis=2)
+        vn = voxel_network(img, {0: 0.0, 1: 1.0}, h, axis=2)
         n, conns, g, inlet, outlet = vn.n_nodes, vn.conns, vn.g, vn.inlet_node, vn.outlet_node
     res = solver.conductance_between(n, conns, g, [inlet], [outlet])
     formula = 2 * half_particle_resistance(eps * r * h, r * h, 1.0)
@@ -349,13 +348,26 @@ def test_two_sphere_voxel_check_one_overlap():
     assert abs(ratio - 1) < 0.10
 
 
+def test_local_voxel_twin_matches_voxel_network():
+    vn_mod = pytest.importorskip("esim.voxel_network")
+    from esim import solver
+
+    img, _ = _two_sphere_image(0.5, 11)
+    vn = vn_mod.voxel_network(img, {0: 0.0, 1: 2.0}, 1e-6, axis=2)
+    g1 = solver.conductance_between(vn.n_nodes, vn.conns, vn.g, [vn.inlet_node],
+                                    [vn.outlet_node]).conductance_S
+    n, conns, g, i, o = _local_voxel_network(img, 2.0, 1e-6)
+    assert g1 == pytest.approx(solver.conductance_between(n, conns, g, [i], [o]).conductance_S,
+                               rel=1e-9)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("eps", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
 def test_two_sphere_voxel_check_converges(eps):
-    # radius ~20 and ~40 voxels (and ~80 for a/r = 0.1, whose neck is only 2 voxels at 20):
+    # radius ~20 and ~40 voxels (and ~80 for a/r <= 0.2, whose neck is 2-4 voxels at 20):
     # the voxel error shrinks on refinement and its first-order Richardson extrapolation
     # agrees with the particle formula within 10 %.
-    ds = [41, 81, 161] if eps < 0.15 else [41, 81]
+    ds = [41, 81, 161] if eps < 0.25 else [41, 81]
     ratios = [_voxel_two_sphere_ratio(eps, d) for d in ds]
     errs = [abs(x - 1) for x in ratios]
     assert all(b < a for a, b in zip(errs, errs[1:]))
