@@ -1,0 +1,316 @@
+"""Physics tests of esim.solver: exact circuits, lattices, conservation, reciprocity,
+Rayleigh monotonicity, backends against a dense naive twin, percolation, bad input."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.sparse.csgraph import connected_components
+
+from esim import solver as S
+from esim import testing as T
+from esim.errors import InvalidParameters, NotPercolating, SolverDidNotConverge
+
+METHODS = ["direct", "amg"]
+
+
+def _G(net, **kw):
+    return S.conductance_between(net.n_nodes, net.conns, net.g, net.source, net.sink, **kw)
+
+
+# ----------------------------------------------------------------------------- exact circuits
+@pytest.mark.parametrize("method", METHODS)
+def test_series_chain_exact(method):
+    net = T.resistor_chain([1.0, 2.5, 0.5, 4.0])
+    r = _G(net, method=method)
+    assert r.conductance_S == pytest.approx(1 / 8.0, rel=1e-10)
+    # the potential falls linearly with the accumulated resistance
+    v = r.solution.potential
+    assert v == pytest.approx(1 - np.cumsum([0, 1.0, 2.5, 0.5, 4.0]) / 8.0, abs=1e-10)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_parallel_exact(method):
+    net = T.parallel_resistors([0.5, 1.5, 3.0])
+    assert _G(net, method=method).conductance_S == pytest.approx(5.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_series_parallel_exact(method):
+    net = T.series_parallel()
+    r = _G(net, method=method)
+    assert r.conductance_S == pytest.approx(net.conductance_S, rel=1e-10)
+    assert r.flux_mismatch < 1e-10
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n,length", [(1, 2), (3, 7), (6, 4), (10, 12)])
+def test_cubic_lattice_exact(method, n, length):
+    net = T.cubic_lattice(n, length, g_S=0.7)
+    r = _G(net, method=method)
+    assert r.conductance_S == pytest.approx(0.7 * n * n / (length - 1), rel=1e-9)
+    assert net.conductance_S == pytest.approx(0.7 * n * n / (length - 1))
+    # every layer is an equipotential at the linear profile
+    v = r.solution.potential.reshape(n, n, length)
+    assert np.allclose(v, 1 - np.arange(length) / (length - 1), atol=1e-9)
+
+
+def test_dead_end_carries_zero_current():
+    net = T.dead_end_network()
+    r = _G(net)
+    sol = r.solution
+    assert r.conductance_S == pytest.approx(net.conductance_S, rel=1e-12)
+    assert np.all(np.abs(sol.edge_current[net.extra["dead_end_edges"]]) < 1e-14)
+    b = net.extra["branch_node"]
+    assert sol.potential[net.extra["dead_end_nodes"]] == pytest.approx(sol.potential[b])
+    # the main chain carries the full current
+    assert sol.edge_current[[0, 1, 2]] == pytest.approx([1 / 3] * 3)
+
+
+# ----------------------------------------------------------------------------- conservation
+@pytest.mark.parametrize("method", METHODS)
+def test_kirchhoff_at_every_free_node(method):
+    net = T.random_lattice_network((7, 6, 9), rng=3, p_bond=0.75)
+    r = _G(net, method=method, allow_zero=False)
+    sol = r.solution
+    i, j = net.conns.T
+    net_out = np.bincount(i, sol.edge_current, net.n_nodes) - np.bincount(
+        j, sol.edge_current, net.n_nodes)
+    fixed = np.zeros(net.n_nodes, bool)
+    fixed[net.source] = fixed[net.sink] = True
+    assert np.max(np.abs(net_out[~fixed])) < 1e-8 * r.current_A
+    # injections: what enters at the source leaves at the sink
+    assert sol.node_injection[net.source].sum() == pytest.approx(
+        -sol.node_injection[net.sink].sum(), rel=1e-8)
+    assert np.all(sol.node_injection[~fixed] == 0)
+    assert r.flux_mismatch < 1e-8 and r.residual < 1e-8
+
+
+def test_excluded_clusters_are_reported_not_repaired():
+    # chain 0-1-2 plus an isolated pair 3-4 and an isolated node 5
+    sol = S.solve_network(6, [[0, 1], [1, 2], [3, 4]], [1.0, 1.0, 1.0], [0, 2], [1.0, 0.0])
+    assert sol.n_excluded_clusters == 2
+    assert sol.excluded_nodes.tolist() == [3, 4, 5]
+    assert np.isnan(sol.potential[[3, 4, 5]]).all()
+    assert sol.potential[1] == pytest.approx(0.5)
+    assert sol.active.tolist() == [True, True, True, False, False, False]
+    assert sol.edge_current[2] == 0
+    assert "shape" not in repr(sol) and "(6,)" in repr(sol)  # repr shows shapes
+
+
+# ----------------------------------------------------------------------------- reciprocity
+def _random_graph(rng, n=14, m=30):
+    rng = np.random.default_rng(rng)
+    conns = rng.integers(0, n, (m, 2))
+    # a spanning chain keeps everything connected
+    chain = np.stack([np.arange(n - 1), np.arange(1, n)], axis=1)
+    conns = np.concatenate([conns, chain])
+    g = rng.uniform(0.1, 5.0, conns.shape[0])
+    return n, conns, g
+
+
+def test_resistance_to_terminal_matches_one_solve_per_node():
+    n, conns, g = _random_graph(5)
+    ground = np.array([0, 7])
+    query = np.array([1, 2, 3, 13, 0, 2])  # repeats and a ground node
+    R = S.resistance_to_terminal(n, conns, g, ground, query)
+    for q, r in zip(query, R):
+        if q in ground:
+            assert r == 0
+        else:
+            G = S.conductance_between(n, conns, g, [q], ground).conductance_S
+            assert r == pytest.approx(1 / G, rel=1e-10)
+
+
+def test_resistance_to_terminal_chunks_and_unconnected():
+    n, conns, g = _random_graph(6)
+    conns = np.concatenate([conns, [[n, n + 1]]])  # a cluster away from ground
+    g = np.append(g, 1.0)
+    q = np.arange(n + 2)
+    R_big = S.resistance_to_terminal(n + 2, conns, g, [0], q)
+    R_small = S.resistance_to_terminal(n + 2, conns, g, [0], q, chunk_bytes=1)  # 1 column/block
+    assert np.array_equal(R_big, R_small)
+    assert np.isinf(R_big[[n, n + 1]]).all() and R_big[0] == 0
+    assert np.all(R_big[1:n] > 0)
+
+
+def test_transfer_conductance_reciprocity():
+    """Drive a (1 V) with the rest of the terminals grounded: current into b equals current
+    into a when b is driven instead (R_ab = R_ba)."""
+    n, conns, g = _random_graph(11, n=20, m=45)
+    a, b, c = 3, 15, 9
+    s1 = S.solve_network(n, conns, g, [a, b, c], [1.0, 0.0, 0.0])
+    s2 = S.solve_network(n, conns, g, [b, a, c], [1.0, 0.0, 0.0])
+    assert s1.node_injection[b] == pytest.approx(s2.node_injection[a], rel=1e-10)
+    assert s1.flux_mismatch < 1e-10
+
+
+# ----------------------------------------------------------------------------- Rayleigh
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(3, 9),
+    factor=st.floats(1.0, 100.0),
+    edge=st.integers(0, 100),
+)
+def test_rayleigh_monotonicity(seed, n, factor, edge):
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(n, 3 * n))
+    conns = rng.integers(0, n, (m, 2))
+    g = rng.uniform(0.0, 2.0, m)
+    g[rng.random(m) < 0.3] = 0.0  # some absent edges: raising them may connect the terminals
+    g2 = g.copy()
+    g2[edge % m] = g2[edge % m] * factor + (factor - 1.0)
+    r1 = S.conductance_between(n, conns, g, [0], [n - 1], allow_zero=True).conductance_S
+    r2 = S.conductance_between(n, conns, g2, [0], [n - 1], allow_zero=True).conductance_S
+    assert r2 >= r1 * (1 - 1e-10) - 1e-14
+
+
+# ----------------------------------------------------------------------------- naive twin
+def _naive_dense_potential(n, conns, g, fixed, values):
+    """Dense Laplacian by a Python loop over edges, Dirichlet rows, np.linalg.solve."""
+    L = np.zeros((n, n))
+    for (a, b), gg in zip(conns, g):
+        L[a, a] += gg
+        L[b, b] += gg
+        L[a, b] -= gg
+        L[b, a] -= gg
+    rhs = np.zeros(n)
+    for f, v in zip(fixed, values):
+        L[f, :] = 0
+        L[f, f] = 1
+        rhs[f] = v
+    return np.linalg.solve(L, rhs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_backends_against_dense_twin(seed):
+    net = T.random_lattice_network((4, 5, 6), rng=seed, g_range=(1e-3, 1e3))
+    fixed = np.concatenate([net.source, net.sink])
+    vals = np.concatenate([np.full(net.source.size, 2.0), np.full(net.sink.size, -0.5)])
+    ref = _naive_dense_potential(net.n_nodes, net.conns, net.g, fixed, vals)
+    for method in ["direct", "amg", "auto"]:
+        sol = S.solve_network(net.n_nodes, net.conns, net.g, fixed, vals, method=method)
+        assert np.allclose(sol.potential, ref, rtol=0, atol=1e-8), method
+    assert S.laplacian(net.n_nodes, net.conns, net.g).sum() == pytest.approx(0, abs=1e-9)
+
+
+def test_auto_falls_back_to_direct_with_warning(monkeypatch, caplog):
+    net = T.random_lattice_network((6, 6, 6), rng=1)
+    monkeypatch.setattr(S, "AUTO_DIRECT_MAX_UNKNOWNS", 0)
+    with caplog.at_level(logging.WARNING, logger="esim.solver"):
+        r = _G(net, method="auto", maxiter=1, rtol=1e-12)
+    assert r.solution.method == "direct"
+    assert any("falling back" in rec.message for rec in caplog.records)
+    ref = _G(net, method="direct")
+    assert r.conductance_S == pytest.approx(ref.conductance_S, rel=1e-10)
+
+
+def test_amg_without_fallback_raises():
+    net = T.random_lattice_network((6, 6, 6), rng=1)
+    with pytest.raises(SolverDidNotConverge, match="did not reach"):
+        _G(net, method="amg", maxiter=1, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- percolation
+def _spanning_probability(L, p, n_samples, rng):
+    conns = T._lattice_edges((L, L, L))
+    N = L**3
+    idx = np.arange(N).reshape(L, L, L)
+    top, bottom = idx[:, :, 0].ravel(), idx[:, :, -1].ravel()
+    hits = 0
+    for _ in range(n_samples):  # loop over realisations, not nodes
+        c = conns[rng.random(conns.shape[0]) < p]
+        adj = sp.coo_matrix((np.ones(c.shape[0]), (c[:, 0], c[:, 1])), shape=(N, N))
+        _, lab = connected_components(adj, directed=False)
+        hits += np.intersect1d(lab[top], lab[bottom]).size > 0
+    return hits / n_samples
+
+
+def test_bond_percolation_threshold_simple_cubic():
+    """Spanning probability of bond percolation crosses 1/2 near p_c = 0.2488."""
+    rng = np.random.default_rng(2024)
+    ps = np.array([0.20, 0.23, 0.26, 0.30])
+    for L in (8, 12):
+        R = np.array([_spanning_probability(L, p, 100, rng) for p in ps])
+        assert R[0] < 0.25 and R[-1] > 0.75
+        assert np.all(np.diff(R) >= -0.1)
+        k = int(np.argmax(R >= 0.5))
+        p_half = ps[k - 1] + (0.5 - R[k - 1]) * (ps[k] - ps[k - 1]) / (R[k] - R[k - 1])
+        assert abs(p_half - 0.2488) < 0.04, (L, R)
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_no_path_raises_with_cluster_report():
+    conns = [[0, 1], [2, 3], [4, 5]]
+    with pytest.raises(NotPercolating, match=r"3 clusters.*1 touch only the source.*"
+                                             r"1 touch only the sink.*1 touch neither"):
+        S.conductance_between(6, conns, [1.0, 1.0, 1.0], [0], [3])
+    r = S.conductance_between(6, conns, [1.0, 1.0, 1.0], [0], [3], allow_zero=True)
+    assert r.conductance_S == 0 and not r.percolating and "touch only the source" in r.report
+
+
+def test_zero_conductance_edge_is_no_path():
+    with pytest.raises(NotPercolating):
+        S.conductance_between(2, [[0, 1]], [0.0], [0], [1])
+
+
+@pytest.mark.parametrize(
+    "conns,g,match",
+    [
+        ([[0, 1], [1, 2]], [1.0, np.nan], r"1 of 2 edges.*first bad edge index 1"),
+        ([[0, 1], [1, 2]], [-1.0, 1.0], r"1 of 2 edges.*first bad edge index 0"),
+        ([[0, 1], [1, 2]], [1.0, np.inf], r"finite"),
+        ([[0, 1], [1, 3]], [1.0, 1.0], r"outside \[0, 3\).*first bad edge index 1"),
+        ([[0, -1], [1, 2]], [1.0, 1.0], r"outside"),
+        ([[0, 1, 2]], [1.0], r"shape \(M, 2\)"),
+        ([[0, 1], [1, 2]], [1.0], r"shape \(2,\)"),
+        ([[0.0, 1.0]], [1.0], r"integers"),
+    ],
+)
+def test_bad_network_input(conns, g, match):
+    with pytest.raises(InvalidParameters, match=match):
+        S.solve_network(3, conns, g, [0], [1.0])
+
+
+def test_bad_terminals_and_options():
+    c, g = [[0, 1], [1, 2]], [1.0, 1.0]
+    with pytest.raises(InvalidParameters, match="at least one node"):
+        S.solve_network(3, c, g, [], [])
+    with pytest.raises(InvalidParameters, match="fixed_nodes"):
+        S.solve_network(3, c, g, [5], [1.0])
+    with pytest.raises(InvalidParameters, match="finite"):
+        S.solve_network(3, c, g, [0], [np.nan])
+    with pytest.raises(InvalidParameters, match="twice"):
+        S.solve_network(3, c, g, [0, 0], [1.0, 0.0])
+    with pytest.raises(InvalidParameters, match="'auto', 'direct', 'amg'"):
+        S.solve_network(3, c, g, [0], [1.0], method="cholesky")
+    with pytest.raises(InvalidParameters, match="disjoint"):
+        S.conductance_between(3, c, g, [0, 1], [1])
+    with pytest.raises(InvalidParameters, match="n_nodes"):
+        S.solve_network(0, c, g, [0], [1.0])
+
+
+# ----------------------------------------------------------------------------- helpers
+def test_effective_conductivity_and_tortuosity_helpers():
+    assert S.effective_conductivity(2.0, 4.0, 2.0) == 1.0
+    assert S.tortuosity_factor(1.0, 3.0, 3.0) == 1.0
+    assert S.tortuosity_factor(0.5, 10.0, 2.5) == 2.0
+    assert S.tortuosity_factor(0.5, 10.0, 0.0) == np.inf
+    with pytest.raises(InvalidParameters):
+        S.effective_conductivity(1.0, 0.0, 1.0)
+    with pytest.raises(InvalidParameters):
+        S.tortuosity_factor(1.5, 1.0, 1.0)
+
+
+def test_particle_network_backends_agree():
+    net = T.random_particle_network(3000, rng=7, mean_degree=8)
+    a = _G(net, method="direct")
+    b = _G(net, method="amg")
+    assert a.conductance_S == pytest.approx(b.conductance_S, rel=1e-8)
+    assert a.solution.n_excluded_clusters == b.solution.n_excluded_clusters
