@@ -190,14 +190,15 @@ class Packing:
         c = self.contacts[keep]
         wk = nmc[self.wall_particle]
         wp, ws = self.wall_particle[wk], self.wall_side[wk]
-        rows = np.concatenate([c[:, 0], wp])
-        cols = np.concatenate([c[:, 1], n + ws.astype(np.int64)])
-        g = coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n + 2, n + 2))
+        # Components of the NMC contact graph alone: the walls are not conductors between
+        # clusters (the separator blocks electrons), so they only tag the clusters they touch.
+        g = coo_matrix((np.ones(len(c)), (c[:, 0], c[:, 1])), shape=(n, n))
         _, lab = connected_components(g, directed=False)
+        at_cc = np.unique(lab[wp[ws == WALL_CC]])
+        at_sep = np.unique(lab[wp[ws == WALL_SEP]])
         vol = self.radii_m**3 * nmc
-        cc, sep = lab[n + WALL_CC], lab[n + WALL_SEP]
-        perc = bool(cc == sep) and not self.periodic_z
-        to_cc = (lab[:n] == cc) & nmc
+        perc = bool(np.intersect1d(at_cc, at_sep).size) and not self.periodic_z
+        to_cc = np.isin(lab, at_cc) & nmc
         deg = self.coordination(phase_j=PHASE_NMC)
         touches_cc = np.zeros(n, bool)
         touches_cc[wp[ws == WALL_CC]] = True
@@ -361,18 +362,18 @@ def _cell_of(x, box, ncell, d, periodic):
     return min(max(int(x / box[d] * ncell[d]), 0), ncell[d] - 1)
 
 
-@nb.njit(**_NB, parallel=True)
+@nb.njit(**_NB)
 def _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, pairs, fill):
     """One sweep of the pair search: count (``fill`` is None-like, size 0) or fill pairs.
 
-    Parallel over particles; each particle writes only its own slots, so the result does not
-    depend on the thread schedule.
+    Each particle writes only its own slots.  (Serial on purpose: numba's on-disk cache of a
+    ``parallel=True`` kernel called from other cached kernels crashed on reload, numba 0.68.)
     """
     n = pos.shape[0]
     ox, oy = _offsets(ncell[0]), _offsets(ncell[1])
     oz = _offsets(ncell[2]) if periodic_z else np.array([-1, 0, 1], np.int64)
     counting = fill.shape[0] == 0
-    for i in nb.prange(n):
+    for i in range(n):
         c0 = _cell_of(pos[i, 0], box, ncell, 0, True)
         c1 = _cell_of(pos[i, 1], box, ncell, 1, True)
         c2 = _cell_of(pos[i, 2], box, ncell, 2, periodic_z)
@@ -894,8 +895,8 @@ class JammedPacking:
 
 
 def jam_hard_spheres(n: int, *, seed: int, contact_tol_rel: float = 1e-6,
-                     e_jam: float = 1e-10, phi0: float = 0.55,
-                     periodic_z: bool = True, dphi_min: float = 2e-5) -> JammedPacking:
+                     e_jam: float = 1e-9, phi0: float = 0.55, ftol: float = 1e-8,
+                     periodic_z: bool = True, dphi_min: float = 1e-3) -> JammedPacking:
     """Compress ``n`` equal soft spheres in a periodic cube to the jamming point.
 
     Radii grow in steps; after each step the overlap energy is minimised (FIRE).  While the
@@ -916,7 +917,7 @@ def jam_hard_spheres(n: int, *, seed: int, contact_tol_rel: float = 1e-6,
     def relax(p: np.ndarray, radius: float) -> float:
         nonlocal iters
         it, fmax, e, _ = _fire(p, np.full(n, radius), hard, mass, box, periodic_z, 1.0, 1.0,
-                            1e-9, 2_000_000, 0.3)
+                            ftol, 2_000_000, 0.3)
         iters += int(it)
         return float(e) / n
 

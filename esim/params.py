@@ -36,6 +36,8 @@ from esim._fields import param
 from esim.errors import InputFileError, InvalidParameters
 
 __all__ = [
+    "MaterialsParams",
+    "NetworkParams",
     "PackingParams",
     "Params",
     "load_params",
@@ -63,7 +65,8 @@ class PackingParams:
     box_x_m: float = param(40e-6, unit="m", range=(1e-6, 1e-2),
                            source="lateral period; 40 um holds ~500 NMC particles of 5 um, "
                                   "enough for a 15 x 15 um imaging window with margin")
-    box_y_m: float = param(40e-6, unit="m", range=(1e-6, 1e-2), source="as box_x_m")
+    box_y_m: float = param(40e-6, unit="m", range=(1e-6, 1e-2),
+                           source="lateral period, same reasoning as box_x_m")
     electrode_thickness_m: float = param(
         50e-6, unit="m", range=(1e-6, 1e-2),
         source="Otoyama et al., Research Square preprint rs-57856 (2020): 'the 50 um thick "
@@ -123,8 +126,12 @@ class PackingParams:
                                 source="upper bound on FIRE iterations per minimisation")
 
 
+from esim._params_materials import MaterialsParams, NetworkParams  # noqa: E402
+
 SECTIONS: dict[str, type] = {
     "structure": PackingParams,
+    "materials": MaterialsParams,
+    "network": NetworkParams,
 }
 
 
@@ -133,6 +140,8 @@ class Params:
     """A full esim parameter set: one frozen section per stage."""
 
     structure: PackingParams = field(default_factory=PackingParams)
+    materials: MaterialsParams = field(default_factory=MaterialsParams)
+    network: NetworkParams = field(default_factory=NetworkParams)
 
     def replace(self, **sections: Mapping[str, Any]) -> "Params":
         """A copy with some fields changed, validated: ``p.replace(structure={"seed": 3})``."""

@@ -1,0 +1,1 @@
+"""The esim command-line interface (``esim --help``)."""

@@ -1,0 +1,46 @@
+"""Helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from esim.params import Params, load_params
+
+
+def params_from_arg(config: str | None) -> Params:
+    """The default parameter set, or the validated one in ``config`` (a TOML file)."""
+    return Params() if config is None else load_params(config)
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def print_json(d: dict[str, Any]) -> None:
+    """One JSON object on stdout (NaN/inf as null, so any JSON parser reads it)."""
+    print(json.dumps({k: _clean(v) for k, v in d.items()}, sort_keys=False))
+
+
+def format_value(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def print_table(title: str, d: dict[str, Any]) -> None:
+    """Human-readable key/value table."""
+    print(title)
+    width = max(len(k) for k in d)
+    for k, v in d.items():
+        print(f"  {k:<{width}}  {format_value(v)}")
+
+
+def output_path(arg: str | None, default: str) -> Path:
+    return Path(arg or default)

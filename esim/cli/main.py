@@ -1,0 +1,75 @@
+"""The ``esim`` command: one module per subcommand, ``main(argv) -> int`` so tests call it.
+
+Expected errors (bad parameters, missing files, a structure that cannot be built) print one
+line ``esim: error: ...`` to stderr and exit with status 2; ``--traceback`` shows the trace.
+Only the CLI configures logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from esim.errors import EsimError
+
+__all__ = ["main", "entry"]
+
+# subcommand name -> module in esim.cli that defines add_arguments(parser) and run(args) -> int
+SUBCOMMANDS = {
+    "params": "esim.cli.params_cmd",
+    "pack": "esim.cli.pack_cmd",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with status 2 and one line on usage errors (its default)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from esim import __version__
+
+    p = _Parser(prog="esim", description="Electrical simulation of composite electrodes of "
+                "sulfide all-solid-state batteries, with virtual SPM.")
+    p.add_argument("--version", action="version", version=f"esim {__version__}")
+    p.add_argument("--traceback", action="store_true", help="show the full trace of errors")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, modname in SUBCOMMANDS.items():
+        mod = importlib.import_module(modname)
+        sp = sub.add_parser(name, help=mod.HELP, description=mod.__doc__)
+        sp.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or logging")
+        mod.add_arguments(sp)
+        sp.set_defaults(_run=mod.run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the esim CLI; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    try:
+        return int(args._run(args) or 0)
+    except EsimError as exc:
+        if args.traceback:
+            raise
+        print(f"esim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("esim: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

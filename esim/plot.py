@@ -1,0 +1,96 @@
+"""Figures a researcher would put in a paper.  Matplotlib with the Agg backend, no pyplot state
+leaks: every function builds its own Figure and writes it atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from esim.packing import PHASE_NMC, PHASE_SE, Packing
+
+__all__ = ["plot_packing", "PHASE_COLORS"]
+
+# pore black, NMC dark grey-blue, SE light yellow (SEM-like: oxide brighter than glass in BSE is
+# not attempted here; this is a phase map)
+PHASE_COLORS = ["#000000", "#3b5b92", "#e8d67a"]
+
+
+def _figure(*args, **kw):
+    from matplotlib.figure import Figure
+
+    return Figure(*args, **kw)
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 150) -> Path:
+    """Save a matplotlib Figure atomically (temporary file, then rename)."""
+    from esim.io.atomic import atomic_path
+
+    path = Path(path)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    return path
+
+
+def plot_packing(packing: Packing, path: str | os.PathLike, *, voxel_size_m: float | None = None
+                 ) -> Path:
+    """Cross-section (x-z plane through the box centre) and contact statistics of a packing.
+
+    Panels: (a) phase map of the section, current collector at the bottom; (b) distribution of
+    NMC-NMC contact radii (log scale); (c) coordination numbers by partner phase for NMC.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from esim.voxel import voxelize
+
+    s = packing.params.structure
+    h = voxel_size_m or min(s.nmc_d50_m / 20, max(packing.box_m) / 400)
+    img = voxelize(packing, h)
+    j = img.phase.shape[1] // 2
+    sec = img.phase[:, j, :].T  # (z, x)
+    um = 1e6
+    fig = _figure(figsize=(13, 4.2), layout="constrained")
+    ax = fig.subplots(1, 3, width_ratios=[1.2, 1, 1])
+    ext = [0, packing.box_m[0] * um, 0, packing.box_m[2] * um]
+    ax[0].imshow(sec, origin="lower", extent=ext, cmap=ListedColormap(PHASE_COLORS),
+                 vmin=0, vmax=2, interpolation="nearest")
+    ax[0].set_xlabel("x (µm)")
+    ax[0].set_ylabel("depth z (µm)  [0 = current collector]")
+    ax[0].set_title(f"(a) section y = {packing.box_m[1] * um / 2:.1f} µm")
+    ax[0].legend(handles=[Patch(color=PHASE_COLORS[k], label=n) for k, n in
+                          [(1, "NMC"), (2, "Li3PS4 (SE)"), (0, "pore")]],
+                 loc="upper right", fontsize=7, framealpha=0.8)
+
+    pi, pj = packing.phase[packing.contacts[:, 0]], packing.phase[packing.contacts[:, 1]]
+    nn = (pi == PHASE_NMC) & (pj == PHASE_NMC)
+    a = packing.contact_radius_m[nn] * 1e9
+    if a.size:
+        bins = np.logspace(np.log10(max(a.min(), 1e-3)), np.log10(a.max() * 1.01), 30)
+        ax[1].hist(a, bins=bins, color=PHASE_COLORS[1])
+        ax[1].set_xscale("log")
+    ax[1].axvline(s.asperity_radius_m * 1e9, color="k", ls="--", lw=0.8,
+                  label="asperity minimum")
+    ax[1].set_xlabel("NMC–NMC contact radius a (nm)")
+    ax[1].set_ylabel("contacts")
+    ax[1].set_title(f"(b) {int(nn.sum())} NMC–NMC contacts")
+    ax[1].legend(fontsize=7)
+
+    nmc = packing.phase == PHASE_NMC
+    z_nn = packing.coordination(phase_j=PHASE_NMC)[nmc]
+    z_ns = packing.coordination(phase_j=PHASE_SE)[nmc]
+    top = int(max(z_nn.max(initial=0), z_ns.max(initial=0))) + 1
+    bins = np.arange(top + 1) - 0.5
+    ax[2].hist([z_nn, z_ns], bins=bins, label=["NMC–NMC", "NMC–SE"],
+               color=[PHASE_COLORS[1], "#c9a227"])
+    ax[2].set_xlabel("contacts per NMC particle")
+    ax[2].set_ylabel("NMC particles")
+    ax[2].set_title(f"(c) mean Z: NMC–NMC {z_nn.mean():.2f}, NMC–SE {z_ns.mean():.2f}")
+    ax[2].legend(fontsize=7)
+    fr = img.fractions()
+    fig.suptitle(f"esim packing: {packing.n_particles} particles, solid fraction "
+                 f"{fr['solid_fraction']:.3f} (voxels), NMC:SE = "
+                 f"{100 * fr['nmc_fraction_of_solid']:.1f}:"
+                 f"{100 * (1 - fr['nmc_fraction_of_solid']):.1f} vol%", fontsize=10)
+    return save_figure(fig, path)

@@ -1,0 +1,32 @@
+"""Every benchmark module runs once at toy size through the harness (timings are not
+asserted: machines are noisy; see benchmarks/)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+
+from benchmarks import run as harness
+
+
+@pytest.mark.parametrize("module", harness.modules())
+def test_benchmark_module_quick(module, tmp_path):
+    mod = importlib.import_module(f"benchmarks.{module}")
+    cases = mod.cases(True)
+    assert cases and all("name" in c for c in cases)
+    assert len({c["name"] for c in cases}) == len(cases)
+
+
+def test_harness_quick_packing(tmp_path):
+    assert harness.main(["--quick", "--suite", "packing", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "quick.json").read_text())
+    rows = data["results"]
+    esim_rows = [r for r in rows if r.get("tool") == "esim"]
+    assert esim_rows and all("error" not in r for r in esim_rows), esim_rows
+    for r in esim_rows:
+        assert r["time_s"] > 0 and r["peak_rss_MiB"] > 0
+    comp = [r for r in esim_rows if r["case"].startswith("esim_composite")][0]
+    assert abs(comp["solid_fraction"] - 0.85) < 0.01
+    assert (tmp_path / "quick.md").read_text().count("|") > 10

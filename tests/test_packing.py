@@ -1,0 +1,189 @@
+"""Packing generator: contacts against brute force, targets on the voxelized union, the
+random-close-packing limit, reproducibility, HDF5 round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from esim.errors import InputFileError, PackingFailed
+from esim.packing import (PHASE_NMC, Packing, _lens_radius, find_contacts, jam_hard_spheres,
+                          pack)
+from esim.params import Params
+from esim.voxel import voxelize
+
+
+def brute_force_contacts(c, r, box, periodic_z, tol_rel):
+    """Naive O(N^2) twin of find_contacts."""
+    d = c[None, :, :] - c[:, None, :]
+    per = [True, True, periodic_z]
+    for k in range(3):
+        if per[k]:
+            d[..., k] -= box[k] * np.rint(d[..., k] / box[k])
+    dist = np.sqrt((d**2).sum(-1))
+    gap = dist - r[:, None] - r[None, :]
+    tol = tol_rel * np.minimum(r[:, None], r[None, :])
+    i, j = np.nonzero(np.triu(gap < tol, k=1))
+    return np.stack([i, j], 1), gap[i, j]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("periodic_z", [False, True])
+def test_contacts_equal_brute_force(seed, periodic_z):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 300))
+    box = rng.uniform(8, 15, 3)
+    c = rng.random((n, 3)) * box
+    r = rng.lognormal(np.log(0.8), 0.3, n).clip(0.2, 1.6)
+    tol = float(rng.choice([0.0, 0.01, 0.2]))
+    pairs, gap = find_contacts(c, r, box, periodic_z=periodic_z, tol_rel=tol)
+    ref_pairs, ref_gap = brute_force_contacts(c, r, box, periodic_z, tol)
+    assert len(ref_pairs) > 0
+    np.testing.assert_array_equal(pairs, ref_pairs)
+    np.testing.assert_allclose(gap, ref_gap, rtol=0, atol=1e-12)
+
+
+def test_lens_radius_equal_spheres():
+    r = np.array([1.0, 2.0])
+    d = np.array([1.9, 3.0])
+    a = _lens_radius(r, r, d, 0.0)
+    np.testing.assert_allclose(a, np.sqrt(r**2 - (d / 2) ** 2))
+    # touching or apart: the asperity minimum
+    assert _lens_radius(np.array([1.0]), np.array([1.0]), np.array([2.001]), 0.01)[0] == 0.01
+
+
+def test_default_composite_hits_targets_on_voxel_union(small_packing):
+    s = small_packing.params.structure
+    img = voxelize(small_packing, s.nmc_d50_m / 40)
+    fr = img.fractions()
+    assert abs(fr["solid_fraction"] - s.target_solid_fraction) < 0.01
+    assert abs(fr["nmc_fraction_of_solid"] - s.nmc_fraction_of_solid) < 0.01
+    # sampled and voxel measures of the same union agree
+    assert abs(fr["solid_fraction"] - small_packing.solid_fraction) < 0.005
+
+
+def test_nmc_overlaps_stay_small_and_se_overlaps(small_packing):
+    pk = small_packing
+    i, j = pk.contacts[:, 0], pk.contacts[:, 1]
+    nn = (pk.phase[i] == PHASE_NMC) & (pk.phase[j] == PHASE_NMC)
+    rmin = np.minimum(pk.radii_m[i], pk.radii_m[j])
+    overlap = -pk.contact_gap_m / rmin
+    assert nn.sum() > 10
+    assert overlap[nn].max() < 0.02
+    # the soft glass does overlap: that is how it fills space
+    assert overlap[~nn].max() > 0.05
+
+
+def test_forces_balance_and_positive(small_packing):
+    pk = small_packing
+    assert np.all(pk.contact_force >= 0)
+    assert pk.mean_stress_model > 0
+    assert pk.max_force_residual <= pk.params.structure.force_tolerance * 1.0001
+
+
+def test_wall_contacts_on_both_walls(small_packing):
+    pk = small_packing
+    z, r = pk.centers_m[pk.wall_particle, 2], pk.radii_m[pk.wall_particle]
+    cc = pk.wall_side == 0
+    assert cc.any() and (~cc).any()
+    np.testing.assert_allclose(pk.wall_gap_m[cc], z[cc] - r[cc])
+    assert np.all(pk.wall_gap_m < pk.params.structure.contact_tolerance_rel * r)
+
+
+def test_reproducible_same_bytes(tmp_path, small_params, small_packing):
+    again = pack(small_params)
+    for name in ("centers_m", "radii_m", "contacts", "contact_force"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(small_packing, name))
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    small_packing.save(a)
+    again.save(b)
+    assert a.read_bytes() == b.read_bytes()
+    other = pack(small_params.replace(structure={"seed": small_params.structure.seed + 1}))
+    assert other.n_particles != small_packing.n_particles or not np.array_equal(
+        other.centers_m, small_packing.centers_m)
+
+
+def test_hdf5_round_trip(tmp_path, small_packing):
+    path = tmp_path / "p.h5"
+    small_packing.save(path)
+    back = Packing.load(path)
+    assert back.params == small_packing.params
+    np.testing.assert_array_equal(back.contacts, small_packing.contacts)
+    np.testing.assert_array_equal(back.centers_m, small_packing.centers_m)
+    assert back.solid_fraction == small_packing.solid_fraction
+    assert back.summary()["n_contacts"] == small_packing.summary()["n_contacts"]
+    with pytest.raises(InputFileError, match="no such file"):
+        Packing.load(tmp_path / "missing.h5")
+    (tmp_path / "junk.h5").write_text("not hdf5")
+    with pytest.raises(InputFileError, match="junk.h5"):
+        Packing.load(tmp_path / "junk.h5")
+
+
+def test_summary_keys(small_packing):
+    s = small_packing.summary()
+    for k in ("n_particles", "solid_fraction", "nmc_fraction_of_solid", "nmc_percolates",
+              "electrode_thickness_m", "coordination_nmc_nmc_mean"):
+        assert k in s
+    assert s["n_nmc"] + s["n_se"] == s["n_particles"]
+
+
+def test_random_close_packing_limit():
+    """Monodisperse spheres in a periodic box jam at phi ~0.64 with Z ~6 (rattlers removed).
+
+    Contacts are the overlapping pairs (tolerance 1e-6 r) just above the jamming point.
+    """
+    j = jam_hard_spheres(300, seed=3)
+    assert 0.63 <= j.solid_fraction <= 0.65
+    assert 5.7 <= j.mean_contacts_no_rattlers <= 6.3
+    assert j.rattlers.sum() < 0.1 * 300
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_close_packing_limit_large(seed):
+    j = jam_hard_spheres(2000, seed=seed, dphi_min=2e-5, ftol=1e-9, e_jam=1e-10)
+    assert 0.63 <= j.solid_fraction <= 0.65
+    assert abs(j.mean_contacts_no_rattlers - 6.0) < 0.1
+
+
+def test_hard_phase_above_jamming_is_refused():
+    p = Params().replace(structure={"box_x_m": 25e-6, "box_y_m": 25e-6,
+                                    "electrode_thickness_m": 20e-6,
+                                    "nmc_fraction_of_solid": 1.0,
+                                    "target_solid_fraction": 0.8})
+    with pytest.raises(PackingFailed, match="jam"):
+        pack(p)
+
+
+def test_box_too_small_for_largest_particle():
+    p = Params().replace(structure={"box_x_m": 12e-6, "box_y_m": 12e-6,
+                                    "electrode_thickness_m": 12e-6})
+    with pytest.raises(PackingFailed, match="box_x_m"):
+        pack(p)
+
+
+def test_connectivity_walls_do_not_join_clusters():
+    """A chain CC-0-1 and a particle 2 touching only the separator: 2 is not connected, and
+    the electrode does not percolate; adding contact 1-2 makes it percolate."""
+    from tests.test_voxel import make
+
+    box = [20e-6, 20e-6, 12e-6]
+    base = make([[5e-6, 5e-6, 2e-6], [5e-6, 5e-6, 6e-6], [12e-6, 5e-6, 10e-6]],
+                [2e-6, 2e-6, 2e-6], [PHASE_NMC] * 3, box)
+    import dataclasses
+
+    z = np.zeros(1)
+    pk = dataclasses.replace(base, contacts=np.array([[0, 1]], np.int32), contact_gap_m=z,
+                             contact_radius_m=z + 1e-8, contact_force=z,
+                             wall_particle=np.array([0, 2], np.int32),
+                             wall_side=np.array([0, 1], np.int8), wall_gap_m=np.zeros(2),
+                             wall_contact_radius_m=np.zeros(2) + 1e-8, wall_force=np.zeros(2))
+    c = pk.nmc_connectivity()
+    assert not c["nmc_percolates"]
+    assert c["nmc_connected_to_cc_fraction"] == pytest.approx(2 / 3)
+    assert c["nmc_isolated_fraction"] == pytest.approx(1 / 3)  # the separator is no conductor
+    pk2 = dataclasses.replace(pk, contacts=np.array([[0, 1], [1, 2]], np.int32),
+                              contact_gap_m=np.zeros(2), contact_radius_m=np.zeros(2) + 1e-8,
+                              contact_force=np.zeros(2))
+    c2 = pk2.nmc_connectivity()
+    assert c2["nmc_percolates"] and c2["nmc_connected_to_cc_fraction"] == pytest.approx(1.0)

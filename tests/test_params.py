@@ -1,0 +1,75 @@
+"""Parameter sets: defaults, TOML round trip, and errors that name the field and its range."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from esim.errors import InputFileError, InvalidParameters
+from esim.params import SECTIONS, Params, load_params, params_from_dict
+
+
+def test_every_field_has_unit_and_source():
+    for name, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            assert "unit" in f.metadata, f"{name}.{f.name} has no unit"
+            assert len(f.metadata.get("source", "")) > 10, f"{name}.{f.name} has no source"
+
+
+def test_toml_round_trip(tmp_path):
+    p = Params().replace(structure={"seed": 11, "nmc_d50_m": 4e-6, "z_boundary": "periodic"})
+    path = tmp_path / "p.toml"
+    p.save(path)
+    q = load_params(path)
+    assert q == p
+    assert q.to_json() == p.to_json()
+
+
+def test_default_toml_loads_to_defaults(tmp_path):
+    path = tmp_path / "d.toml"
+    path.write_text(Params().to_toml())
+    assert load_params(path) == Params()
+
+
+@pytest.mark.parametrize("section,key,value,needle", [
+    ("structure", "nmc_d50_m", -1e-6, "structure.nmc_d50_m (allowed range [1e-08, 0.001] m)"),
+    ("structure", "target_solid_fraction", 1.2, "structure.target_solid_fraction"),
+    ("structure", "nmc_fraction_of_solid", 1.5, "allowed range [0, 1]"),
+    ("structure", "seed", 1.5, "expected an integer"),
+    ("structure", "seed", True, "expected an integer"),
+    ("structure", "nmc_gsd", "wide", "expected a number"),
+    ("structure", "z_boundary", "open", "one of walls, periodic"),
+    ("structure", "se_overlap_allowed", 1, "expected true or false"),
+    ("structure", "nmc_d50_m", float("nan"), "must be finite"),
+])
+def test_bad_values_name_field_and_range(section, key, value, needle):
+    with pytest.raises(InvalidParameters) as e:
+        params_from_dict({section: {key: value}})
+    assert needle in str(e.value)
+    assert f"{section}.{key}" in str(e.value)
+
+
+def test_unknown_key_and_section():
+    with pytest.raises(InvalidParameters, match=r"structure\.nmc_d50: unknown parameter"):
+        params_from_dict({"structure": {"nmc_d50": 5e-6}})
+    with pytest.raises(InvalidParameters, match=r"strucutre: unknown section"):
+        params_from_dict({"strucutre": {}})
+
+
+def test_box_must_hold_particles():
+    with pytest.raises(InvalidParameters, match="box_x_m"):
+        params_from_dict({"structure": {"box_x_m": 5e-6}})
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(InputFileError, match="nope.toml: no such parameter file"):
+        load_params(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[structure\nseed = 1\n")
+    with pytest.raises(InputFileError, match="bad.toml: not a valid TOML"):
+        load_params(bad)
+    unk = tmp_path / "unk.toml"
+    unk.write_text("[structure]\nfoo = 1\n")
+    with pytest.raises(InvalidParameters, match="unk.toml: structure.foo"):
+        load_params(unk)
