@@ -405,10 +405,54 @@ def _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, p
 
 
 @nb.njit(**_NB)
+def _pair_sweep_half(pos, rad, box, periodic_z, extra, ncell, start, order, counts, pairs,
+                     fill):
+    """Half-shell variant of :func:`_pair_sweep`: each cell is paired with itself and its 13
+    forward neighbours, so every distance is computed once.  Valid when every periodic axis
+    has at least 3 cells.  Pairs are stored under the particle of the home cell (not i < j).
+    """
+    counting = fill.shape[0] == 0
+    nx, ny, nz = ncell[0], ncell[1], ncell[2]
+    for cx in range(nx):
+        for cy in range(ny):
+            for cz in range(nz):
+                c = (cx * ny + cy) * nz + cz
+                for s in range(start[c], start[c + 1]):
+                    i = order[s]
+                    k = 0
+                    for o in range(14):
+                        if o == 0:
+                            dx, dy, dz = 0, 0, 0
+                        else:
+                            q = o - 1 + 14  # offsets 14..26 of the 3x3x3 block are forward
+                            dx, dy, dz = q // 9 - 1, (q // 3) % 3 - 1, q % 3 - 1
+                        ox = (cx + dx) % nx
+                        oy = (cy + dy) % ny
+                        oz = cz + dz
+                        if periodic_z:
+                            oz = oz % nz
+                        elif oz < 0 or oz >= nz:
+                            continue
+                        cc = (ox * ny + oy) * nz + oz
+                        t0 = s + 1 if o == 0 else start[cc]
+                        for t in range(t0, start[cc + 1]):
+                            j = order[t]
+                            r2, _, _, _ = _dist2(pos[i], pos[j], box, periodic_z)
+                            cut = rad[i] + rad[j] + extra
+                            if r2 < cut * cut:
+                                if not counting:
+                                    pairs[fill[i] + k, 0] = i
+                                    pairs[fill[i] + k, 1] = j
+                                k += 1
+                    if counting:
+                        counts[i + 1] = k
+
+
+@nb.njit(**_NB)
 def _pair_list(pos, rad, box, periodic_z, extra):
     """All pairs i < j with centre distance below r_i + r_j + extra, via cell lists.
 
-    Returns (P, 2) int64, ordered by i.  Two passes (count, then fill) so memory is exactly
+    Returns (P, 2) int64; a pair is listed once, in either order.  Two passes (count, then fill) so memory is exactly
     what is needed.
     """
     n = pos.shape[0]
@@ -419,12 +463,21 @@ def _pair_list(pos, rad, box, periodic_z, extra):
     counts = np.zeros(n + 1, np.int64)
     none = np.zeros(0, np.int64)
     empty = np.zeros((0, 2), np.int64)
-    _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, empty, none)
+    half = ncell[0] >= 3 and ncell[1] >= 3 and (ncell[2] >= 3 or not periodic_z)
+    if half:
+        _pair_sweep_half(pos, rad, box, periodic_z, extra, ncell, start, order, counts, empty,
+                         none)
+    else:
+        _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, empty, none)
     for i in range(n):
         counts[i + 1] += counts[i]
     pairs = np.empty((counts[n], 2), np.int64)
-    _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, pairs,
-                counts[:-1].copy())
+    if half:
+        _pair_sweep_half(pos, rad, box, periodic_z, extra, ncell, start, order, counts, pairs,
+                         counts[:-1].copy())
+    else:
+        _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, pairs,
+                    counts[:-1].copy())
     return pairs
 
 
@@ -632,7 +685,7 @@ def find_contacts(centers: np.ndarray, radii: np.ndarray, box: np.ndarray, *,
                             "exceed twice the largest diameter")
     pairs = _pair_list(centers, radii, box, periodic_z, extra)
     keep, gap = _contacts_kernel(centers, radii, pairs, box, periodic_z, tol_rel)
-    pairs, gap = pairs[keep], gap[keep]
+    pairs, gap = np.sort(pairs[keep], axis=1), gap[keep]
     idx = np.lexsort((pairs[:, 1], pairs[:, 0]))
     return pairs[idx], gap[idx]
 
