@@ -61,7 +61,8 @@ def plot_packing(packing: Packing, path: str | os.PathLike, *, voxel_size_m: flo
     ax[0].set_title(f"(a) section y = {packing.box_m[1] * um / 2:.1f} µm")
     ax[0].legend(handles=[Patch(color=PHASE_COLORS[k], label=n) for k, n in
                           [(1, "NMC"), (2, "Li3PS4 (SE)"), (0, "pore")]],
-                 loc="upper right", fontsize=7, framealpha=0.8)
+                 loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=7,
+                 frameon=False)
 
     pi, pj = packing.phase[packing.contacts[:, 0]], packing.phase[packing.contacts[:, 1]]
     nn = (pi == PHASE_NMC) & (pj == PHASE_NMC)

@@ -49,8 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         sp = sub.add_parser(name, help=mod.HELP, description=mod.__doc__)
-        sp.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or logging")
+        # SUPPRESS: a flag given before the subcommand is not reset by the subparser's default
+        sp.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+        sp.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or logging")
         mod.add_arguments(sp)
         sp.set_defaults(_run=mod.run)
     return p
