@@ -135,8 +135,20 @@ def test_resistance_to_terminal_chunks_and_unconnected():
     R_big = S.resistance_to_terminal(n + 2, conns, g, [0], q)
     R_small = S.resistance_to_terminal(n + 2, conns, g, [0], q, chunk_bytes=1)  # 1 column/block
     assert np.array_equal(R_big, R_small)
+    R_amg = S.resistance_to_terminal(n + 2, conns, g, [0], q, method="amg")
+    assert np.allclose(R_amg, R_big, rtol=1e-8)
     assert np.isinf(R_big[[n, n + 1]]).all() and R_big[0] == 0
     assert np.all(R_big[1:n] > 0)
+
+
+def test_resistance_to_terminal_amg_on_lattice():
+    net = T.random_lattice_network((6, 6, 6), rng=4)
+    q = np.arange(0, net.n_nodes, 17)
+    a = S.resistance_to_terminal(net.n_nodes, net.conns, net.g, net.sink, q)
+    b = S.resistance_to_terminal(net.n_nodes, net.conns, net.g, net.sink, q, method="amg")
+    assert np.allclose(a, b, rtol=1e-8)
+    with pytest.raises(InvalidParameters, match="'direct' or 'amg'"):
+        S.resistance_to_terminal(net.n_nodes, net.conns, net.g, net.sink, q, method="lu")
 
 
 def test_transfer_conductance_reciprocity():
@@ -286,6 +298,8 @@ def test_bad_terminals_and_options():
         S.solve_network(3, c, g, [5], [1.0])
     with pytest.raises(InvalidParameters, match="finite"):
         S.solve_network(3, c, g, [0], [np.nan])
+    with pytest.raises(InvalidParameters, match=r"shape \(2,\)"):
+        S.solve_network(3, c, g, [0, 2], [1.0, 0.0, 0.5])
     with pytest.raises(InvalidParameters, match="twice"):
         S.solve_network(3, c, g, [0, 0], [1.0, 0.0])
     with pytest.raises(InvalidParameters, match="'auto', 'direct', 'amg'"):
