@@ -309,7 +309,7 @@ def laplacian(n_nodes: int, conns: np.ndarray, g: np.ndarray) -> sp.csr_matrix:
     n_nodes : int
         Number of nodes ``N``.
     conns : (M, 2) int64
-        Edge end nodes (parallel edges add, self-loops contribute nothing).
+        Edge end nodes (parallel edges add, self-loops are dropped).
     g : (M,) float64, S
         Edge conductances.
 
@@ -326,12 +326,14 @@ def laplacian(n_nodes: int, conns: np.ndarray, g: np.ndarray) -> sp.csr_matrix:
     array([[ 2., -2.],
            [-2.,  2.]])
     """
+    loop = conns[:, 0] == conns[:, 1]  # self-loops carry no current: drop them exactly
+    if loop.any():
+        conns, g = conns[~loop], g[~loop]
     i, j = conns[:, 0], conns[:, 1]
     deg = _wsum(i, weights=g, minlength=n_nodes) + _wsum(j, weights=g, minlength=n_nodes)
     rows = np.concatenate([i, j, np.arange(n_nodes)])
     cols = np.concatenate([j, i, np.arange(n_nodes)])
     data = np.concatenate([-g, -g, deg])
-    # self loops: -g on the diagonal twice and +2g in deg -> they cancel exactly
     return sp.coo_matrix((data, (rows, cols)), shape=(n_nodes, n_nodes)).tocsr()
 
 
@@ -352,6 +354,12 @@ def _reduced_system(
     nf = free_idx.size
     pos = np.full(n_nodes, -1, dtype=np.int64)
     pos[free_idx] = np.arange(nf, dtype=np.int64)
+    # self-loops carry no current; assembling them would add and subtract 2g on the diagonal,
+    # which is not exact in floating point (a node held only by a tiny conductance then gets
+    # a zero pivot)
+    loop = conns[:, 0] == conns[:, 1]
+    if loop.any():
+        conns, g = conns[~loop], g[~loop]
     i, j = conns[:, 0], conns[:, 1]
     pi, pj = pos[i], pos[j]
     fi, fj = pi >= 0, pj >= 0

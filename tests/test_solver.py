@@ -183,6 +183,15 @@ def test_rayleigh_monotonicity(seed, n, factor, edge):
     assert r2 >= r1 * (1 - 1e-10) - 1e-14
 
 
+def test_self_loop_does_not_cancel_a_tiny_conductance():
+    """Regression (found by the Rayleigh property test): a node held only by a 2e-16 S edge
+    and carrying a 1 S self-loop must not get a zero pivot from 2g - 2g round-off."""
+    conns = [[0, 2], [1, 1], [1, 0]]
+    r = S.conductance_between(3, conns, [2.0, 1.05, 2.2e-16], [0], [2])
+    assert r.conductance_S == pytest.approx(2.0, rel=1e-14)
+    assert S.laplacian(3, np.array([[1, 1]]), np.array([1.0])).nnz <= 3
+
+
 # ----------------------------------------------------------------------------- naive twin
 def _naive_dense_potential(n, conns, g, fixed, values):
     """Dense Laplacian by a Python loop over edges, Dirichlet rows, np.linalg.solve."""
