@@ -199,13 +199,12 @@ def _run_porespy(case: dict) -> dict:
 def _run_taufactor(case: dict) -> dict:
     try:
         import taufactor as tau_mod
-        import torch
+        import torch  # noqa: F401  (TauFactor needs it; checked here to skip cleanly)
     except ImportError as e:
         return {"tool": case["tool"], "work": case["work"],
                 "skipped": f"taufactor/torch not installed ({e})"}
     im = _image(case["shape"])
     img = np.ascontiguousarray(np.moveaxis(im, 2, 0)).astype(np.uint8)  # current along x
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     crit = 1e-3
 
     def body():

@@ -237,7 +237,9 @@ def _conductivity_table(conductivity: Any, labels_present: np.ndarray) -> np.nda
         lut = np.full(top + 1, np.nan)
         for k, v in conductivity.items():
             if int(k) != k or k < 0:
-                raise InvalidParameters(f"conductivity: label keys must be integers >= 0, got {k!r}")
+                raise InvalidParameters(
+                    f"conductivity: label keys must be integers >= 0, got {k!r}"
+                )
             if int(k) <= top:
                 lut[int(k)] = float(v)
     else:

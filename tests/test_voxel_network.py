@@ -116,10 +116,11 @@ def test_construction_matches_naive_loop():
             i = node[np.ravel_multi_index((x, y, z), im.shape)]
             j = node[np.ravel_multi_index(q, im.shape)]
             expected[(i, j)] = 2 * s1 * s2 / (s1 + s2) * DX
+        me = node[np.ravel_multi_index((x, y, z), im.shape)]
         if y == 0:
-            expected[(node[np.ravel_multi_index((x, y, z), im.shape)], net.inlet_node)] = 2 * s1 * DX
+            expected[(me, net.inlet_node)] = 2 * s1 * DX
         if y == im.shape[1] - 1:
-            expected[(node[np.ravel_multi_index((x, y, z), im.shape)], net.outlet_node)] = 2 * s1 * DX
+            expected[(me, net.outlet_node)] = 2 * s1 * DX
     got = {(int(a), int(b)): float(gg) for (a, b), gg in zip(net.conns, net.g)}
     assert got.keys() == expected.keys()
     for k in got:
