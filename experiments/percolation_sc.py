@@ -11,9 +11,10 @@ Method (no Python loop over sites or bonds): each realisation draws one uniform 
 For each p, all realisations are stacked into one block-diagonal graph, with two terminal nodes
 per realisation joined to its bottom and top faces, and labelled with
 ``scipy.sparse.csgraph.connected_components``; a realisation spans when its two terminals share a
-label.  The crossing of two curves is the root of a least-squares line through the difference
-R_L2 - R_L1 on the p window where the smaller system has 0.1 < R < 0.9; its uncertainty is the
-standard deviation over bootstrap resamples of the realisations.
+label.  The crossing of two curves is the root of their difference R_L2 - R_L1 (linear
+interpolation between grid points, where it changes sign from - to +); its uncertainty is the
+standard deviation over bootstrap resamples of the realisations.  With free boundaries the curves
+cross at R ~ 0.4, not 1/2; the p where R_L = 1/2 also tends to p_c, more slowly (reported too).
 
 Usage::
 
@@ -126,8 +127,8 @@ def spanning_matrix(L: int, n_real: int, p_grid: np.ndarray, rng: np.random.Gene
 
 
 def crossing(p: np.ndarray, r_small: np.ndarray, r_large: np.ndarray,
-             window: tuple[float, float] = (0.1, 0.9)) -> float:
-    """Where two spanning curves cross: root of a line fitted to ``r_large - r_small``.
+             window: tuple[float, float] = (0.05, 0.95)) -> float:
+    """Where two spanning curves cross, by linear interpolation of their difference.
 
     Parameters
     ----------
@@ -135,17 +136,24 @@ def crossing(p: np.ndarray, r_small: np.ndarray, r_large: np.ndarray,
     r_small, r_large : (P,) float
         Spanning probabilities of the smaller and the larger system.
     window : (float, float)
-        Fit only where ``window[0] < r_small < window[1]``.
+        Only grid intervals where both curves lie inside ``window`` count (outside it both
+        curves sit at 0 or 1 and their difference is noise).
 
     Returns
     -------
-    p_cross : float (NaN when fewer than 3 points lie in the window or the fit is flat)
+    p_cross : float
+        The root of ``r_large - r_small`` where it changes sign from - to + (the larger system
+        spans less below p_c and more above it); the median root when noise gives several;
+        NaN when there is none.
     """
-    sel = (r_small > window[0]) & (r_small < window[1])
-    if sel.sum() < 3:
+    d = r_large - r_small
+    inside = ((r_small > window[0]) & (r_small < window[1])
+              & (r_large > window[0]) & (r_large < window[1]))
+    k = np.flatnonzero((d[:-1] < 0) & (d[1:] >= 0) & (inside[:-1] | inside[1:]))
+    if not k.size:
         return math.nan
-    b, a = np.polyfit(p[sel], (r_large - r_small)[sel], 1)
-    return float(-a / b) if b > 0 else math.nan
+    roots = p[k] + (p[k + 1] - p[k]) * d[k] / (d[k] - d[k + 1])
+    return float(np.median(roots))
 
 
 def p_half(p: np.ndarray, r: np.ndarray) -> float:

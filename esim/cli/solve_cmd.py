@@ -269,10 +269,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_figure:
         from esim.plot_network import plot_effective, plot_soc_sweep
 
-        files["figure"] = plot_effective(res, outdir / "solve.png", label=Path(summary["input"]).name)
+        name = Path(summary["input"]).name
+        files["figure"] = plot_effective(res, outdir / "solve.png", label=name)
         if sweep is not None:
-            files["sweep_figure"] = plot_soc_sweep(sweep, outdir / "soc_sweep.png",
-                                                   label=Path(summary["input"]).name)
+            files["sweep_figure"] = plot_soc_sweep(sweep, outdir / "soc_sweep.png", label=name)
     summary.update({f"{k}_path": str(v) for k, v in files.items()})
     summary["esim_version"] = __version__
     atomic_write_text(files["json"], json.dumps({k: _json_value(v) for k, v in summary.items()},
