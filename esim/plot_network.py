@@ -27,6 +27,12 @@ def _positive(v: float) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
 
 
+def _um2(area_m2: float) -> str:
+    """An area in m^2 as readable µm² text (thousands separated, no exponent)."""
+    a = area_m2 * 1e12
+    return f"{a:,.0f} µm²" if a >= 100 else f"{a:.3g} µm²"
+
+
 def figure_effective(res: dict[str, Any], *, label: str | None = None):
     """Effective conductivities against the bulk values, and the connected fractions.
 
@@ -78,8 +84,8 @@ def figure_effective(res: dict[str, Any], *, label: str | None = None):
     ax[1].set_ylim(0, 1.15)
     ax[1].set_ylabel("connected volume fraction")
     ax[1].set_title(f"(b) percolation; active NMC/SE interface\n"
-                    f"{res['active_interface_area_m2'] * 1e12:.4g} µm² "
-                    f"({res['interface_area_m2'] * 1e12:.4g} µm² in total)", fontsize=10)
+                    f"{_um2(res['active_interface_area_m2'])} "
+                    f"({_um2(res['interface_area_m2'])} in total)", fontsize=10)
     if label:
         fig.suptitle(label, fontsize=9, color="0.35")
     return fig
