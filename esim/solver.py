@@ -433,26 +433,48 @@ class AMGBackend:
         Dm = sp.diags(d)
         As = (Dm @ A @ Dm).tocsr()
         bs = b * d
-        M = _vcycle_operator(*_sa_hierarchy(As, 1.0 / d))
-        t_setup = time.perf_counter() - t0
+        bnorm = float(np.linalg.norm(b)) or 1.0
         count = [0]
 
         def _cb(_xk: np.ndarray) -> None:
             count[0] += 1
 
-        y, code = spla.cg(As, bs, rtol=self.rtol, atol=0.0, maxiter=self.maxiter, M=M,
-                          callback=_cb)
+        # theta = 0 (all connections strong) is cheapest on ordinary networks; if CG stalls
+        # (high conductance contrast, e.g. 1e6 between phases) the hierarchy is rebuilt with
+        # theta = 0.1 and CG continues from where it stopped.
+        y, code, t_setup = None, 1, 0.0
+        for theta, cap in ((0.0, min(self.maxiter, 60)), (0.1, self.maxiter)):
+            ts = time.perf_counter()
+            M = _vcycle_operator(*_sa_hierarchy(As, 1.0 / d, theta=theta))
+            t_setup += time.perf_counter() - ts
+            rt = self.rtol
+            for _ in range(4):
+                # CG stops on the scaled residual; tighten until the unscaled relative
+                # residual ||b - A x|| / ||b|| meets rtol too (hierarchy reused, peer lesson 1)
+                y, code = spla.cg(As, bs, x0=y, rtol=rt, atol=0.0,
+                                  maxiter=max(1, cap - count[0]),
+                                  M=M, callback=_cb)
+                if code != 0:
+                    break
+                r_u = float(np.linalg.norm(b - A @ (y * d))) / bnorm
+                if r_u <= self.rtol:
+                    break
+                rt = max(rt * 0.5 * self.rtol / r_u, 1e-15)
+            if code == 0:
+                break
+            log.info("AMG-CG stalled after %d iterations with theta=%.1f; rebuilding the "
+                     "hierarchy with strength threshold 0.1", count[0], theta)
         x = y * d
         return x, {"iterations": count[0], "converged": code == 0, "backend": self.name,
                    "setup_s": t_setup, "time_s": time.perf_counter() - t0}
 
 
-def _sa_hierarchy(A: sp.csr_matrix, B: np.ndarray, max_coarse: int = 500,
+def _sa_hierarchy(A: sp.csr_matrix, B: np.ndarray, max_coarse: int = 500, theta: float = 0.0,
                   max_levels: int = 12):
     """Smoothed-aggregation hierarchy of an SPD M-matrix, kept in CSR throughout.
 
     The same algorithm as ``pyamg.smoothed_aggregation_solver`` with symmetric strength
-    (theta = 0), standard aggregation, the constant near-null-space vector and one Jacobi step
+    (threshold ``theta``), standard aggregation, the constant near-null-space vector and one Jacobi step
     with local (row-sum) weights, ``P = (I - 4/3 D_row^{-1} A) T``, where the tentative ``T``
     interpolates the near-null-space vector ``B`` ((n,) float64: ``sqrt(diag)`` of the unscaled
     Laplacian, i.e. the constant before the symmetric scaling) exactly; written here because
@@ -468,7 +490,7 @@ def _sa_hierarchy(A: sp.csr_matrix, B: np.ndarray, max_coarse: int = 500,
     As, Ps, Rs = [sp.csr_matrix(A)], [], []
     while As[-1].shape[0] > max_coarse and len(As) < max_levels:
         A = As[-1]
-        C = symmetric_strength_of_connection(A, theta=0.0)
+        C = symmetric_strength_of_connection(A, theta=theta)
         agg = standard_aggregation(C)[0].tocsr()
         n_agg = agg.shape[1]
         if n_agg == 0 or n_agg >= A.shape[0]:
