@@ -1,0 +1,108 @@
+"""Virtual SPM of the milled cross-section: SSRM, C-AFM (map and I-V), KPFM, SEM and EDX maps.
+
+Input: a TOML parameter file (the packing is generated) or a packing HDF5 file.  The electrode
+is pristine (uniform SOC 0) unless ``--soc`` sets a uniform state of charge.  The TOML may hold
+an ``[spm]`` table (esim.spm SPMParams).  Writes ``spm.h5`` (maps, ground truth, parameters),
+``gsf/<channel>.gsf``, ``spm_maps.png``, ``spm_truth.png``, ``iv.png`` and ``iv.csv`` to the
+output folder, and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+import tomllib
+from pathlib import Path
+
+from esim.cli._common import print_json, print_table
+
+HELP = "virtual SPM of a cross-section: SSRM, C-AFM, KPFM, SEM/EDX maps (HDF5 + GSF + PNG)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", nargs="?",
+                   help="TOML parameter file or packing .h5 (default: built-in parameters)")
+    p.add_argument("-o", "--output", default="spm_out", help="output folder (default: %(default)s)")
+    p.add_argument("--soc", type=float, default=0.0,
+                   help="uniform state of charge of the NMC, 0..1 (default: 0, pristine)")
+    p.add_argument("--plane-position", type=float, help="cut plane position along its normal, m")
+    p.add_argument("--pixels", type=int, help="pixels along each image axis")
+    p.add_argument("--seed", type=int, help="seed of the noisy channels")
+    p.add_argument("--no-noise", action="store_true", help="noise-free maps")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def _load(arg: str | None):
+    """(packing, params, spm) from the input argument."""
+    from esim._params_spm import SPMParams
+    from esim.errors import InputFileError, InvalidParameters
+    from esim.packing import Packing, pack
+    from esim.params import Params, params_from_dict
+
+    if arg is None:
+        params = Params()
+        return pack(params), params, SPMParams()
+    path = Path(arg)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        pk = Packing.load(path)
+        return pk, pk.params, getattr(pk.params, "spm", None) or SPMParams()
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{path}: not valid TOML ({exc})") from None
+    spm_table = data.pop("spm", None)
+    params = params_from_dict(data) if data else Params()
+    spm = getattr(params, "spm", None)
+    if spm_table is not None and spm is None:
+        if not isinstance(spm_table, dict):
+            raise InvalidParameters("spm: expected a table of parameters")
+        known = {f.name for f in dataclasses.fields(SPMParams)}
+        unknown = sorted(set(spm_table) - known)
+        if unknown:
+            raise InvalidParameters(f"spm.{unknown[0]}: unknown parameter; valid keys of [spm]: "
+                                    f"{', '.join(sorted(known))}")
+        spm = SPMParams(**spm_table)
+    return pack(params), params, spm or SPMParams()
+
+
+def run(args: argparse.Namespace) -> int:
+    from esim.errors import InvalidParameters
+    from esim.spm.maps import simulate_spm
+
+    if not 0.0 <= args.soc <= 1.0:
+        raise InvalidParameters(f"--soc: must lie in [0, 1], got {args.soc}")
+    t0 = time.perf_counter()
+    packing, params, spm = _load(args.input)
+    changes = {}
+    if args.plane_position is not None:
+        changes["plane_position_m"] = args.plane_position
+    if args.pixels is not None:
+        changes["pixels_u"] = changes["pixels_z"] = args.pixels
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if changes:
+        spm = dataclasses.replace(spm, **changes)
+    t1 = time.perf_counter()
+    maps = simulate_spm(packing, params, soc=args.soc, spm=spm, noise=not args.no_noise)
+    t2 = time.perf_counter()
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    maps.save(out / "spm.h5")
+    maps.export_gsf(out / "gsf")
+    maps.write_iv_csv(out / "iv.csv")
+    if not args.no_figures:
+        maps.plot(out / "spm_maps.png")
+        maps.plot_truth(out / "spm_truth.png")
+        maps.plot_iv(out / "iv.png")
+    summary = maps.summary()
+    summary.update({"soc": args.soc, "n_particles": packing.n_particles,
+                    "setup_s": t1 - t0, "spm_s": t2 - t1, "output": str(out)})
+    if args.json:
+        print_json(summary)
+    else:
+        print_table(f"esim spm: {out}", summary)
+    return 0

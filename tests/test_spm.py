@@ -1,0 +1,404 @@
+"""Virtual SPM: cross-section, SSRM, C-AFM, KPFM, SEM/EDX maps, exports, CLI.
+
+Physics checks: the SSRM reading is the series sum of its parts (against the solver's own
+node-to-ground resistance), SSRM and C-AFM share one contact model, isolated particles saturate,
+charging lowers NMC resistance only, KPFM contrast follows the work-function model, and the
+rasteriser and half-space cut agree with naive Python twins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from esim._params_spm import SPMParams
+from esim.errors import InvalidParameters
+from esim.materials import nmc_sigma_e, se_sigma_e
+from esim.network import build_network
+from esim.packing import PHASE_NMC, PHASE_SE
+from esim.solver import resistance_to_terminal
+from esim.spm import instrument as ins
+from esim.spm.maps import (CLASS_CONNECTED, CLASS_ISOLATED, CLASS_POINT_CONTACT, SPMMaps,
+                           network_paths, nmc_ocp_placeholder, simulate_spm)
+from esim.spm.section import half_space, rasterize_section, signed_plane_distance
+
+PIX = 64
+NOISELESS = dict(ssrm_noise_decades=0.0, ssrm_saturation_spread_decades=0.0)
+
+
+def _spm(**kw) -> SPMParams:
+    base = dict(pixels_u=PIX, pixels_z=PIX)
+    base.update(kw)
+    return SPMParams(**base)
+
+
+@pytest.fixture(scope="module")
+def pristine(small_packing):
+    return simulate_spm(small_packing, spm=_spm(), noise=False)
+
+
+@pytest.fixture(scope="module")
+def charged(small_packing):
+    return simulate_spm(small_packing, soc=1.0, spm=_spm(), noise=False)
+
+
+# ------------------------------------------------------------------------------------------
+# section: naive twins
+# ------------------------------------------------------------------------------------------
+def test_half_space_matches_naive_loop(small_packing):
+    pk = small_packing
+    net = build_network(pk, carrier="electron", soc=0.0)
+    c = 0.37 * pk.box_m[1]
+    hs = half_space(pk, net.conns, net.g, plane_axis=1, plane_position_m=c)
+    L = pk.box_m[1]
+    kept = []
+    for p in range(pk.n_particles):  # naive twin: one particle at a time
+        d = (pk.centers_m[p, 1] - c) % L
+        d = d - L if d >= L / 2 else d
+        if d < pk.radii_m[p]:
+            kept.append(p)
+    assert hs.index.tolist() == kept
+    node = {p: k for k, p in enumerate(kept)}
+    node[pk.n_particles] = hs.cc_node
+    node[pk.n_particles + 1] = hs.sep_node
+    edges = []
+    for e, (a, b) in enumerate(net.conns.tolist()):
+        if a in node and b in node:
+            edges.append((node[a], node[b], net.g[e]))
+    assert [tuple(x) for x in hs.conns.tolist()] == [(a, b) for a, b, _ in edges]
+    np.testing.assert_array_equal(hs.g, [g for *_, g in edges])
+    # a particle entirely beyond the plane is dropped, a cut one is kept
+    assert not hs.kept[(hs.delta_m >= pk.radii_m)].any()
+    assert hs.kept[hs.cut].all()
+
+
+def test_rasterize_matches_naive_pixel_loop(small_packing):
+    pk = small_packing
+    c, u0, z0, w, h, nu, nz = 11e-6, 3e-6, 2e-6, 20e-6, 15e-6, 23, 19
+    g = rasterize_section(pk, plane_axis=0, plane_position_m=c, origin_u_m=u0, origin_z_m=z0,
+                          width_m=w, height_m=h, pixels_u=nu, pixels_z=nz)
+    Lu = pk.box_m[1]
+    delta = signed_plane_distance(pk.centers_m[:, 0], c, pk.box_m[0])
+    for i in range(nz):  # naive twin: every pixel against every particle
+        for j in range(nu):
+            u, z = u0 + (j + 0.5) * w / nu, z0 + (i + 0.5) * h / nz
+            best, key, edge = -1, (0, -np.inf), 0.0
+            for p in range(pk.n_particles):
+                du = (u - pk.centers_m[p, 1] + Lu / 2) % Lu - Lu / 2
+                dz = z - pk.centers_m[p, 2]
+                rho2 = pk.radii_m[p] ** 2 - delta[p] ** 2
+                if rho2 <= 0 or du * du + dz * dz >= rho2:
+                    continue
+                k = (2 if pk.phase[p] == PHASE_NMC else 1,
+                     pk.radii_m[p] - math.sqrt(du * du + dz * dz + delta[p] ** 2))
+                if k > key:
+                    best, key, edge = p, k, math.sqrt(rho2) - math.hypot(du, dz)
+            assert g.particle[i, j] == best, (i, j)
+            assert g.phase[i, j] == (pk.phase[best] if best >= 0 else 0)
+            assert g.edge_distance_m[i, j] == pytest.approx(edge, abs=1e-15)
+    assert g.z_m[0] == pytest.approx(z0 + 0.5 * h / nz)
+
+
+# ------------------------------------------------------------------------------------------
+# network paths
+# ------------------------------------------------------------------------------------------
+def test_network_paths_known_chain_and_solver(small_packing):
+    # chain ground(0) -1 S- 1 -0.5 S- 2 ; dangling 3 - 4 (no path)
+    R, share, bott = network_paths(5, np.array([[0, 1], [1, 2], [3, 4]]),
+                                   np.array([1.0, 0.5, 1.0]), 0, np.array([1, 2, 3, 0]))
+    np.testing.assert_allclose(R[:2], [1.0, 3.0])
+    assert R[2] == np.inf and R[3] == 0.0
+    np.testing.assert_allclose(share[:2], [1.0, 2.0 / 3.0])
+    assert bott.tolist()[:3] == [0, 1, -1]
+    # a real half-space network: the same numbers as the solver's resistance_to_terminal
+    net = build_network(small_packing, carrier="electron", soc=1.0)
+    hs = half_space(small_packing, net.conns, net.g, plane_axis=1, plane_position_m=-1.0)
+    q = np.arange(0, hs.n_nodes - 2, 3)
+    R, share, _ = network_paths(hs.n_nodes, hs.conns, hs.g, hs.cc_node, q, chunk_bytes=4096)
+    ref = resistance_to_terminal(hs.n_nodes, hs.conns, hs.g, [hs.cc_node], q)
+    np.testing.assert_allclose(R, ref, rtol=1e-9)
+    ok = np.isfinite(R)
+    assert ((share[ok] > 0) & (share[ok] <= 1 + 1e-12)).all()
+
+
+# ------------------------------------------------------------------------------------------
+# SSRM and C-AFM
+# ------------------------------------------------------------------------------------------
+def test_ssrm_ohmic_is_tip_plus_network_plus_series(small_packing):
+    pk = small_packing
+    spm = _spm(nonohmic=False, ssrm_r_max_ohm=1e16, ssrm_decades=15.0, **NOISELESS)
+    m = simulate_spm(pk, soc=1.0, spm=spm, noise=False)
+    net = build_network(pk, carrier="electron", soc=1.0)
+    hs = half_space(pk, net.conns, net.g, plane_axis=spm.plane_axis,
+                    plane_position_m=spm.plane_position_m)
+    solid = m.particle >= 0
+    pid = m.particle[solid]
+    r_node = resistance_to_terminal(hs.n_nodes, hs.conns, hs.g, [hs.cc_node], hs.local[pid])
+    rho = np.where(pk.phase[pid] == PHASE_NMC, 1.0 / nmc_sigma_e(1.0), 1.0 / se_sigma_e())
+    r_tip = rho / (4 * spm.tip_radius_m) * (
+        1 + 1 / (1 + np.pi * m.edge_distance_m[solid] / spm.tip_radius_m))
+    expect = r_tip + r_node + spm.r_instrument_ohm
+    np.testing.assert_allclose(m.ssrm_ohm[solid], expect, rtol=1e-9)
+    # pores carry no current: they read the ceiling
+    assert (m.ssrm_ohm[~solid] == spm.ssrm_r_max_ohm).all()
+
+
+def test_ssrm_equals_bias_over_cafm_nonohmic(charged):
+    m = charged
+    assert m.spm["nonohmic"]
+    r_max, sat = m.spm["ssrm_r_max_ohm"], m.spm["cafm_saturation_A"]
+    in_range = ((m.ssrm_ohm < r_max) & (np.abs(m.cafm_A) < sat)
+                & (m.ssrm_ohm > r_max / 10 ** m.spm["ssrm_decades"]))
+    assert in_range.sum() > 100
+    np.testing.assert_allclose(m.ssrm_ohm[in_range], m.bias_V / m.cafm_A[in_range], rtol=1e-12)
+    # the barrier shows: SSRM exceeds the ohmic series sum where the current is large
+    ohmic = m.tip_resistance_ohm + m.network_resistance_ohm + m.spm["r_instrument_ohm"]
+    assert (m.ssrm_true_ohm[in_range] >= ohmic[in_range] * (1 - 1e-12)).all()
+
+
+def _isolate(pk, p):
+    """A copy of the packing in which particle p lost every contact with NMC and walls."""
+    nmc = pk.phase == PHASE_NMC
+    c = pk.contacts
+    other = np.where(c[:, 0] == p, c[:, 1], np.where(c[:, 1] == p, c[:, 0], -1))
+    keep = (other < 0) | ~nmc[np.maximum(other, 0)]
+    keep_w = pk.wall_particle != p
+    return dataclasses.replace(
+        pk, contacts=c[keep], contact_gap_m=pk.contact_gap_m[keep],
+        contact_radius_m=pk.contact_radius_m[keep], contact_force=pk.contact_force[keep],
+        wall_particle=pk.wall_particle[keep_w], wall_side=pk.wall_side[keep_w],
+        wall_gap_m=pk.wall_gap_m[keep_w], wall_contact_radius_m=pk.wall_contact_radius_m[keep_w],
+        wall_force=pk.wall_force[keep_w])
+
+
+def test_isolated_particle_reads_ceiling_and_floats(small_packing, pristine):
+    nmc_ids = pristine.window_particles[pristine.window_phase == PHASE_NMC]
+    area = np.bincount(pristine.particle[pristine.particle >= 0])
+    p = int(nmc_ids[np.argmax(area[nmc_ids])])
+    pk = _isolate(small_packing, p)
+    phi = np.zeros(pk.n_particles)
+    phi[p] = 0.25
+    m = simulate_spm(pk, soc=1.0, spm=_spm(**NOISELESS), noise=False, floating_potential_V=phi)
+    on = m.particle == p
+    assert (m.connection_class[on] == CLASS_ISOLATED).all()
+    assert (m.ssrm_ohm[on] == m.spm["ssrm_r_max_ohm"]).all()
+    # connected NMC at the same SOC still conduct well
+    conn = (m.phase == PHASE_NMC) & (m.connection_class != CLASS_ISOLATED)
+    assert np.median(m.ssrm_ohm[conn]) < 0.1 * m.spm["ssrm_r_max_ohm"]
+    # KPFM before blur: the floating particle differs by its own potential
+    ref = np.median(m.kpfm_true_vcpd_V[conn])
+    np.testing.assert_allclose(m.kpfm_true_vcpd_V[on], ref + 0.25, atol=1e-12)
+
+
+def test_charging_lowers_nmc_not_se(pristine, charged):
+    conn = (pristine.phase == PHASE_NMC) & np.isin(pristine.connection_class,
+                                                    [CLASS_CONNECTED, CLASS_POINT_CONTACT])
+    assert conn.any()
+    before = np.median(np.log10(pristine.ssrm_ohm[conn]))
+    after = np.median(np.log10(charged.ssrm_ohm[conn]))
+    assert before - after >= 1.0
+    se = pristine.phase == PHASE_SE
+    np.testing.assert_allclose(np.median(charged.ssrm_ohm[se]), np.median(pristine.ssrm_ohm[se]),
+                               rtol=1e-9)
+    # pristine: everything at the ceiling, as in Otoyama 2020 (1.8-2.2e9 ohm)
+    assert np.all(pristine.ssrm_ohm[pristine.phase > 0] == pristine.spm["ssrm_r_max_ohm"])
+
+
+def test_iv_curves_se_onset_and_nmc(charged):
+    m = charged
+    v = m.iv_voltage_V
+    assert v[0] == -2.0 and v[-1] == 2.0
+    assert m.iv_time_s[-1] == pytest.approx(1.0)  # 4 V at 4 V/s
+    for k, (r, c) in enumerate(m.iv_pixels):
+        i = m.iv_current_A[k]
+        if m.phase[r, c] == PHASE_SE:
+            assert np.abs(i[v <= 1.0]).max() < 1e-14
+            assert i[-1] == pytest.approx(1e-12, rel=0.05)
+        elif m.phase[r, c] == PHASE_NMC:
+            assert i[0] < 0 < i[-1]
+            j = np.argmin(np.abs(v - m.bias_V))
+            assert i[j] == pytest.approx(m.cafm_A[r, c], rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# KPFM
+# ------------------------------------------------------------------------------------------
+def test_kpfm_contrast_is_work_function(small_packing):
+    pk = small_packing
+    rng = np.random.default_rng(1)
+    soc = np.where(rng.random(pk.n_particles) < 0.5, 0.3, 0.8)
+    spm = _spm()
+    m = simulate_spm(pk, soc=soc, spm=spm, noise=False)
+    nmc = (m.phase == PHASE_NMC) & (m.connection_class != CLASS_ISOLATED)
+    v = m.kpfm_true_vcpd_V
+    lo, hi = nmc & (m.soc == 0.3), nmc & (m.soc == 0.8)
+    assert lo.any() and hi.any()
+    assert np.ptp(v[lo]) < 1e-12 and np.ptp(v[hi]) < 1e-12  # no contrast at one SOC
+    du = nmc_ocp_placeholder(0.8, spm=spm) - nmc_ocp_placeholder(0.3, spm=spm)
+    assert v[lo][0] - v[hi][0] == pytest.approx(spm.kpfm_beta * du, abs=1e-12)
+    # given OCP: the same law with the caller's U
+    ocp = 3.9 + 0.2 * (soc > 0.5)
+    m2 = simulate_spm(pk, soc=soc, ocp_V=ocp, spm=spm, noise=False)
+    assert m2.kpfm_true_vcpd_V[lo][0] - m2.kpfm_true_vcpd_V[hi][0] == pytest.approx(
+        spm.kpfm_beta * 0.2, abs=1e-12)
+
+
+def test_kpfm_calibration_reproduces_paper(small_packing, pristine, charged):
+    s = pristine.spm_params
+    # NMC raw V_CPD +0.93 -> -0.54 V and SE +1.06 -> -0.98 V (Otoyama et al., Research Square
+    # preprint (2020)); V_CPD' with V_OCV 1.16 and 3.74 V
+    nmc0 = pristine.kpfm_true_vcpd_V[pristine.phase == PHASE_NMC]
+    nmc1 = charged.kpfm_true_vcpd_V[charged.phase == PHASE_NMC]
+    assert np.median(nmc0) == pytest.approx(0.93, abs=1e-9)
+    assert np.median(nmc1) == pytest.approx(-0.54, abs=0.01)
+    assert pristine.ocv_vs_inli_V == 1.16
+    assert charged.ocv_vs_inli_V == pytest.approx(3.74, abs=0.01)
+    se0 = s.kpfm_se_offset_V - s.kpfm_se_coupling * 1.16
+    se1 = s.kpfm_se_offset_V - s.kpfm_se_coupling * 3.74
+    assert se0 == pytest.approx(1.06, abs=1e-3) and se1 == pytest.approx(-0.98, abs=1e-3)
+    # an OCV vs Li is converted, never added as is
+    m = simulate_spm(small_packing, soc=1.0, ocv_vs_li_V=4.36,
+                     spm=_spm(pixels_u=8, pixels_z=8), noise=False)
+    assert m.ocv_vs_inli_V == pytest.approx(3.74)
+    np.testing.assert_allclose(m.kpfm_vcpd_prime_V - m.kpfm_vcpd_V, 3.74)
+
+
+def test_kpfm_uniform_potential_stays_uniform(small_packing):
+    base = SPMParams()
+    v_se = base.kpfm_se_offset_V - base.kpfm_se_coupling * base.ocv_pristine_vs_inli_V
+    spm = _spm(kpfm_nmc_offset_V=v_se)
+    m = simulate_spm(small_packing, spm=spm, noise=False)
+    np.testing.assert_allclose(m.kpfm_true_vcpd_V, v_se, atol=1e-15)
+    np.testing.assert_allclose(m.kpfm_vcpd_V, v_se, atol=1e-12)
+
+
+def test_kpfm_blur_conserves_and_psf_normalised(pristine):
+    from esim.spm.maps import _crop_psf
+
+    p = pristine.pixel_size_u_m
+    s = pristine.spm_params
+    psf = ins.kpfm_psf(p, apex_sigma_m=s.kpfm_apex_sigma_m,
+                       cantilever_sigma_m=s.kpfm_cantilever_sigma_m,
+                       cantilever_weight=s.kpfm_cantilever_weight)
+    assert psf.sum() == pytest.approx(1.0, abs=1e-12)
+    k = _crop_psf(psf, pristine.phase.shape)
+    assert k.sum() == pytest.approx(1.0, abs=1e-12)
+    # symmetric PSF, reflective borders: the map mean is kept
+    assert pristine.kpfm_vcpd_V.mean() == pytest.approx(pristine.kpfm_true_vcpd_V.mean(),
+                                                        abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# determinism, noise, exports
+# ------------------------------------------------------------------------------------------
+_MAPS = ["sem", "edx_s_counts", "edx_ni_counts", "ssrm_ohm", "cafm_A", "kpfm_vcpd_V",
+         "iv_current_A"]
+
+
+def test_noise_free_deterministic_and_seeded_noise(small_packing, charged):
+    a = simulate_spm(small_packing, soc=1.0, spm=_spm(seed=3), noise=False)
+    for k in _MAPS:
+        np.testing.assert_array_equal(getattr(a, k), getattr(charged, k))
+    n1 = simulate_spm(small_packing, soc=1.0, spm=_spm(seed=5))
+    n2 = simulate_spm(small_packing, soc=1.0, spm=_spm(seed=5))
+    n3 = simulate_spm(small_packing, soc=1.0, spm=_spm(seed=6))
+    for k in _MAPS:
+        np.testing.assert_array_equal(getattr(n1, k), getattr(n2, k))
+        assert not np.array_equal(getattr(n1, k), getattr(n3, k)), k
+        assert not np.array_equal(getattr(n1, k), getattr(a, k)), k
+    # noisy SSRM: log-normal around the truth, saturating near 2e9
+    assert n1.ssrm_ohm.max() < 2.0e9 * 10 ** 0.2
+
+
+def test_gsf_round_trip_exact(charged, tmp_path):
+    from esim.io.gsf import read_gsf
+    from esim.spm.maps import CHANNELS
+
+    paths = charged.export_gsf(tmp_path)
+    assert len(paths) == len(CHANNELS) + 1
+    for name, (unit, _) in CHANNELS.items():
+        ch = read_gsf(tmp_path / f"{name}.gsf")
+        data = getattr(charged, name)
+        np.testing.assert_array_equal(ch.data, data.astype(np.float32))
+        assert ch.z_unit == unit and ch.xy_unit == "m"
+        assert ch.pixel_size_m == pytest.approx(charged.pixel_size_u_m, rel=1e-12)
+        assert ch.pixel_size_y_m == pytest.approx(charged.pixel_size_z_m, rel=1e-12)
+        assert ch.y_offset_m == pytest.approx(charged.origin_z_m, rel=1e-12)
+
+
+def test_hdf5_round_trip_and_figures(charged, tmp_path):
+    charged.save(tmp_path / "m.h5")
+    back = SPMMaps.load(tmp_path / "m.h5")
+    for f in dataclasses.fields(SPMMaps):
+        a, b = getattr(charged, f.name), getattr(back, f.name)
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+    assert back.spm_params == charged.spm_params
+    assert back.ocv_vs_inli_V == charged.ocv_vs_inli_V
+    for fn in ("plot", "plot_truth", "plot_iv"):
+        p = getattr(charged, fn)(tmp_path / f"{fn}.png")
+        assert p.stat().st_size > 10_000
+    csv = charged.write_iv_csv(tmp_path / "iv.csv").read_text().splitlines()
+    assert csv[0].startswith("time_s,voltage_V,I0_")
+    assert len(csv) == 1 + charged.spm["iv_samples"]
+
+
+# ------------------------------------------------------------------------------------------
+# bad input
+# ------------------------------------------------------------------------------------------
+def test_bad_inputs(small_packing):
+    pk = small_packing
+    with pytest.raises(InvalidParameters, match="outside the box"):
+        simulate_spm(pk, spm=_spm(plane_position_m=float(pk.box_m[1]) * 1.5))
+    with pytest.raises(InvalidParameters, match="wider than the section"):
+        simulate_spm(pk, spm=_spm(fov_width_m=float(pk.box_m[0]) * 1.2))
+    with pytest.raises(InvalidParameters, match="larger than"):
+        simulate_spm(pk, spm=_spm(fov_height_m=float(pk.box_m[2]) * 1.2))
+    with pytest.raises(InvalidParameters, match="pixels_u"):
+        _spm(pixels_u=0)
+    with pytest.raises(InvalidParameters, match="at least one pixel"):
+        rasterize_section(pk, plane_axis=1, plane_position_m=-1, origin_u_m=0, origin_z_m=0,
+                          width_m=1e-6, height_m=1e-6, pixels_u=0, pixels_z=4)
+    with pytest.raises(InvalidParameters, match="plane_axis"):
+        rasterize_section(pk, plane_axis=2, plane_position_m=-1, origin_u_m=0, origin_z_m=0,
+                          width_m=1e-6, height_m=1e-6, pixels_u=4, pixels_z=4)
+    with pytest.raises(InvalidParameters, match="soc"):
+        simulate_spm(pk, soc=np.zeros(3), spm=_spm())
+    with pytest.raises(InvalidParameters, match="once"):
+        simulate_spm(pk, ocv_vs_li_V=4.0, ocv_vs_inli_V=3.0, spm=_spm())
+
+
+def test_full_thickness_window(small_packing):
+    m = simulate_spm(small_packing, spm=_spm(fov_z_anchor="full", pixels_z=32, pixels_u=32),
+                     noise=False)
+    assert m.extent_m[3] == pytest.approx(small_packing.box_m[2])
+    assert m.origin_z_m == 0.0
+
+
+# ------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------
+def test_cli_spm(small_params, tmp_path, capsys):
+    import json
+
+    from esim.cli.main import main
+
+    cfg = tmp_path / "p.toml"
+    small_params.save(cfg)
+    text = cfg.read_text() + "\n[spm]\npixels_u = 48\npixels_z = 48\n"
+    cfg.write_text(text)
+    out = tmp_path / "out"
+    assert main(["spm", str(cfg), "-o", str(out), "--soc", "1.0", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert d["pixels"] == 48 * 48 and d["soc"] == 1.0
+    for f in ("spm.h5", "spm_maps.png", "spm_truth.png", "iv.png", "iv.csv",
+              "gsf/ssrm_ohm.gsf", "gsf/kpfm_vcpd_prime_V.gsf"):
+        assert (out / f).exists(), f
+    assert main(["spm", str(cfg), "-o", str(out), "--plane-position", "1.0", "--no-figures"]) == 2
+    assert "outside the box" in capsys.readouterr().err
+    assert main(["spm", str(cfg), "-o", str(out), "--pixels", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("esim: error:") and err.count("\n") == 1
