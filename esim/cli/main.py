@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name != modname:
                 raise
             continue
-        sp = sub.add_parser(name, help=mod.HELP, description=mod.__doc__)
+        sp = sub.add_parser(name, help=mod.HELP, description=mod.__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
         # SUPPRESS: a flag given before the subcommand is not reset by the subparser's default
         sp.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
                         help=argparse.SUPPRESS)
