@@ -25,6 +25,19 @@ Backends are interchangeable objects with one method, ``solve(A, b) -> (x, info)
   explodes on 3-D graphs), AMG above, falling back to direct (with a logged warning) when CG
   does not reach its tolerance.
 
+AMG details: the system is scaled symmetrically to unit diagonal; the hierarchy is smoothed
+aggregation built in CSR (:func:`_sa_hierarchy`, aggregation and strength from pyamg, near-null
+space ``sqrt(diag)``); one symmetric Gauss-Seidel sweep before and after each coarse
+correction; CG stops when the relative residual of the *unscaled* system meets ``rtol``.  If CG
+stalls (large conductance contrast) the hierarchy is rebuilt once with strength threshold 0.1
+and CG continues from its last iterate.
+
+Measured on the 2-core development machine while other jobs kept its load at 3-7 (so slower
+than an idle machine; see ``benchmarks/bench_solver.py``): a 100^3 random-conductance lattice
+(1e6 nodes) in 8 s, a 1e6-node particle-like network in 20-45 s, a 200^3 voxel image
+(4e6 nodes) in 40-55 s, all to ``rtol = 1e-10`` (flux mismatch ~1e-10).  SuperLU is not
+competitive in 3-D above ~2e4 unknowns.
+
 Public functions
 ----------------
 solve_network
