@@ -1,0 +1,308 @@
+"""Physics tests of the galvanostatic charge (esim.charge) and the NMC111 OCV curve (esim.ocv).
+
+Each test runs on a small packing (25 x 25 x 20 um, ~330 particles): limits the physics
+settles (uniform charge, isolated particles, reaction fronts), conservation, time-step
+convergence, a finite-difference twin of the Jacobian, and bad input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from esim import charge as C
+from esim.charge import ChargeIncomplete, ChargeResult, charge, params_with_charge
+from esim.errors import InvalidParameters, NotPercolating
+from esim.ocv import TYPICAL_HALFCELL_U, TYPICAL_HALFCELL_X, nmc_ocv, x_at_ocv
+from esim.packing import PHASE_NMC, PHASE_SE, WALL_CC, WALL_SEP, pack
+from esim.params import Params
+
+SMALL = {"box_x_m": 25e-6, "box_y_m": 25e-6, "electrode_thickness_m": 20e-6,
+         "sample_points": 50000}
+
+# conductors and kinetics so good that the electrode charges uniformly
+FAST_MATERIALS = {"nmc_sigma_e_pristine_S_per_m": 1e-2, "nmc_sigma_e_x010_S_per_m": 1e4,
+                  "nmc_sigma_e_x030_S_per_m": 1e4, "nmc_sigma_e_x050_S_per_m": 1e4,
+                  "nmc_sigma_e_x075_S_per_m": 1e4, "film_rho_e_thickness_ohm_m2": 0.0,
+                  "se_sigma_ion_S_per_m": 1e3}
+
+
+@pytest.fixture(scope="module")
+def small():
+    p = Params().replace(structure=SMALL)
+    return pack(p)
+
+
+def _params(packing, materials=None, **charge_kw):
+    p = packing.params
+    if materials:
+        p = p.replace(materials=materials)
+    return params_with_charge(p, **charge_kw)
+
+
+def _drop_contacts(packing, particle, *, keep_phase):
+    """The packing with every contact of ``particle`` to ``keep_phase``'s opposite... removed.
+
+    Removes the particle's contacts with particles of its own phase and its wall contacts
+    (``keep_phase`` is the phase whose contacts survive)."""
+    c = packing.contacts
+    other = np.where(c[:, 0] == particle, c[:, 1], np.where(c[:, 1] == particle, c[:, 0], -1))
+    involved = other >= 0
+    drop = involved & (packing.phase[np.maximum(other, 0)] != keep_phase)
+    keep = ~drop
+    wkeep = packing.wall_particle != particle
+    return dataclasses.replace(
+        packing, contacts=c[keep], contact_gap_m=packing.contact_gap_m[keep],
+        contact_radius_m=packing.contact_radius_m[keep],
+        contact_force=packing.contact_force[keep],
+        wall_particle=packing.wall_particle[wkeep], wall_side=packing.wall_side[wkeep],
+        wall_gap_m=packing.wall_gap_m[wkeep],
+        wall_contact_radius_m=packing.wall_contact_radius_m[wkeep],
+        wall_force=packing.wall_force[wkeep])
+
+
+# ----------------------------------------------------------------------------------------------
+# OCV curve
+# ----------------------------------------------------------------------------------------------
+
+
+def test_ocv_passes_through_table_and_is_monotone():
+    u, du = nmc_ocv(np.asarray(TYPICAL_HALFCELL_X))
+    np.testing.assert_allclose(u, TYPICAL_HALFCELL_U, atol=1e-12)
+    x = np.linspace(-0.2, 1.2, 2001)
+    u, du = nmc_ocv(x)
+    assert np.all(np.diff(u) > 0) and np.all(du > 0)
+    # the issue's number: the typical table gives ~4.13 V at x = 0.59
+    assert abs(float(nmc_ocv(0.59)[0]) - 4.13) < 0.01
+    assert abs(float(nmc_ocv(x_at_ocv(4.36))[0]) - 4.36) < 1e-9
+    # slope against a centred difference
+    h = 1e-6
+    xs = np.array([0.05, 0.2, 0.45, 0.62, 0.75])
+    fd = (nmc_ocv(xs + h)[0] - nmc_ocv(xs - h)[0]) / (2 * h)
+    np.testing.assert_allclose(nmc_ocv(xs)[1], fd, rtol=1e-5)
+
+
+def test_ocv_custom_table_and_errors():
+    p = params_with_charge(None, ocv_curve="table", ocv_table="0:3.5, 0.5:4.0, 1:4.5")
+    np.testing.assert_allclose(nmc_ocv(0.25, p)[0], 3.75, atol=1e-12)  # PCHIP of a line
+    for bad in ("0:3.5, 0.5:4.0", "0:3.5, 0.5:3.4, 1:4", "a:b, 1:2, 2:3"):
+        with pytest.raises(InvalidParameters, match="ocv_table"):
+            nmc_ocv(0.1, params_with_charge(None, ocv_curve="table", ocv_table=bad))
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear algebra: the Jacobian against finite differences (naive twin), Schur symmetry
+# ----------------------------------------------------------------------------------------------
+
+
+def test_jacobian_matches_finite_differences(small):
+    p = _params(small, interface_asr_ohm_m2=2e-3)
+    M = C._Model(small, p)
+    st = C._Stepper(M)
+    rng = np.random.default_rng(0)
+    x_old = rng.uniform(0.1, 0.5, M.ne)
+    st.begin_step(x_old, 50.0, M.I_app)
+    u = np.zeros(M.n_u)
+    u[M.ox:] = x_old + rng.uniform(0, 0.01, M.ne)
+    U = nmc_ocv(u[M.ox:], p)[0]
+    u[:M.ne] = U + rng.normal(0, 2e-3, M.ne)
+    u[M.oV] = float(np.mean(U))
+    u[M.oi:M.ox] = rng.normal(0, 2e-3, M.ni)
+    R0, _, (S, D, B, Cm) = st.residual(u, True)
+    A = (S + B @ sp.diags(1.0 / D) @ Cm).toarray()
+    J = np.block([[A, B.toarray()], [Cm.toarray(), np.diag(D)]])
+    assert abs(S - S.T).max() <= 1e-12 * abs(S).max()  # SPD Schur complement
+    cols = rng.choice(M.n_u, 40, replace=False)
+    for j in cols:
+        h = 1e-7 if j < M.ox else 1e-8
+        up, um = u.copy(), u.copy()
+        up[j] += h
+        um[j] -= h
+        fd = (st.residual(up, False)[0] - st.residual(um, False)[0]) / (2 * h)
+        np.testing.assert_allclose(J[:, j], fd, rtol=1e-4, atol=1e-6 * np.abs(fd).max() + 1e-30)
+
+
+# ----------------------------------------------------------------------------------------------
+# Physics limits
+# ----------------------------------------------------------------------------------------------
+
+
+def test_uniform_limit_follows_ocv_plus_ohmic_drop(small):
+    p = _params(small, FAST_MATERIALS, exchange_current_density_A_per_m2=1e4, initial_x=0.1,
+                capacity_limit_mAh_per_g=100.0, snapshot_capacity_mAh_per_g=40.0,
+                rest_time_s=0.0)
+    r = charge(small, p)
+    assert r.stop_reason == "capacity_limit" and not r.partial
+    react = r.reacting
+    for s in range(r.snapshot_time_s.size):
+        xs = r.x[s, react]
+        assert xs.std() < 1e-4 * xs.mean()
+    # V = U(x_mean) + I R_sep (all other drops negligible in this limit)
+    i_app = p.charge.current_density_A_per_m2
+    mass = r.particle_mass_kg
+    q = p.charge.nmc_theoretical_capacity_mAh_per_g
+    x_mean_react = 0.1 + r.capacity_mAh_per_g / q * mass.sum() / mass[react].sum()
+    expected = nmc_ocv(x_mean_react, p)[0] + i_app * r.separator_resistance_ohm_m2
+    sel = r.time_s > 0
+    np.testing.assert_allclose(r.voltage_V_vs_Li[sel], expected[sel], atol=2e-4)
+    assert abs(r.separator_resistance_ohm_m2 - 0.34e-3 / 3.1e-2) < 1e-9
+
+
+def test_isolated_nmc_never_changes_soc(small):
+    M = C._Model(small, small.params)
+    # an NMC particle that reacts: cut its electron paths (NMC contacts, collector)
+    target = int(M.k_n[0])
+    cut = _drop_contacts(small, target, keep_phase=PHASE_SE)
+    r = charge(cut, _params(cut, capacity_limit_mAh_per_g=60.0, rest_time_s=0.0))
+    assert not r.electron_active[target]
+    assert np.all(r.x[:, target] == 0.0)
+    assert np.all(np.isnan(r.phi_e_V[:, target]))
+    assert np.all(r.reaction_current_A[:, target] == 0.0)
+    assert r.x[-1, r.reacting].mean() > 0.1  # the rest charged
+
+
+def test_se_without_ionic_path_carries_no_current(small):
+    M = C._Model(small, small.params)
+    target = int(M.k_s[~M.k_sep][0])  # an SE particle at an active interface
+    cut = _drop_contacts(small, target, keep_phase=PHASE_NMC)
+    r = charge(cut, _params(cut, capacity_limit_mAh_per_g=30.0, rest_time_s=0.0))
+    assert small.phase[target] == PHASE_SE and not r.ion_active[target]
+    assert np.all(r.reaction_current_A[:, target] == 0.0)
+    assert np.all(np.isnan(r.phi_ion_V[:, target]))
+
+
+def _front(packing, materials, i0):
+    p = _params(packing, materials, cutoff_V_vs_Li=6.0, capacity_limit_mAh_per_g=15.0,
+                snapshot_capacity_mAh_per_g=0.0, rest_time_s=0.0,
+                exchange_current_density_A_per_m2=i0)
+    r = charge(packing, p)
+    prof = r.soc_vs_z[-1]
+    third = max(1, prof.size // 3)
+    return np.nanmean(prof[:third]), np.nanmean(prof[-third:])
+
+
+def test_poor_electronic_conduction_reacts_near_collector(small):
+    poor_e = {**FAST_MATERIALS, "nmc_sigma_e_pristine_S_per_m": 1e-3,
+              **{f"nmc_sigma_e_x0{k}_S_per_m": 1e-3 for k in ("10", "30", "50", "75")}}
+    near_cc, near_sep = _front(small, poor_e, 1e3)
+    assert near_cc > 3 * near_sep
+
+
+def test_poor_ionic_conduction_reacts_near_separator(small):
+    # kinetics slower than the default: with fast kinetics and a glass this poor, uniform NMC
+    # particles would carry Li+ across themselves (reduced on one side, oxidised on the
+    # other), an artefact of one x per particle (see esim.charge)
+    poor_i = {**FAST_MATERIALS, "se_sigma_ion_S_per_m": 1e-5}
+    near_cc, near_sep = _front(small, poor_i, 0.64)
+    assert near_sep > 3 * near_cc
+
+
+# ----------------------------------------------------------------------------------------------
+# Conservation and convergence
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_small(small):
+    return charge(small, _params(small, rest_time_s=600.0))
+
+
+def test_charge_conservation(full_small, small):
+    r = full_small
+    assert r.stop_reason == "cutoff"
+    assert r.conservation_error < 1e-6
+    # independent recount from the stored end state
+    p = r.params
+    q = p.charge.nmc_theoretical_capacity_mAh_per_g * 3.6e3  # C/kg per unit x
+    nmc = small.phase == PHASE_NMC
+    end = int(np.flatnonzero(r.snapshot_kind == C.SNAP_END_OF_CHARGE)[0])
+    li = np.sum(r.particle_mass_kg[nmc] * q * r.x[end, nmc])
+    passed = p.charge.current_density_A_per_m2 * small.box_m[0] * small.box_m[1] * \
+        r.time_s[r.phase_code == C.PHASE_CHARGE][-1]
+    assert abs(li - passed) / passed < 1e-6
+    # the rest moves Li between particles but creates none
+    rest = int(np.flatnonzero(r.snapshot_kind == C.SNAP_AFTER_REST)[0])
+    li_rest = np.sum(r.particle_mass_kg[nmc] * q * r.x[rest, nmc])
+    assert abs(li_rest - li) / li < 1e-6
+    # at open circuit after the rest no net current flows
+    assert abs(r.reaction_current_A[rest][nmc].sum()) < 1e-6 * passed / r.time_s[-1]
+    assert abs(r.voltage_at_end_of_charge_V_vs_Li - 4.4) <= 2e-4
+    assert r.ocv_after_rest_V_vs_Li < r.voltage_at_end_of_charge_V_vs_Li
+    assert abs(r.ocv_after_rest_V_vs_InLi - (r.ocv_after_rest_V_vs_Li - 0.62)) < 1e-12
+
+
+def test_halving_time_step_changes_capacity_below_one_percent(full_small, small):
+    c = full_small.params.charge
+    r2 = charge(small, _params(small, rest_time_s=0.0, dt_max_s=c.dt_max_s / 2,
+                               max_dx_per_step=c.max_dx_per_step / 2,
+                               dt_initial_s=c.dt_initial_s / 2))
+    a, b = full_small.capacity_at_end_of_charge_mAh_per_g, r2.capacity_at_end_of_charge_mAh_per_g
+    assert r2.n_steps > 1.5 * (full_small.phase_code == C.PHASE_CHARGE).sum() - 1
+    assert abs(a - b) / b < 0.01
+
+
+def test_result_roundtrip(full_small, tmp_path):
+    r = full_small
+    path = r.save(tmp_path / "charged.h5")
+    back = ChargeResult.load(path)
+    np.testing.assert_array_equal(back.voltage_V_vs_Li, r.voltage_V_vs_Li)
+    np.testing.assert_array_equal(back.soc, r.soc)
+    assert back.capacity_at_end_of_charge_mAh_per_g == r.capacity_at_end_of_charge_mAh_per_g
+    assert back.charge_params_json == r.charge_params_json
+    assert "(3, " in repr(r) and "soc=" in repr(r)
+    assert set(r.snapshot_kind.tolist()) == {0, 1, 2}
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input
+# ----------------------------------------------------------------------------------------------
+
+
+def test_unreachable_cutoff_keeps_partial_result(small, tmp_path):
+    with pytest.raises(ChargeIncomplete, match="max_time_s") as e:
+        charge(small, _params(small, max_time_s=2000.0))
+    r = e.value.result
+    assert r.partial and r.stop_reason == "max_time"
+    assert r.time_s[-1] == pytest.approx(2000.0, rel=1e-6)
+    assert r.conservation_error < 1e-6
+    r.save(tmp_path / "partial.h5")
+    assert ChargeResult.load(tmp_path / "partial.h5").partial
+    with pytest.raises(ChargeIncomplete, match="exhausted"):
+        charge(small, _params(small, cutoff_V_vs_Li=6.0, x_limit=0.5))
+
+
+def test_impossible_current(small):
+    with pytest.raises(ChargeIncomplete, match="too high") as e:
+        charge(small, _params(small, current_density_A_per_m2=1e4, dt_min_s=1e-3))
+    assert e.value.result.stop_reason in ("impossible_current", "newton_failed")
+    assert e.value.result.partial
+
+
+def test_newton_failure_is_reported(small):
+    with pytest.raises(ChargeIncomplete, match="Newton did not converge") as e:
+        charge(small, _params(small, newton_max_iterations=2, newton_rtol=1e-15,
+                              dt_min_s=0.1))
+    assert e.value.result.partial
+
+
+def test_rejected_options(small):
+    with pytest.raises(InvalidParameters, match="shells"):
+        charge(small, _params(small, solid_diffusion="shells"))
+    with pytest.raises(InvalidParameters, match="charge.current_density"):
+        params_with_charge(None, current_density_A_per_m2=-1.0)
+    all_se = dataclasses.replace(small, phase=np.full_like(small.phase, PHASE_SE))
+    with pytest.raises(NotPercolating, match="no current"):
+        charge(all_se, small.params)
+
+
+def test_diffusion_estimate_justifies_uniform_particles():
+    est = C.diffusion_estimate(Params())
+    assert est["ratio"] < 0.05
+    assert est["surface_excess_x"] < 2e-3
+
+
+def test_wall_constants():
+    assert WALL_CC == 0 and WALL_SEP == 1
