@@ -50,7 +50,8 @@ class SPMParams:
                "the box [A]; must lie inside the box")
     fov_width_m: float = param(15e-6, unit="m", range=(1e-9, 1.0),
                                source=f"lateral size of the window: 15 x 15 um, '15 um^2 near the "
-                                      f"SE layer' holding 14 NMC particles of ~5 um ({OTOYAMA2020})")
+                                      f"SE layer' holding 14 NMC particles of ~5 um "
+                                      f"({OTOYAMA2020})")
     fov_height_m: float = param(15e-6, unit="m", range=(1e-9, 1.0),
                                 source=f"depth (z) size of the window, 15 um ({OTOYAMA2020}); "
                                        "ignored with fov_z_anchor = 'full'")
@@ -64,7 +65,7 @@ class SPMParams:
     pixels_z: int = param(256, unit="", range=(1, 8192),
                           source="pixels along z; 256 is a usual AFM scan [E]")
 
-    # -- tip contact and bias (SSRM and C-AFM share them) -------------------------------------------
+    # -- tip contact and bias (SSRM and C-AFM share them) ------------------------------------
     tip_radius_m: float = param(10e-9, unit="m", range=(1e-10, 1e-6),
                                 source="effective electrical radius of a doped-diamond tip, "
                                        "5-20 nm [E] (esim.spm.instrument.TipContact)")
@@ -149,7 +150,8 @@ class SPMParams:
         source=f"V_OCV of the as-made cell vs In-Li used for V_CPD' ({OTOYAMA2020}); an input, "
                "an as-made cell has no defined OCV")
     in_li_vs_li_V: float = param(0.62, unit="V", range=(0.0, 2.0),
-                                 source=f"In-Li counter electrode vs Li+/Li, 0.62 V ({OTOYAMA2020}: "
+                                 source=f"In-Li counter electrode vs Li+/Li, 0.62 V "
+                                        f"({OTOYAMA2020}: "
                                         "3.74 V vs In-Li = 4.36 V vs Li)")
     kpfm_apex_sigma_m: float = param(30e-9, unit="m", range=(1e-10, 1e-5),
                                      source="PSF apex term, tip radius tens of nm [E]")

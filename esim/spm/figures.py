@@ -33,7 +33,7 @@ def _show(ax, fig, data, m: "SPMMaps", title: str, label: str, **kw):
     ax.set_ylabel("depth z from collector (um)")
     cb = fig.colorbar(im, ax=ax, shrink=0.85)
     cb.set_label(label)
-    return im
+    return cb
 
 
 def _mark_iv(ax, m: "SPMMaps") -> None:
@@ -79,14 +79,15 @@ def plot_truth(m: "SPMMaps", path: str | os.PathLike) -> Path:
     fig = _figure(figsize=(12, 10), layout="constrained")
     axs = fig.subplots(2, 2)
     cmap = ListedColormap(PHASE_COLORS)
-    im = _show(axs[0, 0], fig, m.phase, m, "phase", "0 pore, 1 NMC, 2 SE", cmap=cmap,
+    cb = _show(axs[0, 0], fig, m.phase, m, "phase", "", cmap=cmap,
                norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3))
-    del im
+    cb.set_ticks([0, 1, 2], labels=["pore", "NMC", "SE"])
     codes = sorted(CLASS_NAMES)
     ccol = ["#000000", "#2a9d8f", "#f4a261", "#e63946", "#d9d9d9"]
-    _show(axs[0, 1], fig, m.connection_class, m, "connection class (NMC)",
-          " / ".join(f"{c}: {CLASS_NAMES[c]}" for c in codes), cmap=ListedColormap(ccol),
-          norm=BoundaryNorm(np.arange(len(codes) + 1) - 1.5, len(codes)))
+    cb = _show(axs[0, 1], fig, m.connection_class, m, "connection class of the particle", "",
+               cmap=ListedColormap(ccol),
+               norm=BoundaryNorm(np.arange(len(codes) + 1) - 1.5, len(codes)))
+    cb.set_ticks(codes, labels=[CLASS_NAMES[c] for c in codes])
     r = np.where(np.isfinite(m.network_resistance_ohm), m.network_resistance_ohm, np.nan)
     ok = np.isfinite(r) & (r > 0)
     lo = float(np.nanmin(r[ok])) if ok.any() else 1.0

@@ -56,7 +56,8 @@ the glass value (the floor of a milled pore is smeared glass) [A].  The paper's 
 then 10 mV noise is added.
 
 **SEM / EDX.**  :func:`esim.spm.instrument.sem_image` of the phase map with the ion-milling
-topography (the soft glass mills faster), plus Gaussian detector noise; EDX Ni on NMC and S on SE, 1 um blur, Poisson counts.
+topography (the soft glass mills faster), plus Gaussian detector noise; EDX Ni on NMC and S on
+SE, 1 um blur, Poisson counts.
 
 Randomness: one ``numpy.random.SeedSequence(seed)`` spawns one stream per noisy channel; the same
 seed gives the same maps, ``noise=False`` gives deterministic noise-free maps.
