@@ -159,12 +159,18 @@ class ChargeParams:
                                        source="Newton iterations before the step is cut")
     linear_solver: str = param(
         "auto", unit="", choices=("auto", "direct", "amg"),
-        source="linear step of Newton on the Schur complement (a grounded graph Laplacian): "
-               "direct = SuperLU (symmetric ordering), amg = CG with a smoothed-aggregation "
-               "AMG preconditioner (pyamg); auto = direct below 4000 unknowns")
-    amg_rtol: float = param(
-        1e-10, unit="1", range=(1e-14, 1e-2),
-        source="relative residual of the AMG-preconditioned CG solves (numerical)")
+        source="preconditioner of the CG solves of Newton's linear step (the Schur complement "
+               "on the potentials, a grounded graph Laplacian): direct = SuperLU "
+               "factorisation (symmetric ordering), amg = smoothed-aggregation AMG (pyamg); "
+               "either is built from one Jacobian and reused while CG converges fast; "
+               "auto = direct up to 6000 potentials")
+    krylov_rtol: float = param(
+        1e-9, unit="1", range=(1e-14, 1e-2),
+        source="relative residual of the preconditioned CG solves (inexact Newton; the "
+               "Newton tolerance, not this, sets the final accuracy)")
+    cg_max_iterations: int = param(
+        12, unit="", range=(1, 10000),
+        source="CG iterations with a reused preconditioner before it is rebuilt (numerical)")
     max_potential_update_V: float = param(
         0.2, unit="V", range=(1e-4, 10.0),
         source="damping: a Newton update is scaled so no potential moves more than this")

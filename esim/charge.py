@@ -102,6 +102,7 @@ from esim.ocv import nmc_ocv
 from esim.packing import PHASE_NMC, PHASE_SE, WALL_CC, WALL_SEP, Packing
 
 __all__ = ["ChargeIncomplete", "ChargeResult", "charge", "diffusion_estimate", "params_with_charge",
+           "plot_charge",
            "FARADAY_C_per_mol", "GAS_J_per_mol_K"]
 
 log = logging.getLogger(__name__)
@@ -539,54 +540,56 @@ class _Model:
         return self.k_area * j, self.k_area * dj / (1.0 + r * dj)
 
 
-class _LinearSolver:
-    """Solves ``S y = b`` for the Schur complement of one Newton refresh (reused by chord steps).
+class _Preconditioner:
+    """An approximate inverse of the Schur complement, built once and reused across Newton
+    iterations and steps while it stays good.
 
-    ``S`` is a grounded weighted graph Laplacian (symmetric, positive definite, non-positive
-    off-diagonals): ``direct`` factorises it by SuperLU with a symmetric ordering; ``amg``
-    builds a smoothed-aggregation hierarchy (pyamg) of the diagonally scaled matrix and runs
-    preconditioned CG to ``charge.amg_rtol``.
+    ``S`` is a grounded weighted graph Laplacian (symmetric positive definite, non-positive
+    off-diagonals).  ``direct``: SuperLU of the ``S`` it was built from (symmetric ordering);
+    ``amg``: a smoothed-aggregation V-cycle (pyamg) of the diagonally scaled ``S``.  The current
+    ``S`` is then solved by preconditioned CG; a fresh factorisation is exact (no CG).
     """
 
-    DIRECT_MAX = 4000
+    DIRECT_MAX = 6000
 
     def __init__(self, S: sp.csc_matrix, c: Any):
         method = c.linear_solver
         if method == "auto":
             method = "direct" if S.shape[0] <= self.DIRECT_MAX else "amg"
         self.method = method
-        self.last_iterations = 0
+        self.fresh = True
         if method == "direct":
             self.lu = spla.splu(S, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
                                 options={"SymmetricMode": True})
+            self.op = spla.LinearOperator(S.shape, matvec=self.lu.solve, dtype=np.float64)
             return
         import pyamg
 
         dg = S.diagonal()
         if np.any(dg <= 0):
             raise RuntimeError("non-positive diagonal")
-        self.d = 1.0 / np.sqrt(dg)
-        Dm = sp.diags(self.d)
-        self.S = (Dm @ S @ Dm).tocsr()
-        self.ml = pyamg.smoothed_aggregation_solver(self.S, symmetry="symmetric",
-                                                    max_coarse=500)
-        self.P = self.ml.aspreconditioner(cycle="V")
-        self.rtol = c.amg_rtol
+        d = 1.0 / np.sqrt(dg)
+        Dm = sp.diags(d)
+        ml = pyamg.smoothed_aggregation_solver((Dm @ S @ Dm).tocsr(), symmetry="symmetric",
+                                               max_coarse=500)
+        P = ml.aspreconditioner(cycle="V")
+        self.op = spla.LinearOperator(S.shape, matvec=lambda v: d * P.matvec(d * v),
+                                      dtype=np.float64)
 
-    def solve(self, b: np.ndarray) -> np.ndarray:
-        if self.method == "direct":
-            return self.lu.solve(b)
+    def solve(self, S: sp.spmatrix, b: np.ndarray, rtol: float, maxiter: int
+              ) -> tuple[np.ndarray | None, int]:
+        """``(y, cg_iterations)``; ``y`` is None when CG did not reach ``rtol``."""
+        if self.fresh and self.method == "direct":
+            self.fresh = False
+            return self.lu.solve(b), 0
+        self.fresh = False
         count = [0]
 
         def cb(_):
             count[0] += 1
 
-        y, info = spla.cg(self.S, b * self.d, rtol=self.rtol, atol=0.0, maxiter=1000,
-                          M=self.P, callback=cb)
-        self.last_iterations = count[0]
-        if info != 0:
-            return np.full_like(b, np.nan)  # treated as a Newton failure (step cut)
-        return y * self.d
+        y, info = spla.cg(S, b, rtol=rtol, atol=0.0, maxiter=maxiter, M=self.op, callback=cb)
+        return (y if info == 0 else None), count[0]
 
 
 class _Stepper:
@@ -596,6 +599,7 @@ class _Stepper:
         self.M = model
         self.n_factor = 0
         self.n_cg = 0
+        self.pre: _Preconditioner | None = None
 
     def begin_step(self, x_old: np.ndarray, dt: float, current: float) -> None:
         M = self.M
@@ -664,46 +668,44 @@ class _Stepper:
     def newton(self, u0: np.ndarray) -> tuple[np.ndarray | None, int, float]:
         """Solve the step from ``u0``; return (u or None on failure, iterations, residual).
 
-        Newton on the full system; the linear step eliminates the x unknowns (each couples
+        Newton on the full system.  The linear step eliminates the x unknowns (each couples
         only to its own particle's interfaces) and solves the symmetric positive-definite
-        Schur complement on the potentials by sparse LU.  The factorisation is reused while
-        the residual falls at least 10-fold per iteration (chord steps), refreshed otherwise.
+        Schur complement on the potentials by CG, preconditioned by a factorisation (or AMG
+        hierarchy) of an earlier Schur complement, kept across iterations and steps and
+        rebuilt when CG needs more than ``cg_max_iterations``.
         """
         M, c = self.M, self.M.c
         ox = M.ox
         u = u0.copy()
         tol = c.newton_rtol * M.I_app
         res = np.inf
-        fac = None
-        prev = np.inf
         for it in range(1, c.newton_max_iterations + 1):
-            need = fac is None or not (res < 0.1 * prev)
-            R, _, jac = self.residual(u, need)
-            prev, res = res, float(np.max(np.abs(R)))
+            R, _, (S, D, B, C) = self.residual(u, True)
+            res = float(np.max(np.abs(R)))
             if not np.isfinite(res):
                 return None, it, res
+            # round-off floor of a current residual: conductance x potential x eps
+            floor = 256 * np.finfo(float).eps * float(S.diagonal().max()) * \
+                float(np.max(np.abs(u[:ox])))
+            tol = max(c.newton_rtol * M.I_app, floor)
             if res <= tol:
                 return u, it - 1, res
-            if need or res >= 0.1 * prev:
-                if jac is None:
-                    R, _, jac = self.residual(u, True)
-                S, D, B, C = jac
-                # round-off floor of a current residual: conductance x potential x eps
-                floor = 256 * np.finfo(float).eps * float(S.diagonal().max()) * \
-                    float(np.max(np.abs(u[:ox])))
-                tol = max(c.newton_rtol * M.I_app, floor)
-                if res <= tol:
-                    return u, it - 1, res
+            Ry, Rx = R[:ox], R[ox:]
+            rhs = -Ry + B @ (Rx / D)
+            dy = None
+            if self.pre is not None:
+                dy, k = self.pre.solve(S, rhs, c.krylov_rtol, c.cg_max_iterations)
+                self.n_cg += k
+            if dy is None:
                 try:
-                    lin = _LinearSolver(S, c)
+                    self.pre = _Preconditioner(S, c)
                 except RuntimeError:  # exactly singular
                     return None, it, res
-                fac = (lin, D, B, C)
                 self.n_factor += 1
-            lin, D, B, C = fac
-            Ry, Rx = R[:ox], R[ox:]
-            dy = lin.solve(-Ry + B @ (Rx / D))
-            self.n_cg += lin.last_iterations
+                dy, k = self.pre.solve(S, rhs, c.krylov_rtol, 10 * c.cg_max_iterations)
+                self.n_cg += k
+                if dy is None:
+                    return None, it, res
             dx = (-Rx - C @ dy) / D
             du = np.concatenate([dy, dx])
             if not np.all(np.isfinite(du)):
@@ -1035,3 +1037,96 @@ class _Run:
             elapsed_s=time.perf_counter() - self.t_start, partial=partial,
             stop_reason=self.stop_reason, message=message,
             charge_params_json=json.dumps(dataclasses.asdict(c), sort_keys=True))
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------
+
+#: Reference points of Otoyama et al. (2020): 164 mAh/g at the 4.4 V cut-off; 4.36 V vs Li
+#: (3.74 V vs In-Li) after the charge.
+TARGET_CAPACITY_mAh_per_g = 164.0
+TARGET_OCV_V_vs_Li = 4.36
+
+
+def plot_charge(result: ChargeResult, packing: Packing | None = None):
+    """Figure of a charge: curve, SOC map on a slice, SOC against depth.
+
+    Panels: (a) cell voltage vs Li against capacity per g of NMC, with the reference paper's
+    164 mAh/g at 4.4 V and its 4.36 V vs Li OCV after the charge marked, and the simulated OCV
+    after the rest; (b) SOC at the end of charge of the NMC cut by the x-z plane through the
+    box centre (SE grey; needs ``packing``); (c) mass-weighted SOC against depth z for each
+    snapshot.
+
+    Returns
+    -------
+    matplotlib.figure.Figure (not pyplot: save with :func:`esim.plot.save_figure`).
+    """
+    from matplotlib.figure import Figure
+
+    r = result
+    ncol = 3 if packing is not None else 2
+    fig = Figure(figsize=(5.0 * ncol, 4.2), layout="constrained")
+    ax = fig.subplots(1, ncol)
+    a = ax[0]
+    ch = r.phase_code == PHASE_CHARGE
+    a.plot(r.capacity_mAh_per_g[ch], r.voltage_V_vs_Li[ch], "-", color="#3b5b92",
+           label="simulated charge")
+    rest = r.phase_code == PHASE_REST
+    if rest.any():
+        a.plot(r.capacity_mAh_per_g[rest], r.voltage_V_vs_Li[rest], ".", ms=3, color="#c0392b",
+               label=f"rest: OCV {r.ocv_after_rest_V_vs_Li:.3f} V")
+    cut = json.loads(r.charge_params_json).get("cutoff_V_vs_Li", 4.4) \
+        if r.charge_params_json else 4.4
+    a.plot([TARGET_CAPACITY_mAh_per_g], [cut], "k*", ms=12,
+           label=f"Otoyama 2020: {TARGET_CAPACITY_mAh_per_g:g} mAh/g at {cut:g} V")
+    a.plot([TARGET_CAPACITY_mAh_per_g], [TARGET_OCV_V_vs_Li], "kx", ms=9,
+           label=f"Otoyama 2020: OCV {TARGET_OCV_V_vs_Li} V after charge")
+    a.set_xlabel("capacity (mAh per g NMC)")
+    a.set_ylabel("cell voltage (V vs Li+/Li)")
+    a.set_title(f"(a) {r.capacity_at_end_of_charge_mAh_per_g:.1f} mAh/g at cut-off"
+                + (" [partial]" if r.partial else ""))
+    a.legend(fontsize=7, loc="lower right")
+    a.grid(alpha=0.3)
+    end = np.flatnonzero(r.snapshot_kind == SNAP_END_OF_CHARGE)
+    s_end = int(end[0]) if end.size else r.snapshot_kind.size - 1
+    if packing is not None:
+        from matplotlib.collections import PatchCollection
+        from matplotlib.patches import Circle
+
+        b = ax[1]
+        y0 = packing.box_m[1] / 2
+        dy = packing.centers_m[:, 1] - y0
+        cutp = np.abs(dy) < packing.radii_m
+        rr = np.sqrt(np.maximum(packing.radii_m**2 - dy**2, 0.0))
+        um = 1e6
+        se = cutp & (packing.phase == PHASE_SE)
+        nm = cutp & (packing.phase == PHASE_NMC)
+        b.add_collection(PatchCollection(
+            [Circle((packing.centers_m[i, 0] * um, packing.centers_m[i, 2] * um), rr[i] * um)
+             for i in np.flatnonzero(se)], facecolor="#dddddd", edgecolor="none"))
+        pc = PatchCollection(
+            [Circle((packing.centers_m[i, 0] * um, packing.centers_m[i, 2] * um), rr[i] * um)
+             for i in np.flatnonzero(nm)], cmap="viridis", edgecolor="k", linewidth=0.3)
+        pc.set_array(np.nan_to_num(r.soc[s_end, nm]))
+        pc.set_clim(0.0, max(1.0, float(np.nanmax(r.soc[s_end])) if nm.any() else 1.0))
+        b.add_collection(pc)
+        fig.colorbar(pc, ax=b, label="SOC (x / x_max)")
+        b.set_xlim(0, packing.box_m[0] * um)
+        b.set_ylim(0, packing.box_m[2] * um)
+        b.set_aspect("equal")
+        b.set_xlabel("x (µm)")
+        b.set_ylabel("depth z (µm)  [0 = current collector]")
+        b.set_title("(b) SOC at end of charge, slice y = L_y/2")
+    c = ax[-1]
+    zc = 0.5 * (r.z_bin_edges_m[1:] + r.z_bin_edges_m[:-1]) * 1e6
+    names = {SNAP_ONSET: "onset", SNAP_END_OF_CHARGE: "end of charge", SNAP_AFTER_REST: "after rest"}
+    for s in range(r.snapshot_kind.size):
+        c.plot(zc, r.soc_vs_z[s], "o-", ms=3,
+               label=f"{names.get(int(r.snapshot_kind[s]), '?')} (t = {r.snapshot_time_s[s]:.0f} s)")
+    c.set_xlabel("depth z (µm)  [0 = current collector]")
+    c.set_ylabel("mean SOC of NMC")
+    c.set_title("(c) SOC against depth")
+    c.legend(fontsize=7)
+    c.grid(alpha=0.3)
+    return fig
