@@ -588,8 +588,11 @@ class _Preconditioner:
         def cb(_):
             count[0] += 1
 
-        y, info = spla.cg(S, b, rtol=rtol, atol=0.0, maxiter=maxiter, M=self.op, callback=cb)
-        return (y if info == 0 else None), count[0]
+        with np.errstate(all="ignore"):  # a stale preconditioner may blow up: rebuilt then
+            y, info = spla.cg(S, b, rtol=rtol, atol=0.0, maxiter=maxiter, M=self.op,
+                              callback=cb)
+        ok = info == 0 and bool(np.all(np.isfinite(y)))
+        return (y if ok else None), count[0]
 
 
 class _Stepper:
