@@ -212,6 +212,12 @@ def test_iv_curves_se_onset_and_nmc(charged):
     v = m.iv_voltage_V
     assert v[0] == -2.0 and v[-1] == 2.0
     assert m.iv_time_s[-1] == pytest.approx(1.0)  # 4 V at 4 V/s
+    ph = m.phase[m.iv_pixels[:, 0], m.iv_pixels[:, 1]]
+    assert (ph == PHASE_NMC).sum() == 2 and (ph == PHASE_SE).sum() == 2
+    assert (m.iv_pixels > 0).all() and (m.iv_pixels < PIX - 1).all()
+    r_iv = m.network_resistance_ohm[m.iv_pixels[:, 0], m.iv_pixels[:, 1]]
+    r_nmc = m.window_resistance_ohm[(m.window_phase == PHASE_NMC)]
+    assert r_iv[0] <= r_iv[1] and r_iv[0] >= r_nmc.min()
     for k, (r, c) in enumerate(m.iv_pixels):
         i = m.iv_current_A[k]
         if m.phase[r, c] == PHASE_SE:

@@ -101,21 +101,23 @@ def plot_truth(m: "SPMMaps", path: str | os.PathLike) -> Path:
 
 
 def plot_iv(m: "SPMMaps", path: str | os.PathLike) -> Path:
-    """I-V curves at the chosen points: current (linear, pA) and |I| (log)."""
+    """I-V curves at the chosen points: current (linear, pA or nA) and |I| (log)."""
     from esim.spm.maps import CLASS_NAMES
 
     fig = _figure(figsize=(11, 4.5), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     floor = max(m.spm["cafm_noise_floor_A"], 1e-15)
+    big = m.iv_current_A.size and np.abs(m.iv_current_A).max() > 1e-9
+    scale, unit = (1e9, "nA") if big else (1e12, "pA")
     for k, (r, c) in enumerate(m.iv_pixels):
         ph = {PHASE_NMC: "NMC", PHASE_SE: "SE"}.get(int(m.phase[r, c]), "pore")
         cls = CLASS_NAMES[int(m.connection_class[r, c])]
         lab = f"{k}: {ph}, {cls}, R_net={m.network_resistance_ohm[r, c]:.2g} Ohm"
         i = m.iv_current_A[k]
-        ax1.plot(m.iv_voltage_V, i * 1e12, label=lab)
+        ax1.plot(m.iv_voltage_V, i * scale, label=lab)
         ax2.semilogy(m.iv_voltage_V, np.clip(np.abs(i), floor, None), label=lab)
     ax1.set_xlabel("sample bias (V)")
-    ax1.set_ylabel("current (pA)")
+    ax1.set_ylabel(f"current ({unit})")
     ax1.set_title(f"I-V at {m.spm['iv_rate_V_per_s']:g} V/s", loc="left", fontsize=10)
     ax2.set_xlabel("sample bias (V)")
     ax2.set_ylabel("|current| (A)")

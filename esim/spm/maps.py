@@ -16,7 +16,8 @@ and every edge's voltage drop for that injection.
 **Connection class** (NMC particles; SE pixels get :data:`CLASS_ELECTROLYTE`):
 
 * ``CLASS_ISOLATED``: no path to the current collector through NMC-NMC and NMC-collector
-  contacts (the electronic skeleton); its only route is through the glass;
+  contacts (the electronic skeleton); its only route is through the glass (1e-9 S/cm, so
+  ``R_p`` > 1e11 ohm and its SSRM reading sits at the ceiling);
 * ``CLASS_POINT_CONTACT``: connected, but one particle-particle edge carries more than
   ``point_contact_share`` (0.5) of the path: ``max_e |x_i - x_j| / x_p > 0.5`` for the unit
   injection at ``p`` (with ``R_p = x_p``), i.e. most of its path resistance sits in one contact
@@ -54,6 +55,9 @@ the glass value (the floor of a milled pore is smeared glass) [A].  The paper's 
 ``V_CPD' = V_CPD + V_OCV`` with ``V_OCV`` vs In-Li; an OCV vs Li is converted first
 (``- in_li_vs_li_V``), never added as is.  The map is blurred by the PSF (apex + cantilever),
 then 10 mV noise is added.
+
+Pixels may be non-square; the PSF, the EDX blur and the topography slopes use the geometric
+mean pixel size ``sqrt(du dz)`` (the defaults are square).
 
 **SEM / EDX.**  :func:`esim.spm.instrument.sem_image` of the phase map with the ion-milling
 topography (the soft glass mills faster), plus Gaussian detector noise; EDX Ni on NMC and S on
@@ -534,6 +538,13 @@ def _default_iv_pixels(grid: SectionGrid, phase_k: np.ndarray, r_k: np.ndarray,
     area = np.bincount(pid[solid], minlength=int(pid.max()) + 1)[centre_pid]
     k = np.searchsorted(ids_k, centre_pid)
     ph, rr = phase_k[k], r_k[k]
+    rows, cols = np.unravel_index(centre_pix, grid.phase.shape)
+    interior = ((rows > 0) & (rows < grid.phase.shape[0] - 1) & (cols > 0)
+                & (cols < grid.phase.shape[1] - 1))
+    if interior.any():  # prefer particles whose centre lies inside the window
+        keep = np.flatnonzero(interior)
+        centre_pix, centre_pid, area = centre_pix[keep], centre_pid[keep], area[keep]
+        ph, rr = ph[keep], rr[keep]
     chosen = []
     nmc = np.flatnonzero((ph == PHASE_NMC) & np.isfinite(rr))
     if nmc.size:
