@@ -408,3 +408,15 @@ def test_cli_spm(small_params, tmp_path, capsys):
     assert main(["spm", str(cfg), "-o", str(out), "--pixels", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("esim: error:") and err.count("\n") == 1
+
+
+def test_particle_readings_and_half_space_monotonic(small_packing, charged):
+    r = charged.particle_readings()
+    for p_id, med in zip(r["particle"], r["ssrm_ohm"]):
+        assert med == pytest.approx(np.median(charged.ssrm_ohm[charged.particle == p_id]))
+    assert r["pixels"].sum() == (charged.particle >= 0).sum()
+    # Rayleigh monotonicity: removing material beyond the cut can only raise a resistance
+    net = build_network(small_packing, carrier="electron", soc=1.0)
+    full = resistance_to_terminal(net.n_nodes, net.conns, net.g, [net.cc_node], r["particle"])
+    assert (r["network_resistance_ohm"] >= full * (1 - 1e-9)).all()
+    assert (r["network_resistance_ohm"] > full * 1.001).any()
