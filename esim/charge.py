@@ -558,6 +558,7 @@ class _Preconditioner:
             method = "direct" if S.shape[0] <= self.DIRECT_MAX else "amg"
         self.method = method
         self.fresh = True
+        self.first_iterations = 0  # CG iterations of the first solve (AMG)
         if method == "direct":
             self.lu = spla.splu(S, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
                                 options={"SymmetricMode": True})
@@ -571,7 +572,7 @@ class _Preconditioner:
         d = 1.0 / np.sqrt(dg)
         Dm = sp.diags(d)
         ml = pyamg.smoothed_aggregation_solver((Dm @ S @ Dm).tocsr(), symmetry="symmetric",
-                                               max_coarse=500)
+                                               max_coarse=300, coarse_solver="splu")
         P = ml.aspreconditioner(cycle="V")
         self.op = spla.LinearOperator(S.shape, matvec=lambda v: d * P.matvec(d * v),
                                       dtype=np.float64)
@@ -592,7 +593,13 @@ class _Preconditioner:
             y, info = spla.cg(S, b, rtol=rtol, atol=0.0, maxiter=maxiter, M=self.op,
                               callback=cb)
         ok = info == 0 and bool(np.all(np.isfinite(y)))
+        if self.first_iterations == 0:
+            self.first_iterations = count[0]
         return (y if ok else None), count[0]
+
+    def max_iterations(self, cap: int) -> int:
+        """CG iterations allowed before a rebuild: ``cap``, or twice a fresh AMG solve's."""
+        return max(cap, 2 * self.first_iterations)
 
 
 class _Stepper:
@@ -697,7 +704,8 @@ class _Stepper:
             rhs = -Ry + B @ (Rx / D)
             dy = None
             if self.pre is not None:
-                dy, k = self.pre.solve(S, rhs, c.krylov_rtol, c.cg_max_iterations)
+                dy, k = self.pre.solve(S, rhs, c.krylov_rtol,
+                                       self.pre.max_iterations(c.cg_max_iterations))
                 self.n_cg += k
             if dy is None:
                 try:

@@ -70,14 +70,19 @@ def _drop_contacts(packing, particle, *, keep_phase):
 
 
 def test_ocv_passes_through_table_and_is_monotone():
-    u, du = nmc_ocv(np.asarray(TYPICAL_HALFCELL_X))
+    raw = params_with_charge(None, ocv_x_scale=1.0)
+    u, du = nmc_ocv(np.asarray(TYPICAL_HALFCELL_X), raw)
     np.testing.assert_allclose(u, TYPICAL_HALFCELL_U, atol=1e-12)
     x = np.linspace(-0.2, 1.2, 2001)
     u, du = nmc_ocv(x)
     assert np.all(np.diff(u) > 0) and np.all(du > 0)
     # the number: the typical table gives ~4.13 V at x = 0.59
-    assert abs(float(nmc_ocv(0.59)[0]) - 4.13) < 0.01
+    assert abs(float(nmc_ocv(0.59, raw)[0]) - 4.13) < 0.01
     assert abs(float(nmc_ocv(x_at_ocv(4.36))[0]) - 4.36) < 1e-9
+    # the calibrated scale only stretches x
+    k = params_with_charge(None).charge.ocv_x_scale
+    np.testing.assert_allclose(nmc_ocv(x / k)[0], nmc_ocv(x, raw)[0], atol=1e-12)
+    np.testing.assert_allclose(nmc_ocv(x / k)[1], k * nmc_ocv(x, raw)[1], rtol=1e-12)
     # slope against a centred difference
     h = 1e-6
     xs = np.array([0.05, 0.2, 0.45, 0.62, 0.75])
@@ -86,7 +91,8 @@ def test_ocv_passes_through_table_and_is_monotone():
 
 
 def test_ocv_custom_table_and_errors():
-    p = params_with_charge(None, ocv_curve="table", ocv_table="0:3.5, 0.5:4.0, 1:4.5")
+    p = params_with_charge(None, ocv_curve="table", ocv_table="0:3.5, 0.5:4.0, 1:4.5",
+                           ocv_x_scale=1.0)
     np.testing.assert_allclose(nmc_ocv(0.25, p)[0], 3.75, atol=1e-12)  # PCHIP of a line
     for bad in ("0:3.5, 0.5:4.0", "0:3.5, 0.5:3.4, 1:4", "a:b, 1:2, 2:3"):
         with pytest.raises(InvalidParameters, match="ocv_table"):
