@@ -312,3 +312,36 @@ def test_diffusion_estimate_justifies_uniform_particles():
 
 def test_wall_constants():
     assert WALL_CC == 0 and WALL_SEP == 1
+
+
+@pytest.mark.slow
+def test_default_electrode_reaches_reference_capacity():
+    """The reference experiment: default packing at 0.13 mA/cm2 to 4.4 V vs Li gives
+    164 mAh/g within 10 % (Otoyama et al. 2020; defaults calibrated on it via ocv_x_scale),
+    and the OCV after the rest lies within 30 mV of the paper's 4.36 V vs Li (a prediction)."""
+    p = Params()
+    r = charge(pack(p), params_with_charge(p))
+    assert abs(r.capacity_at_end_of_charge_mAh_per_g - 164.0) / 164.0 < 0.10
+    assert abs(r.ocv_after_rest_V_vs_Li - 4.36) < 0.03
+    assert r.conservation_error < 1e-6
+
+
+def test_cli_charge_quick_and_partial(tmp_path, capsys):
+    import json
+
+    from esim.cli.main import main
+
+    out = tmp_path / "charged.h5"
+    assert main(["charge", "--quick", "-o", str(out), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["stop_reason"] == "cutoff" and not s["partial"]
+    assert s["capacity_mAh_per_g"] > 100 and s["conservation_error"] < 1e-6
+    assert out.exists() and out.with_suffix(".png").exists()
+    assert (tmp_path / "charged_packing.h5").exists()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[charge]\nmax_time_s = 300.0\n")
+    bad = tmp_path / "bad.h5"
+    assert main(["charge", str(tmp_path / "charged_packing.h5"), "--config", str(cfg),
+                 "-o", str(bad), "--no-figure", "--json"]) == 2
+    assert "max_time_s" in capsys.readouterr().err
+    assert ChargeResult.load(bad).partial
