@@ -32,7 +32,6 @@ arrays and scalars; positions are dimensionless inside (unit: the NMC median rad
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os

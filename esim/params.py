@@ -127,11 +127,13 @@ class PackingParams:
 
 
 from esim._params_materials import MaterialsParams, NetworkParams  # noqa: E402
+from esim._params_spm import SPMParams  # noqa: E402
 
 SECTIONS: dict[str, type] = {
     "structure": PackingParams,
     "materials": MaterialsParams,
     "network": NetworkParams,
+    "spm": SPMParams,
 }
 
 
@@ -142,6 +144,7 @@ class Params:
     structure: PackingParams = field(default_factory=PackingParams)
     materials: MaterialsParams = field(default_factory=MaterialsParams)
     network: NetworkParams = field(default_factory=NetworkParams)
+    spm: SPMParams = field(default_factory=SPMParams)
 
     def replace(self, **sections: Mapping[str, Any]) -> "Params":
         """A copy with some fields changed, validated: ``p.replace(structure={"seed": 3})``."""

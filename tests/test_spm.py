@@ -393,9 +393,7 @@ def test_cli_spm(small_params, tmp_path, capsys):
     from esim.cli.main import main
 
     cfg = tmp_path / "p.toml"
-    small_params.save(cfg)
-    text = cfg.read_text() + "\n[spm]\npixels_u = 48\npixels_z = 48\n"
-    cfg.write_text(text)
+    small_params.replace(spm={"pixels_u": 48, "pixels_z": 48}).save(cfg)
     out = tmp_path / "out"
     assert main(["spm", str(cfg), "-o", str(out), "--soc", "1.0", "--json"]) == 0
     d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -12,7 +12,6 @@ from esim.voxel import voxelize
 
 
 def make(centers, radii, phase, box, z_boundary="walls"):
-    n = len(radii)
     p = Params().replace(structure={"box_x_m": box[0], "box_y_m": box[1],
                                     "electrode_thickness_m": box[2], "z_boundary": z_boundary,
                                     "nmc_d50_m": 1e-6, "se_d50_m": 1e-6})

@@ -10,9 +10,7 @@ output folder, and prints a summary.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
-import tomllib
 from pathlib import Path
 
 from esim.cli._common import print_json, print_table
@@ -37,9 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _load(arg: str | None):
     """(packing, params, spm) from the input argument."""
     from esim._params_spm import SPMParams
-    from esim.errors import InputFileError, InvalidParameters
+    from esim.errors import InputFileError
     from esim.packing import Packing, pack
-    from esim.params import Params, params_from_dict
+    from esim.params import Params
 
     if arg is None:
         params = Params()
@@ -50,23 +48,10 @@ def _load(arg: str | None):
     if path.suffix.lower() in (".h5", ".hdf5"):
         pk = Packing.load(path)
         return pk, pk.params, getattr(pk.params, "spm", None) or SPMParams()
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{path}: not valid TOML ({exc})") from None
-    spm_table = data.pop("spm", None)
-    params = params_from_dict(data) if data else Params()
-    spm = getattr(params, "spm", None)
-    if spm_table is not None and spm is None:
-        if not isinstance(spm_table, dict):
-            raise InvalidParameters("spm: expected a table of parameters")
-        known = {f.name for f in dataclasses.fields(SPMParams)}
-        unknown = sorted(set(spm_table) - known)
-        if unknown:
-            raise InvalidParameters(f"spm.{unknown[0]}: unknown parameter; valid keys of [spm]: "
-                                    f"{', '.join(sorted(known))}")
-        spm = SPMParams(**spm_table)
-    return pack(params), params, spm or SPMParams()
+    from esim.params import load_params
+
+    params = load_params(path)
+    return pack(params), params, params.spm
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         changes["pixels_u"] = changes["pixels_z"] = args.pixels
     if args.seed is not None:
         changes["seed"] = args.seed
-    if changes:
-        spm = dataclasses.replace(spm, **changes)
+    if changes:  # validated like a parameter file (names the field and its range)
+        spm = params.replace(spm=changes).spm
     t1 = time.perf_counter()
     maps = simulate_spm(packing, params, soc=args.soc, spm=spm, noise=not args.no_noise)
     t2 = time.perf_counter()
