@@ -124,7 +124,8 @@ class ChargeParams:
         "uniform", unit="", choices=SOLID_DIFFUSION,
         source="uniform: one Li content per particle. Justified at 0.13 mA/cm2: r^2/D = "
                "(2.5 um)^2 / 0.9e-14 m2/s = 700 s << 5e4 s charge, and the surface-to-mean "
-               "excess x is r^2/(15 D) dx/dt ~ 6e-4 (~1 mV); shells: radial finite volumes")
+               "excess x is r^2/(15 D) dx/dt ~ 6e-4 (~1 mV); shells: radial finite volumes "
+               "with D(x) (5 shells change the default capacity by 0.08 %)")
     n_shells: int = param(
         5, unit="", range=(2, 50),
         source="radial shells of equal thickness per particle when solid_diffusion = 'shells'")
