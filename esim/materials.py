@@ -85,7 +85,8 @@ def soc_to_x(soc: Any, params: Any = None) -> np.ndarray:
     Parameters
     ----------
     soc : float or array_like, 1
-        State of charge in [0, 1].
+        State of charge, 0 (pristine) to 1 (the reference capacity); a particle may pass 1
+        locally (a non-uniform charge), up to x = 1, i.e. SOC = 1 / x_max.
     params : Params or MaterialsParams, optional
 
     Returns
@@ -93,9 +94,11 @@ def soc_to_x(soc: Any, params: Any = None) -> np.ndarray:
     x : ndarray, 1
     """
     soc = np.asarray(soc, dtype=np.float64)
-    if np.any(~np.isfinite(soc)) or np.any(soc < 0) or np.any(soc > 1):
-        raise InvalidParameters(f"soc: must lie in [0, 1], got {_show(soc)}")
-    return soc * materials_of(params).nmc_x_max
+    xmax = materials_of(params).nmc_x_max
+    if np.any(~np.isfinite(soc)) or np.any(soc < 0) or np.any(soc * xmax > 1 + 1e-12):
+        raise InvalidParameters(f"soc: must lie in [0, {1 / xmax:.4g}] (x in [0, 1]), got "
+                                f"{_show(soc)}")
+    return soc * xmax
 
 
 def x_to_soc(x: Any, params: Any = None) -> np.ndarray:
@@ -104,7 +107,7 @@ def x_to_soc(x: Any, params: Any = None) -> np.ndarray:
     Parameters
     ----------
     x : float or array_like, 1
-        In [0, x_max].
+        In [0, 1] (x above x_max gives SOC above 1: a particle charged past the reference).
 
     Returns
     -------
@@ -112,8 +115,8 @@ def x_to_soc(x: Any, params: Any = None) -> np.ndarray:
     """
     x = np.asarray(x, dtype=np.float64)
     xmax = materials_of(params).nmc_x_max
-    if np.any(~np.isfinite(x)) or np.any(x < 0) or np.any(x > xmax * (1 + 1e-12)):
-        raise InvalidParameters(f"x: must lie in [0, x_max = {xmax:g}], got {_show(x)}")
+    if np.any(~np.isfinite(x)) or np.any(x < 0) or np.any(x > 1 + 1e-12):
+        raise InvalidParameters(f"x: must lie in [0, 1], got {_show(x)}")
     return x / xmax
 
 

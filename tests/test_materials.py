@@ -71,10 +71,13 @@ def test_soc_x_mapping():
     assert soc_to_x(1.0, M) == pytest.approx(164 / 277.8, abs=1e-3)
     soc = np.linspace(0, 1, 7)
     np.testing.assert_allclose(x_to_soc(soc_to_x(soc, M), M), soc)
+    assert soc_to_x(1.2, M) == pytest.approx(1.2 * 164 / 277.8, abs=1e-3)  # past the reference
     with pytest.raises(InvalidParameters, match="soc"):
-        soc_to_x(1.2, M)
+        soc_to_x(1.0 / M.nmc_x_max + 0.01, M)  # x > 1: no Li left to remove
+    with pytest.raises(InvalidParameters, match="soc"):
+        soc_to_x(-0.1, M)
     with pytest.raises(InvalidParameters, match="x"):
-        x_to_soc(0.9, M)
+        x_to_soc(1.1, M)
 
 
 def test_other_conductivities_in_si():

@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "solve": "esim.cli.solve_cmd",
     "charge": "esim.cli.charge_cmd",
     "spm": "esim.cli.spm_cmd",
+    "reproduce": "esim.cli.reproduce_cmd",
 }
 
 

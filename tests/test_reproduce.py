@@ -1,0 +1,67 @@
+"""``esim reproduce otoyama2020 --quick`` end to end, and the histogram-peak method against the
+ground truth on noise-free maps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from esim.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("otoyama")
+    assert main(["-q", "reproduce", "otoyama2020", "--quick", "-o", str(out)]) == 0
+    return out, json.loads((out / "report.json").read_text())
+
+
+def test_report_structure(quick_report):
+    out, rep = quick_report
+    qty = [r["quantity"] for r in rep["rows"]]
+    assert len(qty) >= 14
+    for r in rep["rows"]:
+        assert set(r) >= {"quantity", "reported", "simulated", "within", "tolerance"}
+    md = (out / "report.md").read_text()
+    assert md.count("\n|") >= len(qty) + 1
+    assert "What produces each finding" in md
+    for png in ("fig2_pristine_maps.png", "fig3_charged_maps.png", "fig4b_iv_pristine.png",
+                "fig4d_iv_charged.png", "fig5ef_particles.png", "figS4_position.png",
+                "figS1_charge_curve.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG", png
+
+
+def test_report_numbers(quick_report):
+    _, rep = quick_report
+    rows = {r["quantity"]: r for r in rep["rows"]}
+    cap = rows["first-charge capacity (mAh/g NMC)"]["simulated"]
+    assert abs(cap / 164.0 - 1) < 0.10
+    for k in ("pristine SSRM, NMC (ohm)", "pristine SSRM, SE (ohm)"):
+        assert 2e9 / 3 <= rows[k]["simulated"] <= 6e9
+    # every analysed particle is numbered 1..P from the current-collector side
+    w = rep["windows"][0]["particles"]
+    z = [p["z_m"] for p in w]
+    assert [p["number"] for p in w] == list(range(1, len(w) + 1))
+    assert z == sorted(z)
+
+
+def test_histogram_peak_equals_truth_on_noise_free_maps(small_packing):
+    from esim.analysis import particle_table
+    from esim.packing import PHASE_NMC
+    from esim.reproduce import kpfm_calibration
+    from esim.spm.maps import simulate_spm
+
+    params = small_packing.params
+    params = params.replace(spm={**kpfm_calibration(params), "pixels_u": 128, "pixels_z": 128})
+    m = simulate_spm(small_packing, params, soc=1.0, noise=False)
+    depth = np.broadcast_to(m.z_m[:, None], m.particle.shape)
+    ids = m.window_particles[m.window_phase == PHASE_NMC]
+    t = particle_table(m.ssrm_ohm, m.particle, depth, ids, bins=400, log=True,
+                       value_range=(1e5, 1e10))
+    # ground truth: the pre-amplifier reading in the particle's interior (its median pixel)
+    truth = np.array([np.median(m.ssrm_true_ohm[m.particle == i]) for i in t.ids])
+    ok = truth < 0.5 * params.spm.ssrm_r_max_ohm
+    assert ok.sum() >= 3
+    np.testing.assert_allclose(t.peak[ok], truth[ok], rtol=0.10)
