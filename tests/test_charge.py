@@ -383,3 +383,15 @@ def test_shells_agree_with_uniform_at_the_reference_rate(full_small, small):
     drop_slow = rs.voltage_at_end_of_charge_V_vs_Li - rs.ocv_after_rest_V_vs_Li
     drop_uni = full_small.voltage_at_end_of_charge_V_vs_Li - full_small.ocv_after_rest_V_vs_Li
     assert drop_slow > drop_uni
+
+
+def test_lateral_tiling_charges_identically(small, full_small):
+    """The packing is periodic in x and y: a 2 x 2 tiling is the same electrode, so it must
+    give the same curve per gram (and exercises the benchmark's 1e5-particle setup)."""
+    from benchmarks.bench_charge import tile_packing
+
+    t = tile_packing(small, 2)
+    assert t.n_particles == 4 * small.n_particles
+    r = charge(t, _params(t, rest_time_s=0.0))
+    assert r.capacity_at_end_of_charge_mAh_per_g == pytest.approx(
+        full_small.capacity_at_end_of_charge_mAh_per_g, rel=1e-6)
