@@ -17,10 +17,10 @@ a paper, [E] an engineering estimate from typical instrument data, [A] an assump
   reading is ``bias / current`` from the same function, so a non-ohmic contact shows in SSRM and
   C-AFM consistently.
 * **SSRM log amplifier** (:func:`log_amplifier`): 7 decades, ceiling 2.0e9 ohm (Otoyama et al.,
-  ACS Appl. Mater. Interfaces 2020) [P]+[A]; log-normal noise.
+  Research Square preprint, 2020) [P]+[A]; log-normal noise.
 * **C-AFM current amplifier** (:func:`current_amplifier`): Gaussian noise floor, clipping [E].
 * **SE oxidative decomposition** (:func:`se_decomposition_current`): ~0 A up to +1 V, 1 pA at
-  +2 V (Otoyama et al., ACS Appl. Mater. Interfaces 2020, Figure S3) [P].
+  +2 V (Otoyama et al., Research Square preprint, 2020, Figure S3) [P].
 * **KPFM**: the measured potential is a weighted average of the surface potential, a convolution
   with a point-spread function (Jacobs et al., J. Appl. Phys. 84, 1168, 1998; Cohen et al.,
   Nanotechnology 2013) [P], modelled as a sharp apex term plus a broad cantilever term
@@ -68,10 +68,10 @@ __all__ = [
 # --- instrument defaults, each with its source ------------------------------------------------
 SSRM_DECADES = 7.0
 """Usable range of the SSRM log amplifier, decades: "a wide measurement range of 7 orders of
-magnitude" (Otoyama et al., ACS Appl. Mater. Interfaces 2020) [P]."""
+magnitude" (Otoyama et al., Research Square preprint, 2020) [P]."""
 SSRM_R_MAX_OHM = 2.0e9
 """Ceiling of the SSRM log amplifier, ohm.  Every pristine area, NMC and SE alike, reads
-1.8-2.2e9 ohm in Otoyama et al., ACS Appl. Mater. Interfaces 2020 [P]; we read that as the top
+1.8-2.2e9 ohm in Otoyama et al., Research Square preprint, 2020 [P]; we read that as the top
 of the usable range under the paper's settings, not as a material property [A]."""
 SSRM_R_MIN_OHM = SSRM_R_MAX_OHM / 10.0**SSRM_DECADES
 """Floor of the SSRM log amplifier, ohm: ceiling / 1e7 = 200 ohm [A] (7 decades below the
@@ -80,8 +80,8 @@ SSRM_NOISE_DECADES_SD = 0.02
 """SSRM read noise, decades (log10 units) rms: 0.02 decades is about 5 % [E]."""
 SSRM_SATURATION_SPREAD_DECADES = 0.02
 """Spread of a saturated SSRM reading about the ceiling, decades rms.  With 0.02, 95 % of
-saturated pixels read 1.82-2.2e9 ohm, the band of the pristine maps of Otoyama et al., ACS Appl.
-Mater. Interfaces 2020 [P] (log10(2.2/2.0) = 0.041 = 2 sd)."""
+saturated pixels read 1.82-2.2e9 ohm, the band of the pristine maps of Otoyama et al.,
+Research Square preprint, 2020 [P] (log10(2.2/2.0) = 0.041 = 2 sd)."""
 CAFM_NOISE_FLOOR_A = 0.1e-12
 """C-AFM current noise floor, A rms: 0.05-1 pA rms for low-noise C-AFM amplifiers [E]."""
 CAFM_SATURATION_A = 10e-9
@@ -371,7 +371,7 @@ def apparent_resistance(v_bias_V, r_series_ohm, contact: TipContact | None = Non
     Parameters
     ----------
     v_bias_V : array_like float64, V
-        Sample bias, nonzero (-2 V in Otoyama et al., ACS Appl. Mater. Interfaces 2020).
+        Sample bias, nonzero (-2 V in Otoyama et al., Research Square preprint, 2020).
     r_series_ohm : array_like float64, ohm
         Ohmic path resistance, ``> 0`` (``+inf`` allowed).
     contact : TipContact, optional
@@ -404,7 +404,7 @@ def log_amplifier(resistance_ohm, *, r_min_ohm: float = SSRM_R_MIN_OHM,
         y3 = y2 + N(0, saturation_spread_decades)  only where y1 was clipped
 
     The saturated output is not perfectly flat on a real instrument: the pristine maps of
-    Otoyama et al. (ACS Appl. Mater. Interfaces 2020) read 1.8-2.2e9 ohm everywhere, which we
+    Otoyama et al. (Research Square preprint, 2020) read 1.8-2.2e9 ohm everywhere, which we
     model as a ceiling of 2.0e9 ohm with a 0.02-decade spread.  Set both spreads to 0 for the
     noise-free amplifier: identity in range, exactly ``r_max`` / ``r_min`` outside.
 
@@ -414,7 +414,7 @@ def log_amplifier(resistance_ohm, *, r_min_ohm: float = SSRM_R_MIN_OHM,
         True apparent resistance, ``>= 0``; ``+inf`` reads the ceiling, 0 the floor.
     r_min_ohm, r_max_ohm : float, ohm
         Floor and ceiling.  Defaults 200 ohm and 2.0e9 ohm: 7 decades ("a wide measurement range
-        of 7 orders of magnitude", Otoyama et al., ACS Appl. Mater. Interfaces 2020) below the
+        of 7 orders of magnitude", Otoyama et al., Research Square preprint, 2020) below the
         ceiling read from the same paper (see :data:`SSRM_R_MAX_OHM`).
     noise_decades_sd : float, decades
         Read noise in log10 units, rms.  Default 0.02 [E].
@@ -462,7 +462,7 @@ def current_amplifier(current_A, *, noise_floor_A: float = CAFM_NOISE_FLOOR_A,
     ``I_meas = clip(I + N(0, noise_floor_A), -saturation_A, +saturation_A)``.
 
     The noise floor (default 0.1 pA rms, 0.05-1 pA typical [E]) is a different limit from the
-    detection statement of Otoyama et al. (ACS Appl. Mater. Interfaces 2020): "-2 V was suitable
+    detection statement of Otoyama et al. (Research Square preprint, 2020): "-2 V was suitable
     for detecting small currents (10 pA)", i.e. a C-AFM floor of 2 V / 10 pA = 2e11 ohm, far
     above the SSRM ceiling of about 2e9 ohm.
 
@@ -493,7 +493,7 @@ def se_decomposition_current(v_V, *, onset_V: float = 1.0, current_at_2V_A: floa
                              e_fold_V: float = 0.25):
     """Oxidative decomposition current of the Li3PS4 glass under the C-AFM tip.
 
-    Otoyama et al. (ACS Appl. Mater. Interfaces 2020, Figure S3) [P]: "almost zero current" from
+    Otoyama et al. (Research Square preprint, 2020, Figure S3) [P]: "almost zero current" from
     -2 to +1 V, gradually increasing to about 1 pA at +2 V.  Model: an exponential (Tafel-like)
     onset above ``onset_V``, zero below it::
 
