@@ -94,7 +94,9 @@ weighted graph Laplacian (symmetric positive definite, checked against finite di
 the tests), by CG preconditioned with a SuperLU factorisation (up to 6000 potentials) or a
 smoothed-aggregation AMG hierarchy (pyamg) of an earlier Jacobian, rebuilt only when CG slows
 down.  Measured (2 cores): default electrode (2191 particles) 7.5 s to the cut-off; 10041
-particles 59 s.
+particles 60-64 s; 107 359 particles (the default packing tiled 7 x 7) did not finish within
+25 min: the scaling beyond 1e4 (AMG-CG iteration counts, step count set by the fastest
+particle) is not yet understood.
 
 Errors: a charge that cannot finish (cut-off unreachable within ``max_time_s`` or
 ``max_steps``, a particle delithiated beyond ``x_limit``, a Newton failure below ``dt_min_s``,
