@@ -127,12 +127,14 @@ class PackingParams:
 
 
 from esim._params_materials import MaterialsParams, NetworkParams  # noqa: E402
+from esim._params_charge import ChargeParams  # noqa: E402
 from esim._params_spm import SPMParams  # noqa: E402
 
 SECTIONS: dict[str, type] = {
     "structure": PackingParams,
     "materials": MaterialsParams,
     "network": NetworkParams,
+    "charge": ChargeParams,
     "spm": SPMParams,
 }
 
@@ -144,6 +146,7 @@ class Params:
     structure: PackingParams = field(default_factory=PackingParams)
     materials: MaterialsParams = field(default_factory=MaterialsParams)
     network: NetworkParams = field(default_factory=NetworkParams)
+    charge: ChargeParams = field(default_factory=ChargeParams)
     spm: SPMParams = field(default_factory=SPMParams)
 
     def replace(self, **sections: Mapping[str, Any]) -> "Params":
