@@ -79,11 +79,15 @@ def run(case: dict) -> dict:
         L = _box_for(case["n_target"])
         shape = [int(round(L / h)), int(round(L / h)), int(round(50e-6 / h))]
         fn = ps.generators.pseudo_gravity_packing
-        kw = {"shape": shape, "r": r, "seed": 1, "axis": 2}
+        # maxiter bounds the number of spheres inserted (default 1000): allow enough to fill
+        cap = int(1.2 * np.prod(shape) * 0.7 / (4 / 3 * math.pi * r**3)) + 100
+        kw = {"shape": shape, "r": r, "seed": 1, "axis": 2, "maxiter": cap}
     else:
         shape = [case["shape"]] * 3
+        cap = int(1.2 * np.prod(shape) * 0.7 / (4 / 3 * math.pi * r**3)) + 100
         if kind == "pseudo_gravity_cube":
-            fn, kw = ps.generators.pseudo_gravity_packing, {"shape": shape, "r": r, "seed": 1}
+            fn, kw = ps.generators.pseudo_gravity_packing, {"shape": shape, "r": r, "seed": 1,
+                                                             "maxiter": cap}
         else:
             fn, kw = ps.generators.random_spheres, {"shape": shape, "r": r, "seed": 1}
     t, _, im = timed(lambda: fn(**kw), case["repeats"])
