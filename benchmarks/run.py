@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="toy sizes (CI)")
     ap.add_argument("--suite", action="append", help="only these suites (repeatable)")
+    ap.add_argument("--case", action="append",
+                    help="only cases whose name contains this text (repeatable)")
+    ap.add_argument("--tag", help="name of the output files (default: quick or full)")
     ap.add_argument("--out", default=str(HERE / "results"), help="output folder")
     ap.add_argument("--timeout", type=float, default=1800.0, help="per case, s")
     ap.add_argument("--one", nargs=2, metavar=("MODULE", "INDEX"), help=argparse.SUPPRESS)
@@ -115,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.suite and mod.SUITE not in a.suite:
             continue
         for i, case in enumerate(mod.cases(a.quick)):
+            if a.case and not any(c in case["name"] for c in a.case):
+                continue
             print(f"[{mod.SUITE}] {case['name']} ...", file=sys.stderr, flush=True)
             r = spawn(name, i, a.quick, a.timeout)
             print(f"    {json.dumps(r, default=float)}", file=sys.stderr, flush=True)
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"esim_version": __version__, "python": platform.python_version(),
             "machine": platform.machine(), "cpus": os.cpu_count(), "quick": a.quick,
             "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    tag = "quick" if a.quick else "full"
+    tag = a.tag or ("quick" if a.quick else "full")
     atomic_write_text(out / f"{tag}.json", json.dumps({"meta": meta, "results": rows},
                                                       indent=1, default=float))
     atomic_write_text(out / f"{tag}.md", f"# esim benchmarks ({tag})\n\n{json.dumps(meta)}\n\n"
