@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="toy sizes (CI)")
     ap.add_argument("--suite", action="append", help="only these suites (repeatable)")
     ap.add_argument("--case", action="append",
-                    help="only cases whose name contains this text (repeatable)")
+                    help="only the case of this exact name (repeatable)")
     ap.add_argument("--tag", help="name of the output files (default: quick or full)")
     ap.add_argument("--out", default=str(HERE / "results"), help="output folder")
     ap.add_argument("--timeout", type=float, default=1800.0, help="per case, s")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.suite and mod.SUITE not in a.suite:
             continue
         for i, case in enumerate(mod.cases(a.quick)):
-            if a.case and not any(c in case["name"] for c in a.case):
+            if a.case and case["name"] not in a.case:
                 continue
             print(f"[{mod.SUITE}] {case['name']} ...", file=sys.stderr, flush=True)
             r = spawn(name, i, a.quick, a.timeout)
