@@ -427,6 +427,11 @@ def _figures(out: Path, first) -> None:
     ax = fig.subplots(1, 2)
     ax[0].scatter(z, va, color="tab:red", label="after charge")
     ax[0].scatter(z, vb, color="k", label="before charge")
+    low = np.asarray(ra) < HIGH_R_OHM
+    if low.sum() >= 3:  # the fitted line behind the reported gradient (low-R particles)
+        k, c = np.polyfit(z[low], np.asarray(va)[low], 1)
+        zz = np.array([z.min(), z.max()])
+        ax[0].plot(zz, k * zz + c, color="tab:red", lw=1, ls="--", label="linear fit")
     g = res.numbers["vcpd_gradient_cc_minus_se_V"]
     ax[0].set_xlabel("depth z of the particle (µm, 0 = current collector)")
     ax[0].set_ylabel("V_CPD' (V)")
