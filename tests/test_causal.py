@@ -1,0 +1,89 @@
+"""The causal checks of the reference experiment (quick mode): structure and the physics they
+are about -- narrowing the NMC-NMC contacts makes high-resistance particles, widening them, a
+broken film or a carbon additive lowers the per-particle resistance."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    path = ROOT / "experiments" / "otoyama2020" / "causal_checks.py"
+    spec = importlib.util.spec_from_file_location("causal_checks", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def causal(tmp_path_factory):
+    out = tmp_path_factory.mktemp("causal")
+    assert _script().main(["--quick", "-o", str(out)]) == 0
+    return out, json.loads((out / "causal_checks.json").read_text())
+
+
+def test_structure(causal):
+    out, rep = causal
+    names = [c["name"] for c in rep["cases"]]
+    assert names[0] == "baseline"
+    assert {"widened", "film_broken", "carbon"} <= set(names)
+    assert any(n.startswith("narrowed_x") for n in names)
+    for c in rep["cases"]:
+        assert c["n_particles"] >= 5
+        for key in ("ssrm_after_ohm", "network_ohm", "cafm_after_A"):
+            assert set(c[key]) >= {"median", "p90", "max"}
+        assert len(c["per_particle_ssrm_after_ohm"]) == c["n_particles"]
+    md = (out / "causal_checks.md").read_text()
+    assert md.count("\n| ") >= len(names) + 2
+    for png in ("causal_checks.png", "causal_gradient_vs_rest.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG", png
+    sens = rep["sensitivity"]
+    assert {r["variant"] for r in sens["tip"]} >= {"tip 10 nm (default)", "tip 100 nm"}
+    assert {r["rest_time_s"] for r in sens["gradient"]} >= {0.0, 3600.0}
+
+
+def test_point_contacts_cause_high_resistance(causal):
+    _, rep = causal
+    c = {x["name"]: x for x in rep["cases"]}
+    base = c["baseline"]
+    narrowed = [x for n, x in c.items() if n.startswith("narrowed_x")]
+    # the dose side: point contacts make high-resistance particles
+    for x in narrowed:
+        assert x["high_r_fraction"] > base["high_r_fraction"]
+        assert x["network_ohm"]["median"] > 3 * base["network_ohm"]["median"]
+        assert x["cafm_after_A"]["median"] < base["cafm_after_A"]["median"]
+    # the cure side: wider contacts, no film, carbon -- never more high-R particles, and a
+    # lower per-particle resistance distribution (the count is 0 already at the defaults)
+    for name in ("widened", "film_broken", "carbon"):
+        x = c[name]
+        assert x["high_r_fraction"] <= base["high_r_fraction"]
+        assert x["network_ohm"]["median"] < base["network_ohm"]["median"]
+        assert x["network_ohm"]["max"] < base["network_ohm"]["max"]
+        assert x["ssrm_after_ohm"]["median"] <= base["ssrm_after_ohm"]["median"]
+        assert x["cafm_after_A"]["median"] >= base["cafm_after_A"]["median"]
+    assert c["carbon"]["network_ohm"]["median"] < base["network_ohm"]["median"] / 10
+    # the readings' floor: with the network bypassed (carbon), the tip and barrier remain
+    assert c["carbon"]["ssrm_after_ohm"]["median"] > np.median(
+        c["carbon"]["per_particle_network_ohm"])
+
+
+def test_gradient_relaxes_with_rest(causal):
+    _, rep = causal
+    g = {(r["variant"], r["rest_time_s"]): r["vcpd_gradient_cc_minus_se_V"]
+         for r in rep["sensitivity"]["gradient"]}
+    # a 10x poorer glass leaves an ionic (SE-side-first) gradient at the end of the charge
+    # that the 1 h rest removes
+    assert g[("SE sigma_ion / 10", 0.0)] > g[("SE sigma_ion / 10", 3600.0)]
+    assert g[("SE sigma_ion / 10", 0.0)] > g[("default", 0.0)]
+
+
+def test_bad_windows_exit_2(tmp_path, capsys):
+    assert _script().main(["--quick", "--windows", "0", "-o", str(tmp_path)]) == 2
+    assert "windows" in capsys.readouterr().err
