@@ -404,27 +404,60 @@ def _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, p
 
 
 @nb.njit(**_NB)
-def _pair_sweep_half(pos, rad, box, periodic_z, extra, ncell, start, order, counts, pairs,
-                     fill):
-    """Half-shell variant of :func:`_pair_sweep`: each cell is paired with itself and its 13
-    forward neighbours, so every distance is computed once.  Valid when every periodic axis
-    has at least 3 cells.  Pairs are stored under the particle of the home cell (not i < j).
+def _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, reach, pairs):
+    """Pairs from a half stencil of ``(2 reach + 1)^3`` cells: each cell is paired with itself
+    and its forward neighbours, so every distance is computed once.  A neighbour cell is
+    skipped when its nearest point is farther from particle i than ``r_i + r_max + extra``
+    (with cells of half the largest cut-off this skips most of the 5x5x5 block for the small
+    particles of a polydisperse packing).  Valid when every periodic axis has at least
+    ``2 reach + 1`` cells.  Pairs are appended while they fit in ``pairs``; returns the number
+    found (the caller retries with a larger array when it exceeds the capacity).
     """
-    counting = fill.shape[0] == 0
     nx, ny, nz = ncell[0], ncell[1], ncell[2]
+    w = 2 * reach + 1
+    w3 = w * w * w
+    home = w3 // 2
+    cap = pairs.shape[0]
+    hx, hy, hz = box[0] / nx, box[1] / ny, box[2] / nz
+    ibx, iby, ibz = 1.0 / box[0], 1.0 / box[1], 1.0 / box[2]
+    rmax = 0.0
+    for i in range(rad.shape[0]):
+        rmax = max(rmax, rad[i])
+    k = 0
     for cx in range(nx):
         for cy in range(ny):
             for cz in range(nz):
                 c = (cx * ny + cy) * nz + cz
                 for s in range(start[c], start[c + 1]):
                     i = order[s]
-                    k = 0
-                    for o in range(14):
-                        if o == 0:
-                            dx, dy, dz = 0, 0, 0
-                        else:
-                            q = o - 1 + 14  # offsets 14..26 of the 3x3x3 block are forward
-                            dx, dy, dz = q // 9 - 1, (q // 3) % 3 - 1, q % 3 - 1
+                    # coordinates wrapped like _cells wrapped them, so i lies in cell c
+                    px = pos[i, 0] - box[0] * math.floor(pos[i, 0] * ibx)
+                    py = pos[i, 1] - box[1] * math.floor(pos[i, 1] * iby)
+                    pz = pos[i, 2]
+                    if periodic_z:
+                        pz -= box[2] * math.floor(pz * ibz)
+                    ri = rad[i] + extra
+                    reach2 = (ri + rmax) * (ri + rmax)
+                    for o in range(home, w3):
+                        dx = o // (w * w) - reach
+                        dy = (o // w) % w - reach
+                        dz = o % w - reach
+                        if o != home:
+                            # gap from i to the neighbour cell (unwrapped cell coordinates);
+                            # the end slabs of a walled axis reach to +-infinity (_cells
+                            # clips particles outside the box into them)
+                            ux, uy, uz = cx + dx, cy + dy, cz + dz
+                            gx = max(0.0, ux * hx - px, px - (ux + 1) * hx)
+                            gy = max(0.0, uy * hy - py, py - (uy + 1) * hy)
+                            zlo, zhi = uz * hz, (uz + 1) * hz
+                            if not periodic_z:
+                                if uz == 0:
+                                    zlo = -np.inf
+                                if uz == nz - 1:
+                                    zhi = np.inf
+                            gz = max(0.0, zlo - pz, pz - zhi)
+                            if gx * gx + gy * gy + gz * gz >= reach2:
+                                continue
                         ox = (cx + dx) % nx
                         oy = (cy + dy) % ny
                         oz = cz + dz
@@ -433,163 +466,289 @@ def _pair_sweep_half(pos, rad, box, periodic_z, extra, ncell, start, order, coun
                         elif oz < 0 or oz >= nz:
                             continue
                         cc = (ox * ny + oy) * nz + oz
-                        t0 = s + 1 if o == 0 else start[cc]
+                        t0 = s + 1 if o == home else start[cc]
                         for t in range(t0, start[cc + 1]):
                             j = order[t]
-                            r2, _, _, _ = _dist2(pos[i], pos[j], box, periodic_z)
-                            cut = rad[i] + rad[j] + extra
-                            if r2 < cut * cut:
-                                if not counting:
-                                    pairs[fill[i] + k, 0] = i
-                                    pairs[fill[i] + k, 1] = j
+                            ddx = pos[j, 0] - pos[i, 0]
+                            ddx -= box[0] * np.rint(ddx * ibx)
+                            ddy = pos[j, 1] - pos[i, 1]
+                            ddy -= box[1] * np.rint(ddy * iby)
+                            ddz = pos[j, 2] - pos[i, 2]
+                            if periodic_z:
+                                ddz -= box[2] * np.rint(ddz * ibz)
+                            cut = ri + rad[j]
+                            if ddx * ddx + ddy * ddy + ddz * ddz < cut * cut:
+                                if k < cap:
+                                    pairs[k, 0] = i
+                                    pairs[k, 1] = j
                                 k += 1
-                    if counting:
-                        counts[i + 1] = k
+    return k
 
 
 @nb.njit(**_NB)
-def _pair_list(pos, rad, box, periodic_z, extra):
-    """All pairs i < j with centre distance below r_i + r_j + extra, via cell lists.
+def _pair_list_cap(pos, rad, box, periodic_z, extra, cap):
+    """All pairs with centre distance below r_i + r_j + extra, via cell lists.
 
-    Returns (P, 2) int64; a pair is listed once, in either order.  Two passes (count, then fill) so memory is exactly
-    what is needed.
+    Returns (P, 2) int64; a pair is listed once, in either order.  ``cap`` is a guess of P
+    (e.g. the previous list's size): one sweep when it is large enough, two otherwise.
+    Cells are half the largest cut-off wide (5x5x5 half stencil, pruned per particle) where
+    every periodic axis holds 5 of them, else a full cut-off wide (3x3x3 half stencil), else
+    the plain search for very small boxes.
     """
     n = pos.shape[0]
     rmax = 0.0
     for i in range(n):
         rmax = max(rmax, rad[i])
-    ncell, start, order = _cells(pos, box, 2.0 * rmax + extra, periodic_z)
-    counts = np.zeros(n + 1, np.int64)
-    none = np.zeros(0, np.int64)
-    empty = np.zeros((0, 2), np.int64)
-    half = ncell[0] >= 3 and ncell[1] >= 3 and (ncell[2] >= 3 or not periodic_z)
-    if half:
-        _pair_sweep_half(pos, rad, box, periodic_z, extra, ncell, start, order, counts, empty,
-                         none)
-    else:
-        _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, empty, none)
-    for i in range(n):
-        counts[i + 1] += counts[i]
-    pairs = np.empty((counts[n], 2), np.int64)
-    if half:
-        _pair_sweep_half(pos, rad, box, periodic_z, extra, ncell, start, order, counts, pairs,
-                         counts[:-1].copy())
-    else:
-        _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, pairs,
-                    counts[:-1].copy())
-    return pairs
+    cut = 2.0 * rmax + extra
+    reach = 2
+    for d in range(3):
+        if (d < 2 or periodic_z) and int(box[d] / (0.5 * cut)) < 5:
+            reach = 1
+    ncell, start, order = _cells(pos, box, cut / reach, periodic_z)
+    for d in range(3):
+        if (d < 2 or periodic_z) and ncell[d] < 3:
+            counts = np.zeros(n + 1, np.int64)
+            none = np.zeros(0, np.int64)
+            _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts,
+                        np.zeros((0, 2), np.int64), none)
+            for q in range(n):
+                counts[q + 1] += counts[q]
+            pairs = np.empty((counts[n], 2), np.int64)
+            _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, pairs,
+                        counts[:-1].copy())
+            return pairs
+    pairs = np.empty((max(cap, 16), 2), np.int64)
+    k = _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, reach, pairs)
+    if k > pairs.shape[0]:
+        pairs = np.empty((k, 2), np.int64)
+        k = _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, reach,
+                               pairs)
+    return pairs[:k]
 
 
 @nb.njit(**_NB)
-def _forces(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, out):
-    """Harmonic repulsion: fills ``out`` (N, 3) with net forces; returns the energy."""
-    out[:] = 0.0
-    e = 0.0
-    for p in range(pairs.shape[0]):
-        i, j = pairs[p, 0], pairs[p, 1]
-        r2, dx, dy, dz = _dist2(pos[i], pos[j], box, periodic_z)
-        s = rad[i] + rad[j]
-        if r2 < s * s and r2 > 0.0:
-            d = math.sqrt(r2)
-            ov = s - d
-            k = k_hard if (hard[i] and hard[j]) else k_soft
-            f = k * ov / d
-            e += 0.5 * k * ov * ov
-            out[i, 0] -= f * dx
-            out[i, 1] -= f * dy
-            out[i, 2] -= f * dz
-            out[j, 0] += f * dx
-            out[j, 1] += f * dy
-            out[j, 2] += f * dz
-    if not periodic_z:
-        for i in range(pos.shape[0]):
-            k = k_hard if hard[i] else k_soft
-            lo = rad[i] - pos[i, 2]
-            if lo > 0.0:
-                out[i, 2] += k * lo
-                e += 0.5 * k * lo * lo
-            hi = pos[i, 2] + rad[i] - box[2]
-            if hi > 0.0:
-                out[i, 2] -= k * hi
-                e += 0.5 * k * hi * hi
-    return e
+def _pair_list(pos, rad, box, periodic_z, extra):
+    """:func:`_pair_list_cap` with a capacity guess of 8 pairs per particle."""
+    return _pair_list_cap(pos, rad, box, periodic_z, extra, 8 * pos.shape[0])
 
 
-@nb.njit(**_NB)
-def _fire(pos, rad, hard, mass, box, periodic_z, k_soft, k_hard, ftol, maxit, skin,
-          dt_max=0.2):
-    """Minimise the overlap energy in place with FIRE (Bitzek et al., PRL 97, 170201, 2006).
+def _fire_forces_impl(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, buf, frc, f2, part):
+    """Harmonic repulsion: fills ``frc`` (N, 3) with net forces and ``f2`` with their squared
+    norms; returns (energy, max |F|).
 
-    A Verlet pair list with ``skin`` is rebuilt when any particle moved more than skin/2.
-    ``mass`` preconditions the stiff NMC-NMC modes.  Returns (iterations, max |F|, energy).
+    ``k (r_i + r_j - d)`` for overlapping pairs (``k_hard`` when both particles are hard, else
+    ``k_soft``) and ``k`` times the overlap with the walls at z = 0 and z = L unless
+    ``periodic_z``.  The pair list is cut into ``buf.shape[0]`` fixed chunks, each with its own
+    force buffer, summed per particle in a fixed order: the result does not depend on the
+    number of threads.
     """
     n = pos.shape[0]
+    nch = buf.shape[0]
+    npair = pairs.shape[0]
+    ibx, iby, ibz = 1.0 / box[0], 1.0 / box[1], 1.0 / box[2]
+    for c in nb.prange(nch):
+        ec = 0.0
+        for p in range(npair * c // nch, npair * (c + 1) // nch):
+            pi = pairs[p, 0]
+            pj = pairs[p, 1]
+            qx = pos[pj, 0] - pos[pi, 0]
+            qx -= box[0] * np.rint(qx * ibx)
+            qy = pos[pj, 1] - pos[pi, 1]
+            qy -= box[1] * np.rint(qy * iby)
+            qz = pos[pj, 2] - pos[pi, 2]
+            if periodic_z:
+                qz -= box[2] * np.rint(qz * ibz)
+            q2 = qx * qx + qy * qy + qz * qz
+            sr = rad[pi] + rad[pj]
+            if q2 < sr * sr and q2 > 0.0:
+                qd = math.sqrt(q2)
+                ov = sr - qd
+                kp = k_soft
+                if hard[pi] and hard[pj]:
+                    kp = k_hard
+                fq = kp * ov / qd
+                ec += 0.5 * kp * ov * ov
+                buf[c, pi, 0] -= fq * qx
+                buf[c, pi, 1] -= fq * qy
+                buf[c, pi, 2] -= fq * qz
+                buf[c, pj, 0] += fq * qx
+                buf[c, pj, 1] += fq * qy
+                buf[c, pj, 2] += fq * qz
+        part[c, 0] = ec
+    for c in nb.prange(nch):
+        ew = 0.0
+        for m in range(n * c // nch, n * (c + 1) // nch):
+            fx = 0.0
+            fy = 0.0
+            fz = 0.0
+            for q in range(nch):
+                fx += buf[q, m, 0]
+                fy += buf[q, m, 1]
+                fz += buf[q, m, 2]
+                buf[q, m, 0] = 0.0
+                buf[q, m, 1] = 0.0
+                buf[q, m, 2] = 0.0
+            if not periodic_z:
+                kw = k_soft
+                if hard[m]:
+                    kw = k_hard
+                lo = rad[m] - pos[m, 2]
+                if lo > 0.0:
+                    fz += kw * lo
+                    ew += 0.5 * kw * lo * lo
+                hi = pos[m, 2] + rad[m] - box[2]
+                if hi > 0.0:
+                    fz -= kw * hi
+                    ew += 0.5 * kw * hi * hi
+            frc[m, 0] = fx
+            frc[m, 1] = fy
+            frc[m, 2] = fz
+            f2[m] = fx * fx + fy * fy + fz * fz
+        part[c, 1] = ew
+    e = 0.0
+    for c in range(nch):
+        e += part[c, 0] + part[c, 1]
+    fmax = 0.0
+    for m in range(n):
+        fmax = max(fmax, f2[m])
+    return e, math.sqrt(fmax)
+
+
+def _fire_power_impl(frc, vel, f2, part):
+    """(F.v, |v|, |F|) over all particles, summed in fixed chunks (thread-count independent)."""
+    n = frc.shape[0]
+    nch = part.shape[0]
+    for c in nb.prange(nch):
+        cp = 0.0
+        cv = 0.0
+        cf = 0.0
+        for m in range(n * c // nch, n * (c + 1) // nch):
+            cp += frc[m, 0] * vel[m, 0] + frc[m, 1] * vel[m, 1] + frc[m, 2] * vel[m, 2]
+            cv += vel[m, 0] ** 2 + vel[m, 1] ** 2 + vel[m, 2] ** 2
+            cf += f2[m]
+        part[c, 0] = cp
+        part[c, 1] = cv
+        part[c, 2] = cf
+    pw = 0.0
+    vn = 0.0
+    fn = 0.0
+    for c in range(nch):
+        pw += part[c, 0]
+        vn += part[c, 1]
+        fn += part[c, 2]
+    return pw, math.sqrt(vn), math.sqrt(fn)
+
+
+def _fire_move_impl(pos, vel, frc, mass, ref, box, periodic_z, keep, mix, dt, d2):
+    """Velocity mixing and a semi-implicit Euler step,
+    ``v <- keep v + mix F + dt F / m; x <- x + dt v``; returns the sum of the two largest
+    displacements since ``ref`` (the last pair-list build)."""
+    n = pos.shape[0]
+    ibx, iby, ibz = 1.0 / box[0], 1.0 / box[1], 1.0 / box[2]
+    for m in nb.prange(n):
+        for a in range(3):
+            vm = keep * vel[m, a] + mix * frc[m, a] + dt * frc[m, a] / mass[m]
+            vel[m, a] = vm
+            pos[m, a] += dt * vm
+        ddx = pos[m, 0] - ref[m, 0]
+        ddx -= box[0] * np.rint(ddx * ibx)
+        ddy = pos[m, 1] - ref[m, 1]
+        ddy -= box[1] * np.rint(ddy * iby)
+        ddz = pos[m, 2] - ref[m, 2]
+        if periodic_z:
+            ddz -= box[2] * np.rint(ddz * ibz)
+        d2[m] = ddx * ddx + ddy * ddy + ddz * ddz
+    m1 = 0.0
+    m2 = 0.0
+    for m in range(n):
+        if d2[m] > m1:
+            m2 = m1
+            m1 = d2[m]
+        elif d2[m] > m2:
+            m2 = d2[m]
+    return math.sqrt(m1) + math.sqrt(m2)
+
+
+@nb.njit(**_NB)
+def _wrap(pos, box, periodic_z):
+    """Fold positions into the box along the periodic axes (in place)."""
+    for m in range(pos.shape[0]):
+        for a in range(3):
+            if a < 2 or periodic_z:
+                pos[m, a] -= box[a] * math.floor(pos[m, a] / box[a])
+
+
+# Work is split into this many fixed chunks whatever the number of threads, and the chunks'
+# partial sums are added in a fixed order: the same seed gives the same bytes on 1 or 64 cores.
+_NCHUNK = 16
+# Each FIRE kernel exists twice: serial (cached) and multi-threaded (compiled on first use, not
+# cached: numba 0.68's on-disk cache of parallel kernels crashed on reload in this module).
+# Threads pay off only when one call has enough work; below this many particles, or on one
+# thread, the serial kernels run.  (On a loaded machine fine-grained threads were measured up
+# to 30x slower than serial for 1600 particles.)
+_PARALLEL_MIN_PARTICLES = 20_000
+_SER = tuple(nb.njit(**_NB)(f) for f in (_fire_forces_impl, _fire_power_impl, _fire_move_impl))
+_PAR = tuple(nb.njit(nogil=True, parallel=True)(f)
+             for f in (_fire_forces_impl, _fire_power_impl, _fire_move_impl))
+
+
+def _fire_kernels(n: int) -> tuple:
+    """(forces, power, move) kernels for ``n`` particles: threaded when it pays off."""
+    if n >= _PARALLEL_MIN_PARTICLES and nb.get_num_threads() > 1:
+        return _PAR
+    return _SER
+
+
+def _fire(pos, rad, hard, mass, box, periodic_z, k_soft, k_hard, ftol, maxit, skin, dt_max):
+    """Minimise the harmonic overlap energy in place with FIRE (Bitzek et al., PRL 97, 170201,
+    2006).  Returns (iterations, max |F|, energy, pair-list rebuilds).
+
+    ``mass`` preconditions the stiff NMC-NMC modes.  A Verlet pair list with ``skin`` is
+    rebuilt when the two largest displacements since the last build add up to more than the
+    skin.  The loop is Python (a few microseconds per iteration); the work per iteration is in
+    three kernels (serial, or threaded for large ``n``: see ``_fire_kernels``) with fixed
+    chunking, so results do not depend on the thread count.
+    """
+    n = pos.shape[0]
+    forces, power, move = _fire_kernels(n)
     vel = np.zeros_like(pos)
     frc = np.zeros_like(pos)
+    buf = np.zeros((_NCHUNK, n, 3))
+    part = np.zeros((_NCHUNK, 3))
+    f2 = np.zeros(n)
+    d2 = np.zeros(n)
     ref = pos.copy()
-    pairs = _pair_list(pos, rad, box, periodic_z, skin)
+    pairs = _pair_list_cap(pos, rad, box, periodic_z, skin, 8 * n)
     dt = 0.25 * dt_max
-    nrebuild = 0
-    alpha0, alpha = 0.1, 0.1
+    alpha0 = alpha = 0.1
     n_pos = 0
-    e = _forces(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, frc)
-    fmax = 0.0
     it = 0
-    for it in range(1, maxit + 1):
-        fmax = 0.0
-        for i in range(n):
-            f2 = frc[i, 0] ** 2 + frc[i, 1] ** 2 + frc[i, 2] ** 2
-            fmax = max(fmax, f2)
-        fmax = math.sqrt(fmax)
-        if fmax < ftol:
+    nrebuild = 0
+    while True:
+        e, fmax = forces(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, buf, frc,
+                         f2, part)
+        if fmax < ftol or it >= maxit:
             break
-        # FIRE power and velocity mixing
-        pw = 0.0
-        vn = 0.0
-        fn = 0.0
-        for i in range(n):
-            for a in range(3):
-                pw += frc[i, a] * vel[i, a]
-                vn += vel[i, a] ** 2
-                fn += frc[i, a] ** 2
-        vn = math.sqrt(vn)
-        fn = math.sqrt(fn)
-        if pw > 0.0:
-            for i in range(n):
-                for a in range(3):
-                    vel[i, a] = (1 - alpha) * vel[i, a] + alpha * vn * frc[i, a] / fn
+        it += 1
+        pw, vn, fn = power(frc, vel, f2, part)
+        if pw > 0.0:  # downhill: mix the velocity towards the force, speed up
+            keep, mix = 1.0 - alpha, alpha * vn / fn
             n_pos += 1
             if n_pos > 5:
                 dt = min(dt * 1.1, dt_max)
                 alpha *= 0.99
-        else:
+        else:  # uphill: stop, shorten the step, restart the mixing
+            keep, mix = 0.0, 0.0
             n_pos = 0
             dt *= 0.5
             alpha = alpha0
-            vel[:] = 0.0
-        # semi-implicit Euler step
-        moved = 0.0
-        for i in range(n):
-            for a in range(3):
-                vel[i, a] += dt * frc[i, a] / mass[i]
-                pos[i, a] += dt * vel[i, a]
-            r2, _, _, _ = _dist2(ref[i], pos[i], box, periodic_z)
-            moved = max(moved, r2)
-        if moved > (0.5 * skin) ** 2:
-            for i in range(n):
-                for a in range(2):
-                    pos[i, a] -= box[a] * math.floor(pos[i, a] / box[a])
-                if periodic_z:
-                    pos[i, 2] -= box[2] * math.floor(pos[i, 2] / box[2])
+        if move(pos, vel, frc, mass, ref, box, periodic_z, keep, mix, dt, d2) > skin:
+            _wrap(pos, box, periodic_z)
             ref[:] = pos
-            pairs = _pair_list(pos, rad, box, periodic_z, skin)
+            pairs = _pair_list_cap(pos, rad, box, periodic_z, skin,
+                                   pairs.shape[0] + pairs.shape[0] // 4 + 16)
             nrebuild += 1
-        e = _forces(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, frc)
-    for i in range(n):
-        for a in range(2):
-            pos[i, a] -= box[a] * math.floor(pos[i, a] / box[a])
-        if periodic_z:
-            pos[i, 2] -= box[2] * math.floor(pos[i, 2] / box[2])
+    _wrap(pos, box, periodic_z)
     return it, fmax, e, nrebuild
 
 
@@ -986,7 +1145,7 @@ def jam_hard_spheres(n: int, *, seed: int, contact_tol_rel: float = 1e-6,
     def relax(p: np.ndarray, radius: float) -> float:
         nonlocal iters
         it, fmax, e, _ = _fire(p, np.full(n, radius), hard, mass, box, periodic_z, 1.0, 1.0,
-                            ftol, 2_000_000, 0.3)
+                               ftol, 2_000_000, 0.3, 0.2)
         iters += int(it)
         return float(e) / n
 
