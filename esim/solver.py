@@ -61,19 +61,20 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from scipy.sparse.csgraph import connected_components
 
+from esim import _solver_kernels as _K
 from esim.errors import InvalidParameters, NotPercolating, SolverDidNotConverge
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "AUTO_DIRECT_MAX_UNKNOWNS",
+    "VALID_METHODS",
     "AMGBackend",
     "ConductanceResult",
     "DirectBackend",
+    "GridAMGBackend",
     "NetworkSolution",
-    "VALID_METHODS",
     "conductance_between",
     "effective_conductivity",
     "get_backend",
@@ -300,12 +301,8 @@ def network_components(n_nodes: int, conns: np.ndarray, g: np.ndarray) -> tuple[
     labels : (N,) int32
         Component label of each node.
     """
-    keep = g > 0
-    c = conns[keep]
-    adj = sp.coo_matrix(
-        (np.ones(c.shape[0], dtype=np.int8), (c[:, 0], c[:, 1])), shape=(n_nodes, n_nodes)
-    ).tocsr()
-    n_comp, labels = connected_components(adj, directed=False)
+    # union-find over the edge list (numba): no adjacency matrix is built
+    n_comp, labels = _K.components(int(n_nodes), conns, g)
     return int(n_comp), labels
 
 
@@ -367,30 +364,17 @@ def _reduced_system(
     nf = free_idx.size
     pos = np.full(n_nodes, -1, dtype=np.int64)
     pos[free_idx] = np.arange(nf, dtype=np.int64)
-    # self-loops carry no current; assembling them would add and subtract 2g on the diagonal,
-    # which is not exact in floating point (a node held only by a tiny conductance then gets
-    # a zero pivot)
-    loop = conns[:, 0] == conns[:, 1]
-    if loop.any():
-        conns, g = conns[~loop], g[~loop]
-    i, j = conns[:, 0], conns[:, 1]
-    pi, pj = pos[i], pos[j]
-    fi, fj = pi >= 0, pj >= 0
-    # diagonal: every edge incident on a free node (edges to inactive nodes have g == 0)
-    diag = _wsum(pi[fi], weights=g[fi], minlength=nf) + _wsum(
-        pj[fj], weights=g[fj], minlength=nf
-    )
-    both = fi & fj
-    gb = g[both]
-    rows = np.concatenate([pi[both], pj[both], np.arange(nf)])
-    cols = np.concatenate([pj[both], pi[both], np.arange(nf)])
-    data = np.concatenate([-gb, -gb, diag])
-    A = sp.coo_matrix((data, (rows, cols)), shape=(nf, nf)).tocsr()
-    # right-hand side: g * V_fixed from each edge joining a free and a fixed node
-    fixed_j = fi & ~fj & ~np.isnan(vfixed[j])
-    fixed_i = fj & ~fi & ~np.isnan(vfixed[i])
-    b = _wsum(pi[fixed_j], weights=g[fixed_j] * vfixed[j[fixed_j]], minlength=nf)
-    b += _wsum(pj[fixed_i], weights=g[fixed_i] * vfixed[i[fixed_i]], minlength=nf)
+    # numba assembly straight into canonical CSR (rows sorted, parallel edges summed); edges
+    # with g = 0 and self-loops are left out (a self-loop would add and subtract 2g on the
+    # diagonal, which is not exact in floating point: a node held only by a tiny conductance
+    # would get a zero pivot)
+    indptr, indices, data, b = _K.reduced_csr(pos, conns, g, vfixed, nf)
+    if indptr[-1] < 2**31:
+        indptr = indptr.astype(np.int32)
+    else:
+        indices = indices.astype(np.int64)
+    A = sp.csr_matrix((data, indices, indptr), shape=(nf, nf))
+    A.has_canonical_format = True
     return A, b, free_idx
 
 
@@ -432,6 +416,9 @@ class AMGBackend:
 
     name = "amg"
 
+    #: Systems with at least this many unknowns are reordered by reverse Cuthill-McKee.
+    reorder_min = 50_000
+
     def __init__(self, rtol: float = 1e-10, maxiter: int = 500):
         self.rtol = float(rtol)
         self.maxiter = int(maxiter)
@@ -441,45 +428,61 @@ class AMGBackend:
 
         t0 = time.perf_counter()
         A = sp.csr_matrix(A)
-        # symmetric diagonal scaling: makes high-contrast networks better conditioned for CG
-        d = 1.0 / np.sqrt(A.diagonal())
-        Dm = sp.diags(d)
-        As = (Dm @ A @ Dm).tocsr()
-        bs = b * d
-        bnorm = float(np.linalg.norm(b)) or 1.0
-        count = [0]
+        n = A.shape[0]
+        perm = None
+        if n >= self.reorder_min:
+            # bandwidth-reducing order: particle networks come in random order, and the
+            # matrix-vector products and Gauss-Seidel sweeps gather x at random (measured on
+            # 1e6 particles: 4x faster products, 2.4x faster sweeps after the reordering)
+            from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-        def _cb(_xk: np.ndarray) -> None:
-            count[0] += 1
+            perm = reverse_cuthill_mckee(A, symmetric_mode=True).astype(np.int64)
+            A = _permute_csr(A, perm)
+            b = b[perm]
+        # symmetric diagonal scaling: makes high-contrast networks better conditioned; the
+        # hierarchy is built for D^-1/2 A D^-1/2 and CG runs on A itself with the equivalent
+        # preconditioner D^-1/2 M D^-1/2, so it stops on the unscaled residual directly
+        d = 1.0 / np.sqrt(A.diagonal())
+        As = A.copy()
+        As.data *= np.repeat(d, np.diff(A.indptr)) * d[As.indices]
 
         # theta = 0 (all connections strong) is cheapest on ordinary networks; if CG stalls
         # (high conductance contrast, e.g. 1e6 between phases) the hierarchy is rebuilt with
         # theta = 0.1 and CG continues from where it stopped.
-        y, code, t_setup = None, 1, 0.0
+        x, it, converged, t_setup = None, 0, False, 0.0
         for theta, cap in ((0.0, min(self.maxiter, 60)), (0.1, self.maxiter)):
             ts = time.perf_counter()
             M = _vcycle_operator(*_sa_hierarchy(As, 1.0 / d, theta=theta))
             t_setup += time.perf_counter() - ts
-            rt = self.rtol
-            for _ in range(4):
-                # CG stops on the scaled residual; tighten until the unscaled relative
-                # residual ||b - A x|| / ||b|| meets rtol too (hierarchy reused, peer lesson 1)
-                y, code = spla.cg(As, bs, x0=y, rtol=rt, atol=0.0,
-                                  maxiter=max(1, cap - count[0]),
-                                  M=M, callback=_cb)
-                if code != 0:
-                    break
-                r_u = float(np.linalg.norm(b - A @ (y * d))) / bnorm
-                if r_u <= self.rtol:
-                    break
-                rt = max(rt * 0.5 * self.rtol / r_u, 1e-15)
-            if code == 0:
+
+            def precond(r, M=M):
+                return d * M.matvec(d * r)
+
+            x, k, converged = _pcg(A, b, precond, self.rtol, max(1, cap - it), x0=x)
+            it += k
+            if converged:
                 break
             log.info("AMG-CG stalled after %d iterations with theta=%.1f; rebuilding the "
-                     "hierarchy with strength threshold 0.1", count[0], theta)
-        x = y * d
-        return x, {"iterations": count[0], "converged": code == 0, "backend": self.name,
+                     "hierarchy with strength threshold 0.1", it, theta)
+        if perm is not None:
+            xo = np.empty_like(x)
+            xo[perm] = x
+            x = xo
+        return x, {"iterations": it, "converged": converged, "backend": self.name,
                    "setup_s": t_setup, "time_s": time.perf_counter() - t0}
+
+
+def _permute_csr(A: sp.csr_matrix, perm: np.ndarray) -> sp.csr_matrix:
+    """``A[perm][:, perm]`` in canonical CSR (numba; scipy's fancy indexing is 5x slower)."""
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(perm.size)
+    ptr, ind, dat = _K.csr_permute(A.indptr, A.indices, A.data, perm,
+                                   inv.astype(A.indices.dtype))
+    length = np.empty(A.shape[0], dtype=np.int64)
+    _K.sort_merge_rows(ptr, ind, dat, length)
+    out = sp.csr_matrix((dat, ind, ptr), shape=A.shape)
+    out.has_canonical_format = True
+    return out
 
 
 def _sa_hierarchy(A: sp.csr_matrix, B: np.ndarray, max_coarse: int = 500, theta: float = 0.0,
@@ -550,6 +553,277 @@ def _vcycle_operator(As, Ps, Rs, coarse_lu) -> spla.LinearOperator:
     return spla.LinearOperator((n, n), matvec=lambda b: cycle(0, np.ravel(b)), dtype=np.float64)
 
 
+class GridAMGBackend:
+    """CG preconditioned by aggregation multigrid on the voxel grid the unknowns sit on.
+
+    For a voxel network every unknown is a voxel and every coupling joins two face
+    neighbours, so 2x2x2 blocks of voxels are natural aggregates: with the piecewise-constant
+    prolongation ``P`` the Galerkin operator ``P^T A P`` is again a 7-point stencil whose face
+    conductances are the sums of the fine face conductances between two blocks
+    (:func:`esim._solver_kernels.csr_to_grid`, :func:`~esim._solver_kernels.grid_coarsen`).
+    Setup is one pass over the matrix and then over ever smaller grids -- no sparse
+    matrix products, no strength graph.  The smoother is red-black Gauss-Seidel (a voxel grid
+    is bipartite: each colour updates in parallel, the result independent of the thread count):
+    forward (red, black) before and backward (black, red) after each coarse correction.
+    Plain aggregation under-corrects smooth errors (its coarse space interpolates them
+    piecewise-constantly), so each coarse level is solved by the K-cycle (Notay &
+    Vassilevski, Numer. Linear Algebra Appl. 15, 473, 2008: two flexible-CG steps
+    preconditioned by the next level), which keeps the iteration count independent of the
+    number of levels; the outer CG is flexible too (:func:`_pcg`).  The unknowns are
+    reordered red first, so each half-sweep runs over one contiguous block of rows.
+
+    Measured on a 200^3 porosity-0.5 image (4e6 unknowns): 20 iterations to ``rtol = 1e-10``
+    (smoothed aggregation: 29), setup 0.3 s (smoothed aggregation: 8 s).
+
+    Parameters
+    ----------
+    shape : tuple of 3 int
+        Grid shape.
+    position : (n,) int64
+        Flat (C-order) grid index of each unknown (row of ``A``).
+    rtol, maxiter : float, int
+        As :class:`AMGBackend`: CG stops when ``||b - A x|| / ||b|| <= rtol``.
+    """
+
+    name = "amg"
+
+    #: Coarsening stops when at most this many cells conduct (sparse LU there).
+    max_coarse = 2000
+    #: Grids with fewer cells run their kernels on one thread.
+    parallel_min_cells = 200_000
+
+    def __init__(self, shape, position, rtol: float = 1e-10, maxiter: int = 500):
+        self.shape = tuple(int(k) for k in shape)
+        self.position = np.asarray(position, dtype=np.int64)
+        self.rtol = float(rtol)
+        self.maxiter = int(maxiter)
+
+    def setup(self, A: sp.csr_matrix):
+        """The hierarchy of ``A``, or None when an entry joins two non-neighbouring voxels.
+
+        The unknowns are reordered red first, then black (``perm``), so that each half-sweep
+        of the smoother runs over one contiguous block of rows.
+        """
+        ix, iy, iz = np.unravel_index(self.position, self.shape)
+        cshape = np.array([(k + 1) // 2 for k in self.shape], dtype=np.int64)
+        cell = (ix // 2 * cshape[1] + iy // 2) * cshape[2] + iz // 2
+        ok, d, wx, wy, wz = _K.csr_to_grid(A.indptr, A.indices, A.data, cell, ix, iy, iz,
+                                           cshape)
+        if not ok:
+            return None
+        black = ((ix + iy + iz) & 1).astype(bool)
+        perm = np.concatenate([np.flatnonzero(~black), np.flatnonzero(black)])
+        n_red = int(perm.size - np.count_nonzero(black))
+        del ix, iy, iz, black
+        inv = np.empty_like(perm)
+        inv[perm] = np.arange(perm.size)
+        ptr, ind, dat = _K.csr_permute(A.indptr, A.indices, A.data, perm,
+                                       inv.astype(A.indices.dtype))
+        Ap = sp.csr_matrix((dat, ind, ptr), shape=A.shape)
+        invd = 1.0 / Ap.diagonal()
+        levels = [(d, wx, wy, wz)]
+        while np.count_nonzero(levels[-1][0]) > self.max_coarse and max(d.shape) > 1:
+            d, wx, wy, wz = _K.grid_coarsen(*levels[-1])
+            levels.append((d, wx, wy, wz))
+        coarse = _grid_lu(*levels[-1])
+        return (Ap, perm, cell[perm], n_red, invd), levels, coarse
+
+    def preconditioner(self, hierarchy):
+        """The cycle ``z = M r`` of a hierarchy from :meth:`setup`, as a function.
+
+        Grids smaller than :attr:`parallel_min_cells` run their kernels on one thread: a
+        parallel region costs more than the work there (milliseconds when the machine is
+        busy), and the K-cycle visits the coarse levels many times.
+        """
+        import numba
+
+        (A, _, cell, n_red, invd), levels, (active, lu) = hierarchy
+        last = len(levels) - 1
+        ncells = levels[0][0].size
+        nt = numba.get_num_threads()
+        nts = [nt if lv[0].size >= self.parallel_min_cells else 1 for lv in levels]
+        set_threads = numba.set_num_threads
+
+        def grid_cycle(lvl, b):
+            set_threads(nts[lvl])
+            d, wx, wy, wz = levels[lvl]
+            x = np.zeros_like(b)
+            if lvl == last:
+                x[active] = lu.solve(b[active])
+                return x
+            _K.grid_gs_colour(d, wx, wy, wz, x, b, 0)
+            _K.grid_gs_colour(d, wx, wy, wz, x, b, 1)
+            r = np.empty_like(b)
+            _K.grid_residual(d, wx, wy, wz, x, b, r)
+            rc = np.empty(levels[lvl + 1][0].shape)
+            _K.grid_restrict(r, rc)
+            ec = coarse_solve(lvl + 1, rc)
+            set_threads(nts[lvl])
+            _K.grid_prolong_add(x, ec, 1.0)
+            _K.grid_gs_colour(d, wx, wy, wz, x, b, 1)
+            _K.grid_gs_colour(d, wx, wy, wz, x, b, 0)
+            return x
+
+        def coarse_solve(lvl, rc):
+            """Level ``lvl``'s correction by the K-cycle (Notay & Vassilevski 2008): two
+            steps of flexible CG preconditioned by the level's cycle, the second skipped when
+            the first already reduces the residual 4-fold.  Plain aggregation with a single
+            V-cycle would under-correct smooth errors, and the CG iteration count would grow
+            with the number of levels."""
+            e1 = grid_cycle(lvl, rc)
+            if lvl == last:
+                return e1
+            set_threads(nts[lvl])
+            d, wx, wy, wz = levels[lvl]
+            v = np.empty_like(rc)
+            _K.grid_matvec(d, wx, wy, wz, e1, v)
+            e1f, vf, rcf = e1.ravel(), v.ravel(), rc.ravel()
+            rho1 = _K.dot(e1f, vf)
+            if not rho1 > 0:
+                return e1
+            a1 = _K.dot(e1f, rcf) / rho1
+            rt = rc - a1 * v
+            rtf = rt.ravel()
+            if _K.dot(rtf, rtf) <= 0.0625 * _K.dot(rcf, rcf):
+                return a1 * e1
+            e2 = grid_cycle(lvl, rt)
+            set_threads(nts[lvl])
+            w = np.empty_like(rc)
+            _K.grid_matvec(d, wx, wy, wz, e2, w)
+            e2f = e2.ravel()
+            gam = _K.dot(e2f, vf)
+            bet = _K.dot(e2f, w.ravel())
+            a2 = _K.dot(e2f, rtf)
+            rho2 = bet - gam * gam / rho1
+            if not rho2 > 0:
+                return a1 * e1
+            return (a1 - gam * a2 / (rho1 * rho2)) * e1 + (a2 / rho2) * e2
+
+        ip, ind, dat = A.indptr, A.indices, A.data
+        n = A.shape[0]
+        r = np.empty(n)
+        rc = np.empty(ncells)
+
+        def cycle(b):
+            set_threads(nt)
+            # forward red-black Gauss-Seidel from x = 0: the red half-sweep sees only zeros,
+            # and after the black one the black residuals are exactly 0
+            x = np.empty_like(b)
+            _K.scale_range(x, b, invd, 0, n_red)
+            _K.csr_gs_range(ip, ind, dat, x, b, n_red, n)
+            _K.csr_residual_range(ip, ind, dat, x, b, r, 0, n_red)
+            _K.restrict_cells(r, cell, ncells, rc)
+            ec = coarse_solve(0, rc.reshape(levels[0][0].shape))
+            set_threads(nt)
+            _K.prolong_cells_add(x, cell, ec.ravel(), 1.0)
+            # backward sweep (black, red): the adjoint of the forward one
+            _K.csr_gs_range(ip, ind, dat, x, b, n_red, n)
+            _K.csr_gs_range(ip, ind, dat, x, b, 0, n_red)
+            return x
+
+        return cycle
+
+    def solve(self, A: sp.spmatrix, b: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Solve ``A x = b``; ``info`` has ``iterations`` and ``converged``.  Falls back to
+        :class:`AMGBackend` when ``A`` couples non-neighbouring voxels."""
+        t0 = time.perf_counter()
+        A = sp.csr_matrix(A)
+        hierarchy = self.setup(A)
+        if hierarchy is None:
+            log.info("grid AMG: the matrix couples non-neighbouring voxels; using AMGBackend")
+            return AMGBackend(self.rtol, self.maxiter).solve(A, b)
+        t_setup = time.perf_counter() - t0
+        Ap, perm = hierarchy[0][0], hierarchy[0][1]
+        import numba
+
+        nt = numba.get_num_threads()
+        if A.shape[0] < self.parallel_min_cells:
+            numba.set_num_threads(1)
+        try:
+            xp, it, converged = _pcg(Ap, b[perm], self.preconditioner(hierarchy), self.rtol,
+                                     self.maxiter)
+        finally:
+            numba.set_num_threads(nt)
+        x = np.empty_like(xp)
+        x[perm] = xp
+        return x, {"iterations": it, "converged": converged, "backend": self.name,
+                   "setup_s": t_setup, "time_s": time.perf_counter() - t0,
+                   "levels": 1 + len(hierarchy[1])}
+
+
+def _grid_lu(d, wx, wy, wz):
+    """``(active, lu)``: sparse LU of a (small) 7-point stencil on its cells with ``d > 0``."""
+    active = d.ravel() > 0
+    idx = np.full(d.size, -1, dtype=np.int64)
+    idx[active] = np.arange(int(active.sum()))
+    flat = np.arange(d.size).reshape(d.shape)
+    rows, cols, vals = [idx[active]], [idx[active]], [d.ravel()[active]]
+    for w, lo, hi in ((wx, flat[:-1], flat[1:]), (wy, flat[:, :-1], flat[:, 1:]),
+                      (wz, flat[:, :, :-1], flat[:, :, 1:])):
+        sl = tuple(slice(0, s) for s in lo.shape)
+        a, c, v = idx[lo.ravel()], idx[hi.ravel()], w[sl].ravel()
+        keep = (a >= 0) & (c >= 0) & (v != 0)
+        rows += [a[keep], c[keep]]
+        cols += [c[keep], a[keep]]
+        vals += [-v[keep], -v[keep]]
+    n = int(active.sum())
+    M = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(n, n))
+    return active.reshape(d.shape), spla.splu(M)
+
+
+def _pcg(A: sp.csr_matrix, b: np.ndarray, precond, rtol: float, maxiter: int,
+         x0: np.ndarray | None = None):
+    """Flexible preconditioned CG on ``A x = b`` (numba kernels for the vector updates) from
+    ``x0`` (default 0);
+    stops when the true relative residual ``||b - A x|| / ||b||`` meets ``rtol``.
+
+    Returns ``(x, iterations, converged)``.
+    """
+    ip, ind, dat = A.indptr, A.indices, A.data
+    n = b.size
+    bnorm = float(np.sqrt(_K.dot(b, b)))
+    if bnorm == 0:
+        return np.zeros(n), 0, True
+    r = np.empty(n)
+    if x0 is None:
+        x = np.zeros(n)
+        r[:] = b
+    else:
+        x = np.array(x0, dtype=np.float64)
+        _K.csr_residual(ip, ind, dat, x, b, r)
+    q = np.empty(n)
+    it = 0
+    while True:  # restarts only when the recursive residual has drifted from the true one
+        z = precond(r)
+        p = z.copy()
+        rz = _K.dot(r, z)
+        breakdown = False
+        while it < maxiter:
+            _K.csr_matvec(ip, ind, dat, p, q)
+            pq = _K.dot(p, q)
+            if not pq > 0:  # only at round-off level, or with a non-SPD preconditioner
+                breakdown = True
+                break
+            step = rz / pq
+            rr = _K.cg_update(x, r, p, q, step)
+            it += 1
+            if np.sqrt(rr) <= rtol * bnorm:
+                break
+            z = precond(r)
+            # flexible CG (Notay 2000): beta from A-orthogonality to the last direction,
+            # identical to r.z / r_old.z_old for a fixed SPD preconditioner, and robust to
+            # one that varies slightly between applications (the K-cycle's inner CG)
+            _K.cg_direction(p, z, -_K.dot(z, q) / pq)
+            rz = _K.dot(r, z)
+        _K.csr_residual(ip, ind, dat, x, b, r)
+        rtrue = float(np.sqrt(_K.dot(r, r)))
+        if rtrue <= rtol * bnorm:
+            return x, it, True
+        if it >= maxiter or breakdown:
+            return x, it, False
+
+
 def get_backend(method: str, rtol: float = 1e-10, maxiter: int = 500):
     """Backend object for ``method`` in ``("direct", "amg")``; others raise InvalidParameters."""
     if method == "direct":
@@ -564,13 +838,17 @@ def get_backend(method: str, rtol: float = 1e-10, maxiter: int = 500):
 # --------------------------------------------------------------------------------------------
 # the solve
 # --------------------------------------------------------------------------------------------
-def _solve_reduced(A, b, method, rtol, maxiter):
+def _solve_reduced(A, b, method, rtol, maxiter, grid=None):
     nf = b.size
     if method == "auto":
         primary = "direct" if nf <= AUTO_DIRECT_MAX_UNKNOWNS else "amg"
     else:
         primary = method
-    x, info = get_backend(primary, rtol, maxiter).solve(A, b)
+    if primary == "amg" and grid is not None:
+        backend = GridAMGBackend(grid[0], grid[1], rtol=rtol, maxiter=maxiter)
+    else:
+        backend = get_backend(primary, rtol, maxiter)
+    x, info = backend.solve(A, b)
     if primary == "amg" and not info["converged"]:
         if method == "auto":
             log.warning(
@@ -598,6 +876,7 @@ def solve_network(
     method: str = "auto",
     rtol: float = 1e-10,
     maxiter: int = 500,
+    grid: Any = None,
 ) -> NetworkSolution:
     """Potentials and currents of a resistor network with fixed-potential nodes.
 
@@ -620,6 +899,12 @@ def solve_network(
         accepts ``max(10 * rtol, 1e-9)``.
     maxiter : int
         Maximum CG iterations.
+    grid : (shape, node_voxel), optional
+        The network is a voxel grid: ``shape`` (3 ints) and ``node_voxel`` ((N,) int, the
+        flat C-order voxel index of each node, -1 for nodes off the grid such as terminals).
+        When every free node is on the grid and every edge between free nodes joins face
+        neighbours, AMG uses :class:`GridAMGBackend` (structured 2x2x2 aggregation, cheap
+        setup); otherwise it is ignored.  :mod:`esim.voxel_network` passes it.
 
     Returns
     -------
@@ -642,12 +927,36 @@ def solve_network(
     """
     n_nodes, conns, g = validate_network(n_nodes, conns, g)
     return _solve_validated(n_nodes, conns, g, fixed_nodes, fixed_values, method=method,
-                            rtol=rtol, maxiter=maxiter)
+                            rtol=rtol, maxiter=maxiter, grid=grid)
+
+
+def _validate_grid(grid: Any, n_nodes: int):
+    """``(shape, node_voxel int64 (N,))`` checked, or None."""
+    if grid is None:
+        return None
+    try:
+        shape, node_voxel = grid
+        shape = tuple(int(k) for k in shape)
+    except (TypeError, ValueError):
+        raise InvalidParameters("grid must be (shape, node_voxel)") from None
+    node_voxel = np.asarray(node_voxel)
+    if len(shape) != 3 or min(shape) < 1:
+        raise InvalidParameters(f"grid shape must be 3 positive ints, got {shape}")
+    if node_voxel.shape != (n_nodes,) or node_voxel.dtype.kind not in "iu":
+        raise InvalidParameters(
+            f"grid node_voxel must be ({n_nodes},) integers, got {node_voxel.shape} "
+            f"{node_voxel.dtype}"
+        )
+    node_voxel = node_voxel.astype(np.int64, copy=False)
+    if node_voxel.size and (node_voxel.min() < -1 or node_voxel.max() >= np.prod(shape)):
+        raise InvalidParameters("grid node_voxel must be -1 or a flat index into the grid")
+    return shape, node_voxel
 
 
 def _solve_validated(n_nodes, conns, g, fixed_nodes, fixed_values, *, method="auto",
-                     rtol=1e-10, maxiter=500, components=None) -> NetworkSolution:
+                     rtol=1e-10, maxiter=500, components=None, grid=None) -> NetworkSolution:
     """:func:`solve_network` on a validated network, optionally with precomputed components."""
+    grid = _validate_grid(grid, n_nodes)
     if method not in VALID_METHODS:
         raise InvalidParameters(f"solver.method must be one of {VALID_METHODS}, got {method!r}")
     if not (np.isfinite(rtol) and 0 < rtol < 1):
@@ -694,18 +1003,17 @@ def _solve_validated(n_nodes, conns, g, fixed_nodes, fixed_values, *, method="au
     potential = vfixed.copy()
     iterations, used = 0, "none"
     if free_idx.size:
-        x, info = _solve_reduced(A, b, method, rtol, int(maxiter))
+        grid_free = None
+        if grid is not None:
+            pos = grid[1][free_idx]
+            if pos.size and pos.min() >= 0:
+                grid_free = (grid[0], pos)
+        x, info = _solve_reduced(A, b, method, rtol, int(maxiter), grid_free)
         potential[free_idx] = x
         iterations, used = int(info["iterations"]), info["backend"]
 
     # currents and checks, from the edge list (independent of the assembled matrix)
-    i, j = conns[:, 0], conns[:, 1]
-    live = active[i] & active[j]
-    current = np.zeros(conns.shape[0])
-    current[live] = g[live] * (potential[i[live]] - potential[j[live]])
-    net_out = _wsum(i, weights=current, minlength=n_nodes) - _wsum(
-        j, weights=current, minlength=n_nodes
-    )
+    current, net_out = _K.edge_currents(conns, g, potential, active)
     bnorm = float(np.linalg.norm(b))
     rnorm = float(np.linalg.norm(net_out[free_idx]))
     residual = rnorm / bnorm if bnorm > 0 else rnorm
@@ -791,7 +1099,7 @@ def conductance_between(
         :class:`~esim.errors.NotPercolating`; True returns ``conductance_S = 0`` with
         ``percolating=False`` and the cluster report in ``report``.
     **kw
-        Passed to :func:`solve_network` (``method``, ``rtol``, ``maxiter``).
+        Passed to :func:`solve_network` (``method``, ``rtol``, ``maxiter``, ``grid``).
 
     Returns
     -------
@@ -828,11 +1136,11 @@ def conductance_between(
         return ConductanceResult(0.0, 0.0, 0.0, 0, 0.0, False, msg, None)
     fixed = np.concatenate([source, sink])
     values = np.concatenate([np.ones(source.size), np.zeros(sink.size)])
-    unknown = set(kw) - {"method", "rtol", "maxiter"}
+    unknown = set(kw) - {"method", "rtol", "maxiter", "grid"}
     if unknown:
         raise InvalidParameters(
             f"conductance_between: unknown options {sorted(unknown)}; valid: method, rtol, "
-            "maxiter, allow_zero"
+            "maxiter, grid, allow_zero"
         )
     sol = _solve_validated(n_nodes, conns, g, fixed, values, components=(n_comp, labels), **kw)
     current = float(sol.node_injection[source].sum())

@@ -25,8 +25,9 @@ reduced Laplacian (~100 B per node) and the AMG hierarchy (~1.5x that).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -189,12 +190,16 @@ class VoxelNetwork:
             ``tau = inf`` and the cluster report; False raises
             :class:`~esim.errors.NotPercolating`.
         **solver_kw
-            ``method``, ``rtol``, ``maxiter`` of :func:`esim.solver.solve_network`.
+            ``method``, ``rtol``, ``maxiter`` (and ``grid``, set here by default) of
+            :func:`esim.solver.solve_network`.
 
         Returns
         -------
         VoxelConductivity
         """
+        # the nodes' voxels let the AMG backend coarsen on the grid (GridAMGBackend)
+        node_voxel = np.concatenate([self.voxel_index, np.full(2, -1, dtype=np.int64)])
+        solver_kw.setdefault("grid", (self.shape, node_voxel))
         res = conductance_between(self.n_nodes, self.conns, self.g, [self.inlet_node],
                                   [self.outlet_node], allow_zero=allow_zero, **solver_kw)
         sigma = effective_conductivity(res.conductance_S, self.area_m2, self.length_m)
