@@ -687,6 +687,8 @@ _NCHUNK = 16
 # thread, the serial kernels run.  (On a loaded machine fine-grained threads were measured up
 # to 30x slower than serial for 1600 particles.)
 _PARALLEL_MIN_PARTICLES = 20_000
+_FIRST_FTOL = 1e-2  # tolerance of the quench before the SE radii are calibrated
+_DT_MAX = 0.3  # FIRE's largest time step, in units of sqrt(mass / k_soft)
 _SER = tuple(nb.njit(**_NB)(f) for f in (_fire_forces_impl, _fire_power_impl, _fire_move_impl))
 _PAR = tuple(nb.njit(nogil=True, parallel=True)(f)
              for f in (_fire_forces_impl, _fire_power_impl, _fire_move_impl))
@@ -929,7 +931,7 @@ class _System:
         skin = 0.8 * float(np.median(rad))
         it, fmax, e, nreb = _fire(self.pos, rad, self.hard, self.mass, self.box,
                                   self.periodic_z, self.k_soft, self.k_hard, ftol, maxit, skin,
-                                  0.3)
+                                  _DT_MAX)
         self.rebuilds = getattr(self, "rebuilds", 0) + int(nreb)
         self.iterations += int(it)
         self.fmax = float(fmax)
@@ -996,10 +998,10 @@ def pack(params: Params | None = None, *, quiet: bool = True) -> Packing:
     #    compression gave the same fractions and contact statistics at several times the cost.)
     #    The first minimisation stops at a loose tolerance: the SE radii change next anyway.
     bar = progress(total=4, desc="packing", quiet=quiet)
-    sysm.minimise(sysm.rad, ftol=max(ftol, 1e-2), maxit=s.max_iterations)
+    sysm.minimise(sysm.rad, ftol=max(ftol, _FIRST_FTOL), maxit=s.max_iterations)
     bar.update(1)
     solid, nmc_share, err = measure()
-    converged = ftol >= 1e-2
+    converged = ftol >= _FIRST_FTOL
     # 2. Calibrate the SE radii on the measured union solid fraction.  The inner secant loop
     #    rescales SE radii at fixed centres (sampling only); the outer loop re-minimises.
     for _outer in range(4):

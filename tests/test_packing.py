@@ -187,3 +187,67 @@ def test_connectivity_walls_do_not_join_clusters():
                               contact_force=np.zeros(2))
     c2 = pk2.nmc_connectivity()
     assert c2["nmc_percolates"] and c2["nmc_connected_to_cc_fraction"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("periodic_z", [False, True])
+def test_pair_search_large_boxes_and_unwrapped_positions(seed, periodic_z):
+    """The 5x5x5 pruned stencil (boxes of >= 5 half cut-offs), positions outside the box
+    (unwrapped periodic images, centres beyond a wall) and a capacity guess too small."""
+    from esim.packing import _pair_list_cap
+
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(800, 1500))
+    box = rng.uniform(18, 30, 3)
+    c = rng.random((n, 3)) * box
+    r = rng.lognormal(np.log(0.7), 0.4, n).clip(0.15, 2.0)
+    shift = rng.integers(-1, 2, (n, 2)) * box[:2]
+    c[:, :2] += shift  # unwrapped images of the same points
+    if periodic_z:
+        c[:, 2] += rng.integers(-1, 2, n) * box[2]
+    else:
+        c[:5, 2] = -0.3 * r[:5]  # centres just beyond the walls
+        c[5:10, 2] = box[2] + 0.3 * r[5:10]
+    extra = 0.4
+    pairs = np.sort(_pair_list_cap(c, r, box, periodic_z, extra, 7), axis=1)
+    d = c[None, :, :] - c[:, None, :]
+    for k in range(3 if periodic_z else 2):
+        d[..., k] -= box[k] * np.rint(d[..., k] / box[k])
+    dist = np.sqrt((d**2).sum(-1))
+    i, j = np.nonzero(np.triu(dist < r[:, None] + r[None, :] + extra, k=1))
+    assert len(i) > 1000
+    got = set(map(tuple, pairs.tolist()))
+    assert len(got) == len(pairs)  # every pair once
+    assert got == set(zip(i.tolist(), j.tolist()))
+
+
+def test_fire_same_bytes_on_any_thread_count():
+    """Serial and threaded FIRE kernels, on 1 or 2 threads, give bit-identical states."""
+    import numba
+
+    import esim.packing as P
+
+    rng = np.random.default_rng(3)
+    n = 600
+    box = np.array([14.0, 14.0, 10.0])
+    pos0 = rng.random((n, 3)) * box
+    rad = rng.lognormal(np.log(0.6), 0.3, n).clip(0.2, 1.5)
+    hard = rng.random(n) < 0.4
+    mass = np.where(hard, 100.0, 1.0)
+    runs = []
+    nt0 = numba.get_num_threads()
+    lim = P._PARALLEL_MIN_PARTICLES
+    try:
+        for threshold, threads in ((10**9, 1), (0, 1), (0, min(2, numba.config.NUMBA_NUM_THREADS))):
+            P._PARALLEL_MIN_PARTICLES = threshold
+            numba.set_num_threads(threads)
+            x = pos0.copy()
+            out = P._fire(x, rad, hard, mass, box, False, 1.0, 100.0, 1e-3, 400, 0.5, 0.3)
+            runs.append((x, out))
+    finally:
+        P._PARALLEL_MIN_PARTICLES = lim
+        numba.set_num_threads(nt0)
+    assert runs[0][1][0] > 50  # it really iterated
+    for x, out in runs[1:]:
+        assert out == runs[0][1]
+        np.testing.assert_array_equal(x, runs[0][0])
