@@ -506,3 +506,54 @@ def grid_matvec(d, wx, wy, wz, x, y):
                 if k + 1 < nz:
                     s -= wz[i, j, k] * x[i, j, k + 1]
                 y[i, j, k] = s
+
+
+# --------------------------------------------------------------------------------------------
+# voxel networks
+# --------------------------------------------------------------------------------------------
+@nb.njit(**_SERIAL)
+def voxel_face_edges(nm, im, ghm):
+    """Face edges of a voxel image, direction by direction (x, then y, then z), each in C
+    order: every pair of face neighbours whose node ids (``nm``, -1 for no node) are both
+    set and differ, with conductance ``ghm[im[a], im[b]]`` (S).  Returns ``(conns int64
+    (M, 2), g float64 (M,))``."""
+    nx, ny, nz = nm.shape
+    m = 0
+    for d in range(3):
+        for i in range(nx - (d == 0)):
+            for j in range(ny - (d == 1)):
+                for k in range(nz - (d == 2)):
+                    a = nm[i, j, k]
+                    if a < 0:
+                        continue
+                    if d == 0:
+                        b = nm[i + 1, j, k]
+                    elif d == 1:
+                        b = nm[i, j + 1, k]
+                    else:
+                        b = nm[i, j, k + 1]
+                    if b >= 0 and b != a:
+                        m += 1
+    conns = np.empty((m, 2), dtype=np.int64)
+    g = np.empty(m, dtype=np.float64)
+    e = 0
+    for d in range(3):
+        for i in range(nx - (d == 0)):
+            for j in range(ny - (d == 1)):
+                for k in range(nz - (d == 2)):
+                    a = nm[i, j, k]
+                    if a < 0:
+                        continue
+                    if d == 0:
+                        i2, j2, k2 = i + 1, j, k
+                    elif d == 1:
+                        i2, j2, k2 = i, j + 1, k
+                    else:
+                        i2, j2, k2 = i, j, k + 1
+                    b = nm[i2, j2, k2]
+                    if b >= 0 and b != a:
+                        conns[e, 0] = a
+                        conns[e, 1] = b
+                        g[e] = ghm[im[i, j, k], im[i2, j2, k2]]
+                        e += 1
+    return conns, g

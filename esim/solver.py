@@ -20,23 +20,33 @@ problems, the inflow is compared with the outflow (``flux_mismatch``, peer lesso
 Backends are interchangeable objects with one method, ``solve(A, b) -> (x, info)``:
 
 * ``"direct"`` -- sparse LU (SuperLU with a symmetric ordering);
-* ``"amg"`` -- conjugate gradients preconditioned by a pyamg smoothed-aggregation V-cycle;
+* ``"amg"`` -- conjugate gradients preconditioned by algebraic multigrid: on a voxel network
+  (:func:`solve_network`'s ``grid``, passed by :mod:`esim.voxel_network`) the structured
+  aggregation K-cycle of :class:`GridAMGBackend`, otherwise a smoothed-aggregation V-cycle
+  (:class:`AMGBackend`);
 * ``"auto"`` -- direct below :data:`AUTO_DIRECT_MAX_UNKNOWNS` unknowns (2e4: sparse LU fill-in
   explodes on 3-D graphs), AMG above, falling back to direct (with a logged warning) when CG
   does not reach its tolerance.
 
-AMG details: the system is scaled symmetrically to unit diagonal; the hierarchy is smoothed
-aggregation built in CSR (:func:`_sa_hierarchy`, aggregation and strength from pyamg, near-null
-space ``sqrt(diag)``); one symmetric Gauss-Seidel sweep before and after each coarse
-correction; CG stops when the relative residual of the *unscaled* system meets ``rtol``.  If CG
-stalls (large conductance contrast) the hierarchy is rebuilt once with strength threshold 0.1
-and CG continues from its last iterate.
+Assembly, connected components and the post-solve currents are numba kernels over the edge
+list (:mod:`esim._solver_kernels`).  Both AMG backends run a flexible preconditioned CG
+(:func:`_pcg`) that stops when the relative residual of the *unscaled* system,
+``||b - A x|| / ||b||``, meets ``rtol`` (default 1e-10, checked on the true residual, not only
+the recursive one); the tolerance is not relaxed for tortuosity: at 20-30 iterations the last
+digits cost little, and the flux mismatch stays ~1e-10.
 
-Measured on the 2-core development machine while other jobs kept its load at 3-7 (so slower
-than an idle machine; see ``benchmarks/bench_solver.py``): a 100^3 random-conductance lattice
-(1e6 nodes) in 8 s, a 1e6-node particle-like network in 20-45 s, a 200^3 voxel image
-(4e6 nodes) in 40-55 s, all to ``rtol = 1e-10`` (flux mismatch ~1e-10).  SuperLU is not
-competitive in 3-D above ~2e4 unknowns.
+Smoothed aggregation (:class:`AMGBackend`): above 5e4 unknowns the system is first reordered by
+reverse Cuthill-McKee (particle networks arrive in random order; locality makes the sweeps and
+products 2-4x faster); then it is scaled symmetrically to unit diagonal; the hierarchy is
+built in CSR (:func:`_sa_hierarchy`, aggregation and strength from pyamg, near-null space
+``sqrt(diag)``); one symmetric Gauss-Seidel sweep before and after each coarse correction.  If
+CG stalls (large conductance contrast) the hierarchy is rebuilt once with strength threshold
+0.1 and CG continues from its last iterate.
+
+Timings (``benchmarks/results/solver_*.md``, 2-core machine): a 1e6-node particle-like network
+in ~7 s (31 iterations), a 200^3 voxel image (4e6 unknowns) in ~6 s including building the
+network (20 iterations), against 10.2 s and 27.4 s with the earlier pyamg-only solver.
+SuperLU is not competitive in 3-D above ~2e4 unknowns.
 
 Public functions
 ----------------
@@ -458,7 +468,8 @@ class AMGBackend:
             def precond(r, M=M):
                 return d * M.matvec(d * r)
 
-            x, k, converged = _pcg(A, b, precond, self.rtol, max(1, cap - it), x0=x)
+            x, k, converged = _pcg_threads(A, b, precond, self.rtol, max(1, cap - it),
+                                           x0=x)
             it += k
             if converged:
                 break
@@ -589,8 +600,12 @@ class GridAMGBackend:
 
     #: Coarsening stops when at most this many cells conduct (sparse LU there).
     max_coarse = 2000
-    #: Grids with fewer cells run their kernels on one thread.
-    parallel_min_cells = 200_000
+    #: Levels with fewer cells (or unknowns) run their kernels on one thread.  A parallel
+    #: region costs milliseconds when another process holds a core, and the K-cycle enters
+    #: the coarse levels many times: on a 2-core machine with one core busy, a 200^3 solve
+    #: took 11 s with the 100^3 level parallel and 7 s with only the 4e6-unknown fine level
+    #: parallel (and 7.5 s on one thread).
+    parallel_min_cells = 2_000_000
 
     def __init__(self, shape, position, rtol: float = 1e-10, maxiter: int = 500):
         self.shape = tuple(int(k) for k in shape)
@@ -631,7 +646,7 @@ class GridAMGBackend:
     def preconditioner(self, hierarchy):
         """The cycle ``z = M r`` of a hierarchy from :meth:`setup`, as a function.
 
-        Grids smaller than :attr:`parallel_min_cells` run their kernels on one thread: a
+        Levels smaller than :attr:`parallel_min_cells` run their kernels on one thread: a
         parallel region costs more than the work there (milliseconds when the machine is
         busy), and the K-cycle visits the coarse levels many times.
         """
@@ -642,6 +657,7 @@ class GridAMGBackend:
         ncells = levels[0][0].size
         nt = numba.get_num_threads()
         nts = [nt if lv[0].size >= self.parallel_min_cells else 1 for lv in levels]
+        nt = nt if A.shape[0] >= self.parallel_min_cells else 1  # the fine level
         set_threads = numba.set_num_threads
 
         def grid_cycle(lvl, b):
@@ -734,18 +750,16 @@ class GridAMGBackend:
             return AMGBackend(self.rtol, self.maxiter).solve(A, b)
         t_setup = time.perf_counter() - t0
         Ap, perm = hierarchy[0][0], hierarchy[0][1]
-        import numba
-
-        nt = numba.get_num_threads()
-        if A.shape[0] < self.parallel_min_cells:
-            numba.set_num_threads(1)
-        try:
-            xp, it, converged = _pcg(Ap, b[perm], self.preconditioner(hierarchy), self.rtol,
-                                     self.maxiter)
-        finally:
-            numba.set_num_threads(nt)
+        xp, it, converged = _pcg_threads(Ap, b[perm], self.preconditioner(hierarchy),
+                                         self.rtol, self.maxiter)
         x = np.empty_like(xp)
         x[perm] = xp
+        if not converged:
+            log.warning("grid AMG-CG did not reach rtol=%.1e in %d iterations; trying "
+                        "smoothed aggregation", self.rtol, it)
+            x, info = AMGBackend(self.rtol, self.maxiter).solve(A, b)
+            info["iterations"] += it
+            return x, info
         return x, {"iterations": it, "converged": converged, "backend": self.name,
                    "setup_s": t_setup, "time_s": time.perf_counter() - t0,
                    "levels": 1 + len(hierarchy[1])}
@@ -770,6 +784,21 @@ def _grid_lu(d, wx, wy, wz):
     M = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                       shape=(n, n))
     return active.reshape(d.shape), spla.splu(M)
+
+
+def _pcg_threads(A: sp.csr_matrix, b: np.ndarray, precond, rtol: float, maxiter: int,
+                 x0: np.ndarray | None = None):
+    """:func:`_pcg` on one numba thread below :attr:`GridAMGBackend.parallel_min_cells`
+    unknowns (see there), on all of numba's threads above; the caller's setting is restored."""
+    import numba
+
+    nt = numba.get_num_threads()
+    if A.shape[0] < GridAMGBackend.parallel_min_cells:
+        numba.set_num_threads(1)
+    try:
+        return _pcg(A, b, precond, rtol, maxiter, x0=x0)
+    finally:
+        numba.set_num_threads(nt)
 
 
 def _pcg(A: sp.csr_matrix, b: np.ndarray, precond, rtol: float, maxiter: int,

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from esim import _solver_kernels as _K
 from esim.errors import InvalidParameters
 from esim.solver import (
     ConductanceResult,
@@ -368,21 +369,10 @@ def voxel_network(
                       2.0 * s[:, None] * s[None, :] / (s[:, None] + s[None, :]), 0.0)
     ghm = hm * dx
 
-    conns_parts, g_parts = [], []
-    for ax in range(3):  # three face directions, each fully vectorised
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[ax] = slice(0, -1)
-        hi[ax] = slice(1, None)
-        lo, hi = tuple(lo), tuple(hi)
-        both = cond[lo] & cond[hi]
-        a = nm[lo][both]
-        b = nm[hi][both]
-        ga = ghm[im[lo][both], im[hi][both]]
-        del both
-        keep = a != b  # drops pairs merged into one terminal (boundary="centre")
-        conns_parts.append(np.stack([a[keep], b[keep]], axis=1).astype(np.int64))
-        g_parts.append(ga[keep])
+    # the face edges of all three directions in one numba pass (x, y, z; C order in each);
+    # pairs merged into one terminal (boundary="centre") are dropped
+    conns0, g0 = _K.voxel_face_edges(nm, np.ascontiguousarray(im), ghm)
+    conns_parts, g_parts = [conns0], [g0]
     if boundary == "face":
         for face, node in ((first, inlet), (last, outlet)):
             m = cond[face]
