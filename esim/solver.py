@@ -43,9 +43,10 @@ built in CSR (:func:`_sa_hierarchy`, aggregation and strength from pyamg, near-n
 CG stalls (large conductance contrast) the hierarchy is rebuilt once with strength threshold
 0.1 and CG continues from its last iterate.
 
-Timings (``benchmarks/results/solver_*.md``, 2-core machine): a 1e6-node particle-like network
-in ~7 s (31 iterations), a 200^3 voxel image (4e6 unknowns) in ~6 s including building the
-network (20 iterations), against 10.2 s and 27.4 s with the earlier pyamg-only solver.
+Timings (``benchmarks/results/solver_scale.md``, 2-core machine with another job holding about
+one core): a 1e6-node particle-like network in 7.4 s (31 iterations), a 200^3 voxel image
+(4e6 unknowns) in 7.9 s including building the network (20 iterations), against 10.2 s and
+27.2 s with the previous solver (pyamg smoothed aggregation, scipy CG) run back to back.
 SuperLU is not competitive in 3-D above ~2e4 unknowns.
 
 Public functions
