@@ -404,27 +404,28 @@ def _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, p
 
 
 @nb.njit(**_NB)
-def _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, reach, pairs):
+def _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, reach, pairs,
+                       cx_lo, cx_hi, k0, cap_end):
     """Pairs from a half stencil of ``(2 reach + 1)^3`` cells: each cell is paired with itself
     and its forward neighbours, so every distance is computed once.  A neighbour cell is
     skipped when its nearest point is farther from particle i than ``r_i + r_max + extra``
     (with cells of half the largest cut-off this skips most of the 5x5x5 block for the small
     particles of a polydisperse packing).  Valid when every periodic axis has at least
-    ``2 reach + 1`` cells.  Pairs are appended while they fit in ``pairs``; returns the number
-    found (the caller retries with a larger array when it exceeds the capacity).
+    ``2 reach + 1`` cells.  Sweeps the home cells with x index in ``[cx_lo, cx_hi)`` and writes
+    its pairs to ``pairs[k0:cap_end]`` while they fit; returns the number found (the caller
+    retries with a larger array when it exceeds the room).
     """
     nx, ny, nz = ncell[0], ncell[1], ncell[2]
     w = 2 * reach + 1
     w3 = w * w * w
     home = w3 // 2
-    cap = pairs.shape[0]
     hx, hy, hz = box[0] / nx, box[1] / ny, box[2] / nz
     ibx, iby, ibz = 1.0 / box[0], 1.0 / box[1], 1.0 / box[2]
     rmax = 0.0
     for i in range(rad.shape[0]):
         rmax = max(rmax, rad[i])
     k = 0
-    for cx in range(nx):
+    for cx in range(cx_lo, cx_hi):
         for cy in range(ny):
             for cz in range(nz):
                 c = (cx * ny + cy) * nz + cz
@@ -478,23 +479,19 @@ def _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, re
                                 ddz -= box[2] * np.rint(ddz * ibz)
                             cut = ri + rad[j]
                             if ddx * ddx + ddy * ddy + ddz * ddz < cut * cut:
-                                if k < cap:
-                                    pairs[k, 0] = i
-                                    pairs[k, 1] = j
+                                if k0 + k < cap_end:
+                                    pairs[k0 + k, 0] = i
+                                    pairs[k0 + k, 1] = j
                                 k += 1
     return k
 
 
 @nb.njit(**_NB)
-def _pair_list_cap(pos, rad, box, periodic_z, extra, cap):
-    """All pairs with centre distance below r_i + r_j + extra, via cell lists.
-
-    Returns (P, 2) int64; a pair is listed once, in either order.  ``cap`` is a guess of P
-    (e.g. the previous list's size): one sweep when it is large enough, two otherwise.
-    Cells are half the largest cut-off wide (5x5x5 half stencil, pruned per particle) where
-    every periodic axis holds 5 of them, else a full cut-off wide (3x3x3 half stencil), else
-    the plain search for very small boxes.
-    """
+def _pair_grid(pos, rad, box, periodic_z, extra):
+    """Cells for the pair search: (ncell, start, order, reach).  Cells are half the largest
+    cut-off wide (reach 2: 5x5x5 half stencil, pruned per particle) where every periodic axis
+    holds 5 of them, else a full cut-off wide (reach 1: 3x3x3 half stencil); reach 0 means
+    the box is too small for either (fewer than 3 cells on a periodic axis)."""
     n = pos.shape[0]
     rmax = 0.0
     for i in range(n):
@@ -507,23 +504,81 @@ def _pair_list_cap(pos, rad, box, periodic_z, extra, cap):
     ncell, start, order = _cells(pos, box, cut / reach, periodic_z)
     for d in range(3):
         if (d < 2 or periodic_z) and ncell[d] < 3:
-            counts = np.zeros(n + 1, np.int64)
-            none = np.zeros(0, np.int64)
-            _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts,
-                        np.zeros((0, 2), np.int64), none)
-            for q in range(n):
-                counts[q + 1] += counts[q]
-            pairs = np.empty((counts[n], 2), np.int64)
-            _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, pairs,
-                        counts[:-1].copy())
-            return pairs
+            reach = 0
+    return ncell, start, order, reach
+
+
+@nb.njit(**_NB)
+def _pair_list_cap(pos, rad, box, periodic_z, extra, cap):
+    """All pairs with centre distance below r_i + r_j + extra, via cell lists.
+
+    Returns (P, 2) int64; a pair is listed once, in either order.  ``cap`` is a guess of P
+    (e.g. the previous list's size): one sweep when it is large enough, two otherwise.  See
+    :func:`_pair_grid` for the cells; very small boxes use the plain search.
+    """
+    n = pos.shape[0]
+    ncell, start, order, reach = _pair_grid(pos, rad, box, periodic_z, extra)
+    if reach == 0:
+        counts = np.zeros(n + 1, np.int64)
+        none = np.zeros(0, np.int64)
+        _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts,
+                    np.zeros((0, 2), np.int64), none)
+        for q in range(n):
+            counts[q + 1] += counts[q]
+        pairs = np.empty((counts[n], 2), np.int64)
+        _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, pairs,
+                    counts[:-1].copy())
+        return pairs
     pairs = np.empty((max(cap, 16), 2), np.int64)
-    k = _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, reach, pairs)
+    k = _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, reach, pairs,
+                           0, ncell[0], 0, pairs.shape[0])
     if k > pairs.shape[0]:
         pairs = np.empty((k, 2), np.int64)
         k = _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, reach,
-                               pairs)
+                               pairs, 0, ncell[0], 0, k)
     return pairs[:k]
+
+
+def _pair_chunks_impl(pos, rad, box, periodic_z, extra, ncell, start, order, reach, pairs,
+                      bounds, offs, caps, counts):
+    """The pruned sweep over slabs of home cells ``bounds[c]:bounds[c + 1]`` (x index), each
+    writing to its own room ``pairs[offs[c]:offs[c] + caps[c]]``; ``counts[c]`` = pairs found."""
+    for c in nb.prange(bounds.shape[0] - 1):
+        counts[c] = _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order,
+                                       reach, pairs, bounds[c], bounds[c + 1], offs[c],
+                                       offs[c] + caps[c])
+
+
+# threaded twin of the sweep (not cached, like the threaded FIRE kernels)
+_pair_chunks_par = nb.njit(nogil=True, parallel=True)(_pair_chunks_impl)
+_PAIR_SLABS = 8
+
+
+def _pair_list_threaded(pos, rad, box, periodic_z, extra, caps=None):
+    """:func:`_pair_list_cap` with the sweep split into ``_PAIR_SLABS`` slabs of cells run on
+    threads.  The slabs are concatenated in order, so the list is the serial one, pair for
+    pair.  Returns (pairs, per-slab counts); ``caps`` are per-slab room guesses (e.g. the last
+    counts).  Very small boxes fall back to the serial search."""
+    ncell, start, order, reach = _pair_grid(pos, rad, box, periodic_z, extra)
+    if reach == 0:
+        return _pair_list_cap(pos, rad, box, periodic_z, extra, 8 * pos.shape[0]), None
+    nsl = min(_PAIR_SLABS, int(ncell[0]))
+    bounds = (np.arange(nsl + 1) * int(ncell[0])) // nsl
+    if caps is None or len(caps) != nsl:
+        # particles per slab (cells are x-major) times 8 pairs
+        per_cell_x = ncell[1] * ncell[2]
+        caps = 8 * np.diff(start[bounds * per_cell_x]) + 64
+    caps = np.asarray(caps, np.int64)
+    counts = np.zeros(nsl, np.int64)
+    for _ in range(2):
+        offs = np.concatenate([[0], np.cumsum(caps)[:-1]]).astype(np.int64)
+        pairs = np.empty((int(caps.sum()), 2), np.int64)
+        _pair_chunks_par(pos, rad, box, periodic_z, extra, ncell, start, order, reach, pairs,
+                         bounds, offs, caps, counts)
+        if (counts <= caps).all():
+            break
+        caps = counts.copy()  # exact room: the second sweep fits
+    return np.concatenate([pairs[o:o + k] for o, k in zip(offs, counts, strict=True)]), counts
 
 
 @nb.njit(**_NB)
@@ -722,7 +777,12 @@ def _fire(pos, rad, hard, mass, box, periodic_z, k_soft, k_hard, ftol, maxit, sk
     f2 = np.zeros(n)
     d2 = np.zeros(n)
     ref = pos.copy()
-    pairs = _pair_list_cap(pos, rad, box, periodic_z, skin, 8 * n)
+    threaded = forces is _PAR[0]
+    caps = None
+    if threaded:
+        pairs, caps = _pair_list_threaded(pos, rad, box, periodic_z, skin)
+    else:
+        pairs = _pair_list_cap(pos, rad, box, periodic_z, skin, 8 * n)
     dt = 0.25 * dt_max
     alpha0 = alpha = 0.1
     n_pos = 0
@@ -749,8 +809,12 @@ def _fire(pos, rad, hard, mass, box, periodic_z, k_soft, k_hard, ftol, maxit, sk
         if move(pos, vel, frc, mass, ref, box, periodic_z, keep, mix, dt, d2) > skin:
             _wrap(pos, box, periodic_z)
             ref[:] = pos
-            pairs = _pair_list_cap(pos, rad, box, periodic_z, skin,
-                                   pairs.shape[0] + pairs.shape[0] // 4 + 16)
+            if threaded:
+                room = None if caps is None else caps + caps // 4 + 64
+                pairs, caps = _pair_list_threaded(pos, rad, box, periodic_z, skin, room)
+            else:
+                pairs = _pair_list_cap(pos, rad, box, periodic_z, skin,
+                                       pairs.shape[0] + pairs.shape[0] // 4 + 16)
             nrebuild += 1
     _wrap(pos, box, periodic_z)
     return it, fmax, e, nrebuild
