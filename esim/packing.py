@@ -745,6 +745,8 @@ _NCHUNK = 4
 # to 30x slower than serial for 1600 particles.)
 _PARALLEL_MIN_PARTICLES = 20_000
 _FIRST_FTOL = 1e-2  # tolerance of the quench before the SE radii are calibrated
+_PILOT_MIN_PARTICLES = 5000  # larger boxes take their SE scale from a pilot box
+_PILOT_PARTICLES = 2000  # particles in the pilot box
 _DT_MAX = 0.3  # FIRE's largest time step, in units of sqrt(mass / k_soft)
 _SER = tuple(nb.njit(**_NB)(f) for f in (_fire_forces_impl, _fire_power_impl, _fire_move_impl))
 _PAR = tuple(nb.njit(nogil=True, parallel=True)(f)
@@ -1033,9 +1035,40 @@ def pack(params: Params | None = None, *, quiet: bool = True) -> Packing:
     >>> abs(pk.solid_fraction - 0.85) < 0.01
     True
     """
+    params = params or Params()
+    sysm, solid, nmc_share, err = _pack_state(params, quiet)
+    return _finish(params, sysm, sysm.rad, solid, nmc_share, err)
+
+
+def _pilot_se_scale(params: Params, n: int) -> float | None:
+    """SE radius scale of the converged packing of a small pilot box, or None.
+
+    The scale that puts the union solid fraction on target is an intensive property of the
+    composition (same thickness, same size distributions), so for a large box it is first
+    found on a box of about ``_PILOT_PARTICLES`` particles (its own seed, derived from the
+    main one) and the large box starts from it: its first minimisation then runs straight to
+    the force tolerance, and the usual calibration loop only corrects the small finite-size
+    difference.  Boxes below ``_PILOT_MIN_PARTICLES`` (the default 40 x 40 x 50 um one among
+    them) are calibrated directly, as before.
+    """
+    s = params.structure
+    if n < _PILOT_MIN_PARTICLES or s.nmc_fraction_of_solid >= 1 or not s.se_overlap_allowed:
+        return None
+    shrink = math.sqrt(_PILOT_PARTICLES / n)
+    seed = int(np.random.default_rng([s.seed, 1]).integers(2**62))
+    pilot = params.replace(structure={"box_x_m": s.box_x_m * shrink,
+                                      "box_y_m": s.box_y_m * shrink, "seed": seed})
+    try:
+        sysm = _pack_state(pilot, quiet=True)[0]
+    except PackingFailed:  # e.g. the pilot box too small for the largest particle
+        return None
+    return sysm.se_scale
+
+
+def _pack_state(params: Params, quiet: bool) -> tuple[_System, float, float, float]:
+    """The minimised, calibrated state of :func:`pack` (before contacts are extracted)."""
     from esim._progress import progress
 
-    params = params or Params()
     s = params.structure
     rng = np.random.default_rng(s.seed)
     sysm = _System(s, rng)
@@ -1064,10 +1097,16 @@ def pack(params: Params | None = None, *, quiet: bool = True) -> Packing:
     #    compression gave the same fractions and contact statistics at several times the cost.)
     #    The first minimisation stops at a loose tolerance: the SE radii change next anyway.
     bar = progress(total=4, desc="packing", quiet=quiet)
-    sysm.minimise(sysm.rad, ftol=max(ftol, _FIRST_FTOL), maxit=s.max_iterations)
+    scale0 = _pilot_se_scale(params, sysm.rad0.size)
+    if scale0 is not None:  # start from the pilot's SE scale, straight to the tolerance
+        sysm.se_scale = scale0
+        sysm.minimise(sysm.rad, ftol=ftol, maxit=s.max_iterations)
+        converged = True
+    else:
+        sysm.minimise(sysm.rad, ftol=max(ftol, _FIRST_FTOL), maxit=s.max_iterations)
+        converged = ftol >= _FIRST_FTOL
     bar.update(1)
     solid, nmc_share, err = measure()
-    converged = ftol >= _FIRST_FTOL
     # 2. Calibrate the SE radii on the measured union solid fraction.  The inner secant loop
     #    rescales SE radii at fixed centres (sampling only); the outer loop re-minimises.
     for _outer in range(4):
@@ -1101,7 +1140,7 @@ def pack(params: Params | None = None, *, quiet: bool = True) -> Packing:
                             f"force {sysm.fmax:.2e} (tolerance {ftol:.1e}); raise max_iterations")
     log.info("packing: %d iterations, solid fraction %.4f, NMC share %.4f", sysm.iterations,
              solid, nmc_share)
-    return _finish(params, sysm, sysm.rad, solid, nmc_share, err)
+    return sysm, solid, nmc_share, err
 
 
 def _finish(params: Params, sysm: _System, rad: np.ndarray, solid: float, nmc_share: float,

@@ -270,3 +270,25 @@ def test_threaded_pair_search_equals_serial(periodic_z):
     assert counts.sum() == len(serial) and len(counts) > 1
     tight, _ = _pair_list_threaded(c, r, box, periodic_z, 0.5, np.full(len(counts), 3))
     np.testing.assert_array_equal(tight, serial)
+
+
+def test_pilot_box_gives_the_se_scale_of_the_large_box(monkeypatch):
+    """Large boxes start from the SE radius scale of a small pilot box: the scale is an
+    intensive property of the composition, so the large box's own calibration moves it by a
+    few per cent at most, and the targets are still met."""
+    import esim.packing as P
+
+    monkeypatch.setattr(P, "_PILOT_MIN_PARTICLES", 500)
+    monkeypatch.setattr(P, "_PILOT_PARTICLES", 500)
+    p = Params().replace(structure={"box_x_m": 45e-6, "box_y_m": 45e-6,
+                                    "electrode_thickness_m": 30e-6, "sample_points": 300_000})
+    n = P._System(p.structure, np.random.default_rng(p.structure.seed)).rad0.size
+    assert n > 1000
+    scale = P._pilot_se_scale(p, n)
+    assert scale is not None
+    sysm, solid, nmc_share, _ = P._pack_state(p, quiet=True)
+    assert abs(sysm.se_scale / scale - 1) < 0.03
+    assert abs(solid - p.structure.target_solid_fraction) < 0.005
+    assert abs(nmc_share - p.structure.nmc_fraction_of_solid) < 0.01
+    # below the threshold there is no pilot
+    assert P._pilot_se_scale(p, 499) is None
