@@ -416,9 +416,6 @@ def _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, re
     retries with a larger array when it exceeds the room).
     """
     nx, ny, nz = ncell[0], ncell[1], ncell[2]
-    w = 2 * reach + 1
-    w3 = w * w * w
-    home = w3 // 2
     hx, hy, hz = box[0] / nx, box[1] / ny, box[2] / nz
     ibx, iby, ibz = 1.0 / box[0], 1.0 / box[1], 1.0 / box[2]
     rmax = 0.0
@@ -439,50 +436,57 @@ def _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, re
                         pz -= box[2] * math.floor(pz * ibz)
                     ri = rad[i] + extra
                     reach2 = (ri + rmax) * (ri + rmax)
-                    for o in range(home, w3):
-                        dx = o // (w * w) - reach
-                        dy = (o // w) % w - reach
-                        dz = o % w - reach
-                        if o != home:
-                            # gap from i to the neighbour cell (unwrapped cell coordinates);
-                            # the end slabs of a walled axis reach to +-infinity (_cells
-                            # clips particles outside the box into them)
-                            ux, uy, uz = cx + dx, cy + dy, cz + dz
-                            gx = max(0.0, ux * hx - px, px - (ux + 1) * hx)
-                            gy = max(0.0, uy * hy - py, py - (uy + 1) * hy)
-                            zlo, zhi = uz * hz, (uz + 1) * hz
-                            if not periodic_z:
-                                if uz == 0:
-                                    zlo = -np.inf
-                                if uz == nz - 1:
-                                    zhi = np.inf
-                            gz = max(0.0, zlo - pz, pz - zhi)
-                            if gx * gx + gy * gy + gz * gz >= reach2:
-                                continue
-                        ox = (cx + dx) % nx
-                        oy = (cy + dy) % ny
-                        oz = cz + dz
-                        if periodic_z:
-                            oz = oz % nz
-                        elif oz < 0 or oz >= nz:
+                    # Offsets (dx, dy, dz) of the half stencil in lexicographic order from
+                    # (0, 0, 0), pruned axis by axis: a neighbour cell is skipped when its
+                    # nearest point is farther from i than r_i + r_max + extra (unwrapped cell
+                    # coordinates; the end slabs of a walled axis reach to +-infinity, because
+                    # _cells clips particles outside the box into them).
+                    for dx in range(0, reach + 1):
+                        ux = cx + dx
+                        gx = max(0.0, ux * hx - px, px - (ux + 1) * hx)
+                        gx2 = gx * gx
+                        if gx2 >= reach2:
                             continue
-                        cc = (ox * ny + oy) * nz + oz
-                        t0 = s + 1 if o == home else start[cc]
-                        for t in range(t0, start[cc + 1]):
-                            j = order[t]
-                            ddx = pos[j, 0] - pos[i, 0]
-                            ddx -= box[0] * np.rint(ddx * ibx)
-                            ddy = pos[j, 1] - pos[i, 1]
-                            ddy -= box[1] * np.rint(ddy * iby)
-                            ddz = pos[j, 2] - pos[i, 2]
-                            if periodic_z:
-                                ddz -= box[2] * np.rint(ddz * ibz)
-                            cut = ri + rad[j]
-                            if ddx * ddx + ddy * ddy + ddz * ddz < cut * cut:
-                                if k0 + k < cap_end:
-                                    pairs[k0 + k, 0] = i
-                                    pairs[k0 + k, 1] = j
-                                k += 1
+                        ox = ux % nx
+                        for dy in range(-reach if dx > 0 else 0, reach + 1):
+                            uy = cy + dy
+                            gy = max(0.0, uy * hy - py, py - (uy + 1) * hy)
+                            gxy2 = gx2 + gy * gy
+                            if gxy2 >= reach2:
+                                continue
+                            oy = (cy + dy) % ny
+                            for dz in range(-reach if (dx > 0 or dy > 0) else 0, reach + 1):
+                                uz = cz + dz
+                                if not periodic_z and (uz < 0 or uz >= nz):
+                                    continue
+                                zlo, zhi = uz * hz, (uz + 1) * hz
+                                if not periodic_z:
+                                    if uz == 0:
+                                        zlo = -np.inf
+                                    if uz == nz - 1:
+                                        zhi = np.inf
+                                gz = max(0.0, zlo - pz, pz - zhi)
+                                if gxy2 + gz * gz >= reach2:
+                                    continue
+                                oz = uz % nz if periodic_z else uz
+                                cc = (ox * ny + oy) * nz + oz
+                                home_cell = dx == 0 and dy == 0 and dz == 0
+                                t0 = s + 1 if home_cell else start[cc]
+                                for t in range(t0, start[cc + 1]):
+                                    j = order[t]
+                                    ddx = pos[j, 0] - pos[i, 0]
+                                    ddx -= box[0] * np.rint(ddx * ibx)
+                                    ddy = pos[j, 1] - pos[i, 1]
+                                    ddy -= box[1] * np.rint(ddy * iby)
+                                    ddz = pos[j, 2] - pos[i, 2]
+                                    if periodic_z:
+                                        ddz -= box[2] * np.rint(ddz * ibz)
+                                    cut = ri + rad[j]
+                                    if ddx * ddx + ddy * ddy + ddz * ddz < cut * cut:
+                                        if k0 + k < cap_end:
+                                            pairs[k0 + k, 0] = i
+                                            pairs[k0 + k, 1] = j
+                                        k += 1
     return k
 
 
