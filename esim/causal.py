@@ -319,17 +319,13 @@ def run_causal_checks(out_dir: str | Path, *, quick: bool = False,
     from esim import __version__
     from esim.io.atomic import atomic_write_text
     from esim.packing import pack
-    from esim.reproduce import preset_otoyama2020
+    from esim.reproduce import preset_otoyama2020, seeds_and_windows
 
     t0 = time.perf_counter()
+    base = preset_otoyama2020(quick)
+    seeds, windows = seeds_and_windows(base, quick, seeds, windows)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    base = preset_otoyama2020(quick)
-    seeds = seeds or ([base.structure.seed] if quick else
-                      [base.structure.seed + k for k in range(3)])
-    windows = (2 if quick else 3) if windows is None else windows
-    if windows < 1:
-        raise InvalidParameters(f"windows: must be >= 1, got {windows}")
     cases = cases_of(quick)
     wins: dict[str, list] = {c["name"]: [] for c in cases}
     info: dict[str, list] = {c["name"]: [] for c in cases}

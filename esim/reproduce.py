@@ -422,6 +422,21 @@ def _explanations(agg, charge_nums, diag) -> list[str]:
     ]
 
 
+def seeds_and_windows(base: Params, quick: bool, seeds: list[int] | None,
+                      windows: int | None) -> tuple[list[int], int]:
+    """The packing seeds and cross-sections per seed of a run: the preset's seed (quick) or three
+    consecutive seeds, and 2 (quick) or 3 windows, unless given.  Raises InvalidParameters for
+    an empty seed list or fewer than one window (checked before anything is written)."""
+    if seeds is None:
+        seeds = [base.structure.seed] if quick else [base.structure.seed + k for k in range(3)]
+    if len(seeds) == 0:
+        raise InvalidParameters("seeds: give at least one packing seed")
+    windows = (2 if quick else 3) if windows is None else windows
+    if windows < 1:
+        raise InvalidParameters(f"windows: must be >= 1, got {windows}")
+    return list(seeds), int(windows)
+
+
 def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int] | None = None,
                     windows: int | None = None, quiet: bool = True) -> dict[str, Any]:
     """Run the reference experiment; write figures, ``report.md`` and ``report.json``.
@@ -448,14 +463,10 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
     from esim.packing import pack
 
     t0 = time.perf_counter()
+    base = preset_otoyama2020(quick)
+    seeds, windows = seeds_and_windows(base, quick, seeds, windows)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    base = preset_otoyama2020(quick)
-    seeds = seeds or ([base.structure.seed] if quick else
-                      [base.structure.seed + k for k in range(3)])
-    windows = windows or (2 if quick else 3)
-    if windows < 1:
-        raise InvalidParameters(f"windows: must be >= 1, got {windows}")
     targets = load_targets()
     results: list[WindowResult] = []
     charges = []

@@ -65,3 +65,23 @@ def test_histogram_peak_equals_truth_on_noise_free_maps(small_packing):
     ok = truth < 0.5 * params.spm.ssrm_r_max_ohm
     assert ok.sum() >= 3
     np.testing.assert_allclose(t.peak[ok], truth[ok], rtol=0.10)
+
+
+@pytest.mark.parametrize("args,needle", [(["--windows", "0"], "windows: must be >= 1"),
+                                         (["--windows", "-2"], "windows: must be >= 1")])
+def test_bad_windows_exit_2_before_any_output(tmp_path, capsys, args, needle):
+    """0 windows is an error, not the default; nothing is created."""
+    out = tmp_path / "res"
+    assert main(["reproduce", "otoyama2020", "--quick", "-o", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_empty_seed_list_is_an_error(tmp_path):
+    from esim.errors import InvalidParameters
+    from esim.reproduce import run_otoyama2020
+
+    with pytest.raises(InvalidParameters, match="seeds"):
+        run_otoyama2020(tmp_path / "res", quick=True, seeds=[])
+    assert not (tmp_path / "res").exists()
