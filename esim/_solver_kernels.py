@@ -377,6 +377,28 @@ def grid_coarsen(d, wx, wy, wz):
     return D, WX, WY, WZ
 
 
+@nb.njit(inline="always")
+def _coupling(wx, wy, wz, x, i, j, k):
+    """``sum_n w_n x_n`` over the (up to six) face neighbours of cell (i, j, k) of the 7-point
+    stencil; ``wx[i]`` couples cells i and i + 1 (likewise y, z).  Inlined into the grid
+    kernels at compile time (no call, so the parallel-kernel cache caveat does not apply)."""
+    nx, ny, nz = x.shape
+    s = 0.0
+    if i > 0:
+        s += wx[i - 1, j, k] * x[i - 1, j, k]
+    if i + 1 < nx:
+        s += wx[i, j, k] * x[i + 1, j, k]
+    if j > 0:
+        s += wy[i, j - 1, k] * x[i, j - 1, k]
+    if j + 1 < ny:
+        s += wy[i, j, k] * x[i, j + 1, k]
+    if k > 0:
+        s += wz[i, j, k - 1] * x[i, j, k - 1]
+    if k + 1 < nz:
+        s += wz[i, j, k] * x[i, j, k + 1]
+    return s
+
+
 @nb.njit(**_PARALLEL)
 def grid_residual(d, wx, wy, wz, x, b, r):
     """``r = b - A x`` for the 7-point stencil (``d`` diagonal, ``-w`` couplings)."""
@@ -384,19 +406,7 @@ def grid_residual(d, wx, wy, wz, x, b, r):
     for i in nb.prange(nx):
         for j in range(ny):
             for k in range(nz):
-                s = b[i, j, k] - d[i, j, k] * x[i, j, k]
-                if i > 0:
-                    s += wx[i - 1, j, k] * x[i - 1, j, k]
-                if i + 1 < nx:
-                    s += wx[i, j, k] * x[i + 1, j, k]
-                if j > 0:
-                    s += wy[i, j - 1, k] * x[i, j - 1, k]
-                if j + 1 < ny:
-                    s += wy[i, j, k] * x[i, j + 1, k]
-                if k > 0:
-                    s += wz[i, j, k - 1] * x[i, j, k - 1]
-                if k + 1 < nz:
-                    s += wz[i, j, k] * x[i, j, k + 1]
+                s = b[i, j, k] - d[i, j, k] * x[i, j, k] + _coupling(wx, wy, wz, x, i, j, k)
                 r[i, j, k] = s
 
 
@@ -413,19 +423,7 @@ def grid_gs_colour(d, wx, wy, wz, x, b, colour):
                 dd = d[i, j, k]
                 if dd == 0.0:
                     continue
-                s = b[i, j, k]
-                if i > 0:
-                    s += wx[i - 1, j, k] * x[i - 1, j, k]
-                if i + 1 < nx:
-                    s += wx[i, j, k] * x[i + 1, j, k]
-                if j > 0:
-                    s += wy[i, j - 1, k] * x[i, j - 1, k]
-                if j + 1 < ny:
-                    s += wy[i, j, k] * x[i, j + 1, k]
-                if k > 0:
-                    s += wz[i, j, k - 1] * x[i, j, k - 1]
-                if k + 1 < nz:
-                    s += wz[i, j, k] * x[i, j, k + 1]
+                s = b[i, j, k] + _coupling(wx, wy, wz, x, i, j, k)
                 x[i, j, k] = s / dd
 
 
@@ -492,19 +490,7 @@ def grid_matvec(d, wx, wy, wz, x, y):
     for i in nb.prange(nx):
         for j in range(ny):
             for k in range(nz):
-                s = d[i, j, k] * x[i, j, k]
-                if i > 0:
-                    s -= wx[i - 1, j, k] * x[i - 1, j, k]
-                if i + 1 < nx:
-                    s -= wx[i, j, k] * x[i + 1, j, k]
-                if j > 0:
-                    s -= wy[i, j - 1, k] * x[i, j - 1, k]
-                if j + 1 < ny:
-                    s -= wy[i, j, k] * x[i, j + 1, k]
-                if k > 0:
-                    s -= wz[i, j, k - 1] * x[i, j, k - 1]
-                if k + 1 < nz:
-                    s -= wz[i, j, k] * x[i, j, k + 1]
+                s = d[i, j, k] * x[i, j, k] - _coupling(wx, wy, wz, x, i, j, k)
                 y[i, j, k] = s
 
 
