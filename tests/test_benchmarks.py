@@ -30,3 +30,19 @@ def test_harness_quick_packing(tmp_path):
     comp = [r for r in esim_rows if r["case"].startswith("esim_composite")][0]
     assert abs(comp["solid_fraction"] - 0.85) < 0.01
     assert (tmp_path / "quick.md").read_text().count("|") > 10
+
+
+def test_fire_alpha_study_toy(tmp_path):
+    """The alpha0 study runs at toy size, writes its tables, and its alpha0 reaches the FIRE
+    loop (two values on the same seed minimise along different paths)."""
+    from benchmarks import fire_alpha
+
+    assert fire_alpha.main(["--alphas", "0.05", "0.1", "--seeds", "3", "--box-m", "25e-6",
+                            "--jobs", "1", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "fire_alpha.json").read_text())
+    runs = {r["alpha0"]: r for r in data["runs"]}
+    assert set(runs) == {0.05, 0.1}
+    assert runs[0.05]["iterations"] != runs[0.1]["iterations"]
+    assert all(abs(r["solid_fraction"] - 0.85) < 0.01 for r in runs.values())
+    assert "| 0.05 | 1 |" in (tmp_path / "fire_alpha.md").read_text()
+    assert not list(tmp_path.glob("*.tmp"))
