@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 
 def _one(args: tuple[float, int, float]) -> dict:
     alpha0, seed, box_m = args
-    import esim.packing as packing
+    from esim import packing
     from esim.params import Params
 
     packing._FIRE_ALPHA0 = alpha0  # read by the FIRE loop at every call

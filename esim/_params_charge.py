@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from esim._fields import param
+from esim._fields import param, section_of
 
 __all__ = ["ChargeParams", "charge_params_of", "OCV_CURVES", "SOLID_DIFFUSION"]
 
@@ -200,7 +200,5 @@ class ChargeParams:
 
 
 def charge_params_of(params) -> ChargeParams:
-    """The :class:`ChargeParams` of a Params (defaults if the section is not registered)."""
-    if isinstance(params, ChargeParams):
-        return params
-    return getattr(params, "charge", None) or ChargeParams()
+    """The :class:`ChargeParams` of a Params, the section itself, or None (defaults)."""
+    return section_of(params, ChargeParams, "charge")

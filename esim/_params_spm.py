@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from esim._fields import param
+from esim._fields import param, section_of
 
 __all__ = ["SPMParams", "OTOYAMA2020", "spm_params_of"]
 
@@ -183,7 +183,5 @@ class SPMParams:
 
 
 def spm_params_of(params) -> SPMParams:
-    """The :class:`SPMParams` of a Params (defaults while the section is not registered)."""
-    if isinstance(params, SPMParams):
-        return params
-    return getattr(params, "spm", None) or SPMParams()
+    """The :class:`SPMParams` of a Params, the section itself, or None (defaults)."""
+    return section_of(params, SPMParams, "spm")

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from esim._fields import section_of
 from esim._params_materials import MaterialsParams
 from esim.errors import InvalidParameters
 
@@ -66,14 +67,10 @@ NMC_TABLE_X = np.array([0.0, 0.10, 0.30, 0.50, 0.75])
 def materials_of(params: Any) -> MaterialsParams:
     """The :class:`MaterialsParams` of ``params``.
 
-    Accepts a :class:`MaterialsParams` itself or a :class:`~esim.params.Params`; a parameter
-    set without a ``materials`` section (before the section is registered) gets the defaults.
+    Accepts a :class:`MaterialsParams` itself, a :class:`~esim.params.Params`, or None (the
+    defaults).
     """
-    if isinstance(params, MaterialsParams):
-        return params
-    if params is None:
-        return MaterialsParams()
-    return getattr(params, "materials", None) or MaterialsParams()
+    return section_of(params, MaterialsParams, "materials")
 
 
 def soc_to_x(soc: Any, params: Any = None) -> np.ndarray:
