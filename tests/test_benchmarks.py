@@ -46,3 +46,13 @@ def test_fire_alpha_study_toy(tmp_path):
     assert all(abs(r["solid_fraction"] - 0.85) < 0.01 for r in runs.values())
     assert "| 0.05 | 1 |" in (tmp_path / "fire_alpha.md").read_text()
     assert not list(tmp_path.glob("*.tmp"))
+    # the cascade step reaches the minimiser too: 0.1 straight to the tolerance
+    assert fire_alpha.main(["--alphas", "0.1", "--seeds", "3", "--box-m", "25e-6",
+                            "--cascade-step", "1e-3", "--jobs", "1", "--tag", "single",
+                            "--out", str(tmp_path)]) == 0
+    single = json.loads((tmp_path / "single.json").read_text())["runs"][0]
+    assert single["cascade_step"] == 1e-3
+    assert single["iterations"] != runs[0.1]["iterations"]
+    with pytest.raises(SystemExit) as exc:
+        fire_alpha.main(["--cascade-step", "1.5", "--out", str(tmp_path)])
+    assert exc.value.code == 2
