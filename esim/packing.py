@@ -346,6 +346,15 @@ def _mi(x, length, periodic):
 
 
 @nb.njit(**_NB, inline="always")
+def _mi_inv(x, length, inv_length, periodic):
+    """Minimum image of one coordinate difference, with a precomputed ``1 / length`` (hot
+    loops: a multiplication instead of a division)."""
+    if periodic:
+        return x - length * np.rint(x * inv_length)
+    return x
+
+
+@nb.njit(**_NB, inline="always")
 def _dist2(a, b, box, periodic_z):
     """Squared minimum-image distance and the components of b - a (no allocation)."""
     dx = _mi(b[0] - a[0], box[0], True)
@@ -474,13 +483,10 @@ def _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, re
                                 t0 = s + 1 if home_cell else start[cc]
                                 for t in range(t0, start[cc + 1]):
                                     j = order[t]
-                                    ddx = pos[j, 0] - pos[i, 0]
-                                    ddx -= box[0] * np.rint(ddx * ibx)
-                                    ddy = pos[j, 1] - pos[i, 1]
-                                    ddy -= box[1] * np.rint(ddy * iby)
-                                    ddz = pos[j, 2] - pos[i, 2]
-                                    if periodic_z:
-                                        ddz -= box[2] * np.rint(ddz * ibz)
+                                    ddx = _mi_inv(pos[j, 0] - pos[i, 0], box[0], ibx, True)
+                                    ddy = _mi_inv(pos[j, 1] - pos[i, 1], box[1], iby, True)
+                                    ddz = _mi_inv(pos[j, 2] - pos[i, 2], box[2], ibz,
+                                                  periodic_z)
                                     cut = ri + rad[j]
                                     if ddx * ddx + ddy * ddy + ddz * ddz < cut * cut:
                                         if k0 + k < cap_end:
@@ -721,13 +727,9 @@ def _fire_move_impl(pos, vel, frc, mass, ref, box, periodic_z, keep, mix, dt, d2
             vm = keep * vel[m, a] + mix * frc[m, a] + dt * frc[m, a] / mass[m]
             vel[m, a] = vm
             pos[m, a] += dt * vm
-        ddx = pos[m, 0] - ref[m, 0]
-        ddx -= box[0] * np.rint(ddx * ibx)
-        ddy = pos[m, 1] - ref[m, 1]
-        ddy -= box[1] * np.rint(ddy * iby)
-        ddz = pos[m, 2] - ref[m, 2]
-        if periodic_z:
-            ddz -= box[2] * np.rint(ddz * ibz)
+        ddx = _mi_inv(pos[m, 0] - ref[m, 0], box[0], ibx, True)
+        ddy = _mi_inv(pos[m, 1] - ref[m, 1], box[1], iby, True)
+        ddz = _mi_inv(pos[m, 2] - ref[m, 2], box[2], ibz, periodic_z)
         d2[m] = ddx * ddx + ddy * ddy + ddz * ddz
     m1 = 0.0
     m2 = 0.0
