@@ -7,10 +7,11 @@ the jamming studies of O'Hern, Silbert, Liu & Nagel (Phys. Rev. E 68, 011306, 20
 
 1. Radii are drawn from truncated lognormal distributions.  The NMC radii are scaled so that the
    NMC sphere volume equals ``target_solid_fraction * nmc_fraction_of_solid`` of the box.
-2. Particles are placed uniformly at random, radii shrunk so that the spheres fill 30 % of the
-   box, then grown in geometric steps to full size.  After each step the overlap energy
+2. Particles are placed uniformly at random at full size and the overlap energy
    ``E = sum k_ij delta_ij^2 / 2`` is minimised with FIRE (Bitzek et al., Phys. Rev. Lett. 97,
-   170201, 2006), using a Verlet pair list built with cell lists (never O(N^2)).
+   170201, 2006), using a Verlet pair list built with cell lists (never O(N^2)) and renewed
+   only for the particles that moved far when that suffices.  (A gradual compression from a
+   dilute start gave the same fractions and contact statistics at several times the cost.)
 3. NMC is hard and the glass soft: an NMC-NMC pair has stiffness ``nmc_stiffness_ratio`` times
    that of any pair involving SE, so at force balance NMC-NMC overlaps stay small (they are the
    point contacts) while SE spheres overlap NMC and each other to fill space, as the glass
@@ -26,8 +27,10 @@ the jamming studies of O'Hern, Silbert, Liu & Nagel (Phys. Rev. E 68, 011306, 20
    final state are kept (in model units, with the virial mean stress in the same units) so that
    the network stage can rescale them to the stack pressure.
 
-All kernels are numba-compiled, cached, deterministic (no parallel reductions), and see only
-arrays and scalars; positions are dimensionless inside (unit: the NMC median radius).
+All kernels are numba-compiled and see only arrays and scalars; the serial ones are cached on
+disk.  They are deterministic: the threaded ones split their work into a fixed number of chunks
+and add the chunks' partial sums in a fixed order, so a seed gives the same bytes on any number
+of threads.  Positions are dimensionless inside (unit: the NMC median radius).
 """
 
 from __future__ import annotations
@@ -549,6 +552,129 @@ def _pair_list_cap(pos, rad, box, periodic_z, extra, cap):
     return pairs[:k]
 
 
+@nb.njit(**_NB)
+def _pair_query(pos, rad, box, periodic_z, skin, disp, fast, flist, ncell, start, order, reach,
+                pairs, cap):
+    """Fresh pairs of the particles ``flist`` (a partial rebuild of the Verlet list).
+
+    Lists ``(f, j)`` when the centre distance is below ``r_f + r_j + skin + disp[j]``, where
+    ``disp[j]`` is how far j has moved since its own pairs were last searched (0 for the
+    particles of ``flist``, marked in ``fast``): the margin keeps the list valid while f and j
+    together move less than the skin from now on (see ``_fire``).  A pair of two listed
+    particles is written once, from its smaller index.  Full ``(2 reach + 1)^3`` stencil of the
+    cells from :func:`_pair_grid` (built with ``extra >= skin + max(disp)``), pruned like
+    :func:`_pair_sweep_pruned`.  Writes up to ``cap`` pairs; returns the number found.
+    """
+    nx, ny, nz = ncell[0], ncell[1], ncell[2]
+    hx, hy, hz = box[0] / nx, box[1] / ny, box[2] / nz
+    ibx, iby, ibz = 1.0 / box[0], 1.0 / box[1], 1.0 / box[2]
+    rmax = 0.0
+    dmax = 0.0
+    for i in range(rad.shape[0]):
+        rmax = max(rmax, rad[i])
+        dmax = max(dmax, disp[i])
+    k = 0
+    for q in range(flist.shape[0]):
+        f = flist[q]
+        px = pos[f, 0] - box[0] * math.floor(pos[f, 0] * ibx)
+        py = pos[f, 1] - box[1] * math.floor(pos[f, 1] * iby)
+        pz = pos[f, 2]
+        if periodic_z:
+            pz -= box[2] * math.floor(pz * ibz)
+        cx = _cell_of(pos[f, 0], box, ncell, 0, True)
+        cy = _cell_of(pos[f, 1], box, ncell, 1, True)
+        cz = _cell_of(pos[f, 2], box, ncell, 2, periodic_z)
+        rf = rad[f] + skin
+        reach2 = (rf + rmax + dmax) * (rf + rmax + dmax)
+        for dx in range(-reach, reach + 1):
+            ux = cx + dx
+            gx = max(0.0, ux * hx - px, px - (ux + 1) * hx)
+            if gx * gx >= reach2:
+                continue
+            ox = ux % nx
+            for dy in range(-reach, reach + 1):
+                uy = cy + dy
+                gy = max(0.0, uy * hy - py, py - (uy + 1) * hy)
+                gxy2 = gx * gx + gy * gy
+                if gxy2 >= reach2:
+                    continue
+                oy = uy % ny
+                for dz in range(-reach, reach + 1):
+                    uz = cz + dz
+                    if not periodic_z and (uz < 0 or uz >= nz):
+                        continue
+                    zlo, zhi = uz * hz, (uz + 1) * hz
+                    if not periodic_z:
+                        if uz == 0:
+                            zlo = -np.inf
+                        if uz == nz - 1:
+                            zhi = np.inf
+                    gz = max(0.0, zlo - pz, pz - zhi)
+                    if gxy2 + gz * gz >= reach2:
+                        continue
+                    oz = uz % nz if periodic_z else uz
+                    cc = (ox * ny + oy) * nz + oz
+                    for t in range(start[cc], start[cc + 1]):
+                        j = order[t]
+                        if j == f or (fast[j] and j < f):
+                            continue
+                        ddx = _mi_inv(pos[j, 0] - pos[f, 0], box[0], ibx, True)
+                        ddy = _mi_inv(pos[j, 1] - pos[f, 1], box[1], iby, True)
+                        ddz = _mi_inv(pos[j, 2] - pos[f, 2], box[2], ibz, periodic_z)
+                        cut = rf + rad[j] + disp[j]
+                        if ddx * ddx + ddy * ddy + ddz * ddz < cut * cut:
+                            if k < cap:
+                                pairs[k, 0] = f
+                                pairs[k, 1] = j
+                            k += 1
+    return k
+
+
+@nb.njit(**_NB)
+def _sort_pairs(pairs, n):
+    """The pairs ordered by their first particle (a stable counting sort).  Particles are stored
+    in spatial order (see ``_System``), so the force kernel then walks positions nearly in
+    order and sums each particle's run of pairs in registers."""
+    count = np.zeros(n + 1, np.int64)
+    for p in range(pairs.shape[0]):
+        count[pairs[p, 0] + 1] += 1
+    for i in range(n):
+        count[i + 1] += count[i]
+    out = np.empty_like(pairs)
+    for p in range(pairs.shape[0]):
+        q = count[pairs[p, 0]]
+        out[q, 0] = pairs[p, 0]
+        out[q, 1] = pairs[p, 1]
+        count[pairs[p, 0]] = q + 1
+    return out
+
+
+@nb.njit(**_NB)
+def _merge_pairs(pairs, fast, new):
+    """``pairs`` (ordered by first particle) without the pairs of ``fast`` particles, merged
+    with ``new`` (ordered by first particle, all first particles fast): the result is ordered
+    by first particle too."""
+    out = np.empty((pairs.shape[0] + new.shape[0], 2), pairs.dtype)
+    k = 0
+    q = 0
+    for p in range(pairs.shape[0]):
+        i = pairs[p, 0]
+        while q < new.shape[0] and new[q, 0] < i:
+            out[k, 0] = new[q, 0]
+            out[k, 1] = new[q, 1]
+            k += 1
+            q += 1
+        if not (fast[i] or fast[pairs[p, 1]]):
+            out[k, 0] = i
+            out[k, 1] = pairs[p, 1]
+            k += 1
+    while q < new.shape[0]:
+        out[k, 0] = new[q, 0]
+        out[k, 1] = new[q, 1]
+        k += 1
+        q += 1
+    return out[:k]
+
 def _pair_chunks_impl(pos, rad, box, periodic_z, extra, ncell, start, order, reach, pairs,
                       bounds, offs, caps, counts):
     """The pruned sweep over slabs of home cells ``bounds[c]:bounds[c + 1]`` (x index), each
@@ -597,15 +723,18 @@ def _pair_list(pos, rad, box, periodic_z, extra):
     return _pair_list_cap(pos, rad, box, periodic_z, extra, 8 * pos.shape[0])
 
 
-def _fire_forces_impl(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, buf, frc, f2, part):
-    """Harmonic repulsion: fills ``frc`` (N, 3) with net forces and ``f2`` with their squared
-    norms; returns (energy, max |F|).
+def _fire_forces_impl(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, vel, buf, frc,
+                      part):
+    """Harmonic repulsion and FIRE's power: fills ``frc`` (N, 3) with net forces; returns
+    (energy, max |F|, F.v, |v|, |F|) with norms over all particles.
 
     ``k (r_i + r_j - d)`` for overlapping pairs (``k_hard`` when both particles are hard, else
     ``k_soft``) and ``k`` times the overlap with the walls at z = 0 and z = L unless
     ``periodic_z``.  The pair list is cut into ``buf.shape[0]`` fixed chunks, each with its own
     force buffer, summed per particle in a fixed order: the result does not depend on the
-    number of threads.
+    number of threads.  Pairs come grouped by their first particle (``_fire`` orders them so
+    them), whose force is summed in registers over its run of pairs and written once; any order
+    gives the same forces up to rounding.
     """
     n = pos.shape[0]
     nch = buf.shape[0]
@@ -614,23 +743,43 @@ def _fire_forces_impl(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, bu
     hx, hy, hz = 0.5 * bx, 0.5 * by, 0.5 * bz
     for c in nb.prange(nch):
         ec = 0.0
-        for p in range(npair * c // nch, npair * (c + 1) // nch):
+        p0 = npair * c // nch
+        p1 = npair * (c + 1) // nch
+        cur = pairs[p0, 0] if p1 > p0 else 0
+        px, py, pz = pos[cur, 0], pos[cur, 1], pos[cur, 2]
+        rc = rad[cur]
+        hc = hard[cur]
+        ax = 0.0
+        ay = 0.0
+        az = 0.0
+        for p in range(p0, p1):
             pi = pairs[p, 0]
             pj = pairs[p, 1]
+            if pi != cur:  # the run of pairs of particle ``cur`` ends: write its sum
+                buf[c, cur, 0] += ax
+                buf[c, cur, 1] += ay
+                buf[c, cur, 2] += az
+                ax = 0.0
+                ay = 0.0
+                az = 0.0
+                cur = pi
+                px, py, pz = pos[cur, 0], pos[cur, 1], pos[cur, 2]
+                rc = rad[cur]
+                hc = hard[cur]
             # Minimum image by one shift: positions are folded into the box at every pair-list
             # build and move less than the skin in between, so |q| < 1.5 L.  (Same values as
             # q - L rint(q / L) for every pair in the list.)
-            qx = pos[pj, 0] - pos[pi, 0]
+            qx = pos[pj, 0] - px
             if qx > hx:
                 qx -= bx
             elif qx < -hx:
                 qx += bx
-            qy = pos[pj, 1] - pos[pi, 1]
+            qy = pos[pj, 1] - py
             if qy > hy:
                 qy -= by
             elif qy < -hy:
                 qy += by
-            qz = pos[pj, 2] - pos[pi, 2]
+            qz = pos[pj, 2] - pz
             if periodic_z:
                 if qz > hz:
                     qz -= bz
@@ -641,19 +790,27 @@ def _fire_forces_impl(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, bu
             # in no predictable order): a pair that does not overlap adds exact zeros.  This
             # was 1.6x faster than the branch at 1e5 particles.
             qd = math.sqrt(q2)
-            ov = max(rad[pi] + rad[pj] - qd, 0.0) if q2 > 0.0 else 0.0
-            kp = k_hard if hard[pi] & hard[pj] else k_soft
+            ov = max(rc + rad[pj] - qd, 0.0) if q2 > 0.0 else 0.0
+            kp = k_hard if hc & hard[pj] else k_soft
             fq = kp * ov / qd if q2 > 0.0 else 0.0
             ec += 0.5 * kp * ov * ov
-            buf[c, pi, 0] -= fq * qx
-            buf[c, pi, 1] -= fq * qy
-            buf[c, pi, 2] -= fq * qz
+            ax -= fq * qx
+            ay -= fq * qy
+            az -= fq * qz
             buf[c, pj, 0] += fq * qx
             buf[c, pj, 1] += fq * qy
             buf[c, pj, 2] += fq * qz
+        if p1 > p0:
+            buf[c, cur, 0] += ax
+            buf[c, cur, 1] += ay
+            buf[c, cur, 2] += az
         part[c, 0] = ec
     for c in nb.prange(nch):
         ew = 0.0
+        fm = 0.0
+        cp = 0.0
+        cv = 0.0
+        cf = 0.0
         for m in range(n * c // nch, n * (c + 1) // nch):
             fx = 0.0
             fy = 0.0
@@ -680,65 +837,68 @@ def _fire_forces_impl(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, bu
             frc[m, 0] = fx
             frc[m, 1] = fy
             frc[m, 2] = fz
-            f2[m] = fx * fx + fy * fy + fz * fz
-        part[c, 1] = ew
-    e = 0.0
-    for c in range(nch):
-        e += part[c, 0] + part[c, 1]
-    fmax = 0.0
-    for m in range(n):
-        fmax = max(fmax, f2[m])
-    return e, math.sqrt(fmax)
-
-
-def _fire_power_impl(frc, vel, f2, part):
-    """(F.v, |v|, |F|) over all particles, summed in fixed chunks (thread-count independent)."""
-    n = frc.shape[0]
-    nch = part.shape[0]
-    for c in nb.prange(nch):
-        cp = 0.0
-        cv = 0.0
-        cf = 0.0
-        for m in range(n * c // nch, n * (c + 1) // nch):
-            cp += frc[m, 0] * vel[m, 0] + frc[m, 1] * vel[m, 1] + frc[m, 2] * vel[m, 2]
+            g = fx * fx + fy * fy + fz * fz
+            fm = max(fm, g)
+            cf += g
+            cp += fx * vel[m, 0] + fy * vel[m, 1] + fz * vel[m, 2]
             cv += vel[m, 0] ** 2 + vel[m, 1] ** 2 + vel[m, 2] ** 2
-            cf += f2[m]
-        part[c, 0] = cp
-        part[c, 1] = cv
-        part[c, 2] = cf
+        part[c, 1] = ew
+        part[c, 2] = fm
+        part[c, 3] = cp
+        part[c, 4] = cv
+        part[c, 5] = cf
+    e = 0.0
+    fmax = 0.0
     pw = 0.0
     vn = 0.0
     fn = 0.0
     for c in range(nch):
-        pw += part[c, 0]
-        vn += part[c, 1]
-        fn += part[c, 2]
-    return pw, math.sqrt(vn), math.sqrt(fn)
+        e += part[c, 0] + part[c, 1]
+        fmax = max(fmax, part[c, 2])
+        pw += part[c, 3]
+        vn += part[c, 4]
+        fn += part[c, 5]
+    return e, math.sqrt(fmax), pw, math.sqrt(vn), math.sqrt(fn)
 
 
 def _fire_move_impl(pos, vel, frc, mass, ref, box, periodic_z, keep, mix, dt, d2):
     """Velocity mixing and a semi-implicit Euler step,
-    ``v <- keep v + mix F + dt F / m; x <- x + dt v``; returns the sum of the two largest
-    displacements since ``ref`` (the last pair-list build)."""
+    ``v <- keep v + mix F + dt F / m; x <- x + dt v``; fills ``d2`` with the squared
+    displacements since ``ref`` and returns the sum of the two largest displacements (found
+    per fixed chunk, then merged: exact and thread-count independent)."""
     n = pos.shape[0]
+    nch = _NCHUNK
+    top = np.zeros((nch, 2))
     ibx, iby, ibz = 1.0 / box[0], 1.0 / box[1], 1.0 / box[2]
-    for m in nb.prange(n):
-        for a in range(3):
-            vm = keep * vel[m, a] + mix * frc[m, a] + dt * frc[m, a] / mass[m]
-            vel[m, a] = vm
-            pos[m, a] += dt * vm
-        ddx = _mi_inv(pos[m, 0] - ref[m, 0], box[0], ibx, True)
-        ddy = _mi_inv(pos[m, 1] - ref[m, 1], box[1], iby, True)
-        ddz = _mi_inv(pos[m, 2] - ref[m, 2], box[2], ibz, periodic_z)
-        d2[m] = ddx * ddx + ddy * ddy + ddz * ddz
+    for c in nb.prange(nch):
+        m1 = 0.0
+        m2 = 0.0
+        for m in range(n * c // nch, n * (c + 1) // nch):
+            for a in range(3):
+                vm = keep * vel[m, a] + mix * frc[m, a] + dt * frc[m, a] / mass[m]
+                vel[m, a] = vm
+                pos[m, a] += dt * vm
+            ddx = _mi_inv(pos[m, 0] - ref[m, 0], box[0], ibx, True)
+            ddy = _mi_inv(pos[m, 1] - ref[m, 1], box[1], iby, True)
+            ddz = _mi_inv(pos[m, 2] - ref[m, 2], box[2], ibz, periodic_z)
+            g = ddx * ddx + ddy * ddy + ddz * ddz
+            d2[m] = g
+            if g > m1:
+                m2 = m1
+                m1 = g
+            elif g > m2:
+                m2 = g
+        top[c, 0] = m1
+        top[c, 1] = m2
     m1 = 0.0
     m2 = 0.0
-    for m in range(n):
-        if d2[m] > m1:
-            m2 = m1
-            m1 = d2[m]
-        elif d2[m] > m2:
-            m2 = d2[m]
+    for c in range(nch):
+        for g in (top[c, 0], top[c, 1]):
+            if g > m1:
+                m2 = m1
+                m1 = g
+            elif g > m2:
+                m2 = g
     return math.sqrt(m1) + math.sqrt(m2)
 
 
@@ -775,36 +935,73 @@ _DT_MAX = 0.3  # FIRE's largest time step, in units of sqrt(mass / k_soft)
 _FIRE_ALPHA0 = 0.1
 _FIRE_NMIN = 5
 _CASCADE_STEP = 0.1  # factor between the force tolerances of successive FIRE restarts
-_SER = tuple(nb.njit(**_NB)(f) for f in (_fire_forces_impl, _fire_power_impl, _fire_move_impl))
-_PAR = tuple(nb.njit(nogil=True, parallel=True)(f)
-             for f in (_fire_forces_impl, _fire_power_impl, _fire_move_impl))
+# Partial rebuilds of the Verlet list (see _partial_rebuild): particles that moved more than this
+# fraction of the skin get fresh pairs; more than this share of fast particles -> full rebuild.
+_PARTIAL_FRACTION = 0.35
+_PARTIAL_MAX = 0.02
+_SER = tuple(nb.njit(**_NB)(f) for f in (_fire_forces_impl, _fire_move_impl))
+_PAR = tuple(nb.njit(nogil=True, parallel=True)(f) for f in (_fire_forces_impl, _fire_move_impl))
 
 
 def _fire_kernels(n: int) -> tuple:
-    """(forces, power, move) kernels for ``n`` particles: threaded when it pays off."""
+    """(forces, move) kernels for ``n`` particles: threaded when it pays off."""
     if n >= _PARALLEL_MIN_PARTICLES and nb.get_num_threads() > 1:
         return _PAR
     return _SER
 
 
+def _partial_rebuild(pos, rad, box, periodic_z, skin, ref, d2, pairs):
+    """The Verlet list renewed for its fast particles only, or None when a full rebuild is due.
+
+    The list stays valid while, for every unlisted pair, the two particles have moved less than
+    the skin in all since their pairs were searched (``ref``, per particle).  When that bound is
+    broken it is nearly always by a handful of particles (at 1e4 particles: a median of one
+    particle beyond half the skin): only the particles that moved more than
+    ``_PARTIAL_FRACTION`` of the skin get fresh pairs and a fresh reference, searched with
+    ``skin + d_j`` for each partner j that keeps its older reference (``d2``: squared
+    displacements since ``ref``), so the bound holds again for every pair.  Positions must be
+    folded (``_wrap``).  A full rebuild is due when more than ``_PARTIAL_MAX`` of the particles
+    are fast, or the box is too small for cell lists.
+    """
+    n = pos.shape[0]
+    disp = np.sqrt(d2)
+    fast = disp > _PARTIAL_FRACTION * skin
+    flist = np.flatnonzero(fast)
+    if flist.size > _PARTIAL_MAX * n:
+        return None
+    disp[fast] = 0.0
+    ncell, start, order, reach = _pair_grid(pos, rad, box, periodic_z, skin + float(disp.max()))
+    if reach == 0:
+        return None
+    new = np.empty((16 * flist.size + 16, 2), np.int64)
+    k = _pair_query(pos, rad, box, periodic_z, skin, disp, fast, flist, ncell, start, order,
+                    reach, new, new.shape[0])
+    if k > new.shape[0]:
+        new = np.empty((k, 2), np.int64)
+        _pair_query(pos, rad, box, periodic_z, skin, disp, fast, flist, ncell, start, order,
+                    reach, new, k)
+    ref[flist] = pos[flist]
+    return _merge_pairs(pairs, fast, new[:k])
+
+
 def _fire(pos, rad, hard, mass, box, periodic_z, k_soft, k_hard, ftol, maxit, skin, dt_max):
     """Minimise the harmonic overlap energy in place with FIRE (Bitzek et al., PRL 97, 170201,
-    2006).  Returns (iterations, max |F|, energy, pair-list rebuilds).
+    2006).  Returns (iterations, max |F|, energy, full and partial pair-list rebuilds).
 
     ``mass`` preconditions the stiff NMC-NMC modes.  A Verlet pair list with ``skin`` is
-    rebuilt when the two largest displacements since the last build add up to more than the
-    skin.  The loop is Python (a few microseconds per iteration); the work per iteration is in
-    three kernels (serial, or threaded for large ``n``: see ``_fire_kernels``) with fixed
+    renewed when the two largest displacements since the particles' pairs were searched add up
+    to more than the skin: for the few fast particles only where that suffices
+    (:func:`_partial_rebuild`), else in full.  The loop is Python (a few microseconds per iteration); the work per iteration is in
+    two kernels (serial, or threaded for large ``n``: see ``_fire_kernels``) with fixed
     chunking, so results do not depend on the thread count.
     """
     n = pos.shape[0]
-    forces, power, move = _fire_kernels(n)
+    forces, move = _fire_kernels(n)
     _wrap(pos, box, periodic_z)  # the force kernel's minimum image needs folded positions
     vel = np.zeros_like(pos)
     frc = np.zeros_like(pos)
     buf = np.zeros((_NCHUNK, n, 3))
-    part = np.zeros((_NCHUNK, 3))
-    f2 = np.zeros(n)
+    part = np.zeros((_NCHUNK, 6))
     d2 = np.zeros(n)
     ref = pos.copy()
     threaded = forces is _PAR[0]
@@ -813,18 +1010,19 @@ def _fire(pos, rad, hard, mass, box, periodic_z, k_soft, k_hard, ftol, maxit, sk
         pairs, caps = _pair_list_threaded(pos, rad, box, periodic_z, skin)
     else:
         pairs = _pair_list_cap(pos, rad, box, periodic_z, skin, 8 * n)
+    pairs = _sort_pairs(pairs, n)
     dt = 0.25 * dt_max
     alpha0 = alpha = _FIRE_ALPHA0
     n_pos = 0
     it = 0
     nrebuild = 0
+    npartial = 0
     while True:
-        e, fmax = forces(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, buf, frc,
-                         f2, part)
+        e, fmax, pw, vn, fn = forces(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard,
+                                     vel, buf, frc, part)
         if fmax < ftol or it >= maxit:
             break
         it += 1
-        pw, vn, fn = power(frc, vel, f2, part)
         if pw > 0.0:  # downhill: mix the velocity towards the force, speed up
             keep, mix = 1.0 - alpha, alpha * vn / fn
             n_pos += 1
@@ -838,6 +1036,11 @@ def _fire(pos, rad, hard, mass, box, periodic_z, k_soft, k_hard, ftol, maxit, sk
             alpha = alpha0
         if move(pos, vel, frc, mass, ref, box, periodic_z, keep, mix, dt, d2) > skin:
             _wrap(pos, box, periodic_z)
+            fresh = _partial_rebuild(pos, rad, box, periodic_z, skin, ref, d2, pairs)
+            if fresh is not None:
+                pairs = fresh
+                npartial += 1
+                continue
             ref[:] = pos
             if threaded:
                 room = None if caps is None else caps + caps // 4 + 64
@@ -845,9 +1048,10 @@ def _fire(pos, rad, hard, mass, box, periodic_z, k_soft, k_hard, ftol, maxit, sk
             else:
                 pairs = _pair_list_cap(pos, rad, box, periodic_z, skin,
                                        pairs.shape[0] + pairs.shape[0] // 4 + 16)
+            pairs = _sort_pairs(pairs, n)
             nrebuild += 1
     _wrap(pos, box, periodic_z)
-    return it, fmax, e, nrebuild
+    return it, fmax, e, nrebuild, npartial
 
 
 @nb.njit(**_NB)
@@ -1004,6 +1208,8 @@ class _System:
         # Diagonal preconditioner: mass proportional to the particle's stiffest spring.
         self.mass = np.where(self.hard, self.k_hard, self.k_soft).astype(np.float64)
         self.iterations = 0
+        self.rebuilds = 0  # full and partial rebuilds of the FIRE pair list
+        self.partial_rebuilds = 0
         self.fmax = np.inf
 
     @property
@@ -1026,10 +1232,11 @@ class _System:
 
     def _fire(self, rad: np.ndarray, ftol: float, maxit: int) -> float:
         skin = _SKIN * float(np.median(rad))
-        it, fmax, e, nreb = _fire(self.pos, rad, self.hard, self.mass, self.box,
-                                  self.periodic_z, self.k_soft, self.k_hard, ftol, maxit, skin,
-                                  _DT_MAX)
-        self.rebuilds = getattr(self, "rebuilds", 0) + int(nreb)
+        it, fmax, e, nreb, npart = _fire(self.pos, rad, self.hard, self.mass, self.box,
+                                         self.periodic_z, self.k_soft, self.k_hard, ftol, maxit,
+                                         skin, _DT_MAX)
+        self.rebuilds += int(nreb)
+        self.partial_rebuilds += int(npart)
         self.iterations += int(it)
         self.fmax = float(fmax)
         return float(e)
@@ -1280,7 +1487,7 @@ def jam_hard_spheres(n: int, *, seed: int, contact_tol_rel: float = 1e-6,
 
     def relax(p: np.ndarray, radius: float) -> float:
         nonlocal iters
-        it, fmax, e, _ = _fire(p, np.full(n, radius), hard, mass, box, periodic_z, 1.0, 1.0,
+        it, fmax, e, _, _ = _fire(p, np.full(n, radius), hard, mass, box, periodic_z, 1.0, 1.0,
                                ftol, 2_000_000, 0.3, 0.2)
         iters += int(it)
         return float(e) / n

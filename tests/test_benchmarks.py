@@ -29,6 +29,9 @@ def test_harness_quick_packing(tmp_path):
         assert r["time_s"] > 0 and r["peak_rss_MiB"] > 0
     comp = [r for r in esim_rows if r["case"].startswith("esim_composite")][0]
     assert abs(comp["solid_fraction"] - 0.85) < 0.01
+    # per-seed figures: one seed in quick mode, its iterations and time per iteration
+    assert comp["iterations_per_seed"] == str(comp["iterations"])
+    assert comp["ms_per_iteration"] == pytest.approx(1e3 * comp["time_s"] / comp["iterations"])
     assert (tmp_path / "quick.md").read_text().count("|") > 10
 
 

@@ -330,13 +330,78 @@ def test_fire_forces_equal_dense_reference(periodic_z):
         force[:, 2] += kw * (lo - hi)
         energy += 0.5 * (kw * (lo**2 + hi**2)).sum()
     assert (ov > 0).sum() > 100 and len(pairs) > (ov > 0).sum() // 2  # non-overlapping pairs too
-    for kern in (P._SER[0], P._PAR[0]):
+    vel = rng.normal(size=(n, 3))
+    shuffled = pairs[rng.permutation(len(pairs))]  # any order: the same forces up to rounding
+    for kern, pairs in ((P._SER[0], pairs), (P._PAR[0], pairs), (P._SER[0], shuffled)):
         buf = np.zeros((P._NCHUNK, n, 3))
         frc = np.zeros((n, 3))
-        f2 = np.zeros(n)
-        e, fmax = kern(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, buf, frc, f2,
-                       np.zeros((P._NCHUNK, 3)))
+        e, fmax, pw, vn, fn = kern(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, vel,
+                                   buf, frc, np.zeros((P._NCHUNK, 6)))
         assert e == pytest.approx(energy, rel=1e-12)
         np.testing.assert_allclose(frc, force, rtol=1e-10, atol=1e-10)
-        assert fmax == pytest.approx(np.sqrt((force**2).sum(1)).max(), rel=1e-12)
+        assert fmax == pytest.approx(np.sqrt((force**2).sum(1)).max(), rel=1e-10)
+        assert pw == pytest.approx((force * vel).sum(), rel=1e-10)
+        assert vn == pytest.approx(np.sqrt((vel**2).sum()), rel=1e-12)
+        assert fn == pytest.approx(np.sqrt((force**2).sum()), rel=1e-10)
         assert not buf.any()  # buffers are left zeroed for the next call
+
+
+@pytest.mark.parametrize("periodic_z", [False, True])
+def test_partial_rebuild_keeps_the_verlet_list_valid(periodic_z):
+    """After partial rebuilds, every pair closer than r_i + r_j + skin - D_i - D_j (D: each
+    particle's displacement since its pairs were searched) is listed, once: so the list holds
+    every overlapping pair until the two largest D add up to the skin.  Checked by brute force
+    over 12 rounds of small moves for all particles and large moves for a few."""
+    import esim.packing as P
+
+    rng = np.random.default_rng(5)
+    n = 500
+    box = np.array([10.0, 9.0, 8.0])
+    pos = rng.random((n, 3)) * box
+    rad = rng.uniform(0.3, 0.9, n)
+    skin = 0.4
+    pairs = P._pair_list(pos, rad, box, periodic_z, skin)
+    ref = pos.copy()
+
+    def mi(d):
+        for a in range(3 if periodic_z else 2):
+            d[..., a] -= box[a] * np.rint(d[..., a] / box[a])
+        return d
+
+    def check():
+        disp = np.sqrt((mi(pos - ref) ** 2).sum(1))
+        assert np.sort(disp)[-2:].sum() <= skin  # the list is declared valid now
+        d = np.sqrt((mi(pos[None, :, :] - pos[:, None, :]) ** 2).sum(-1))
+        need = d < rad[:, None] + rad[None, :] + skin - disp[:, None] - disp[None, :]
+        need = np.triu(need, 1)
+        listed = np.zeros((n, n), bool)
+        i, j = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
+        assert (i != j).all()
+        assert len(np.unique(i * n + j)) == len(pairs)  # no pair twice
+        listed[i, j] = True
+        assert not (need & ~listed).any()
+
+    partial = 0
+    for _ in range(12):
+        step = rng.normal(size=(n, 3))
+        step *= (0.04 * skin / np.linalg.norm(step, axis=1))[:, None]
+        fast = rng.choice(n, 4, replace=False)
+        step[fast] *= 15.0  # 0.6 skin
+        pos += step
+        P._wrap(pos, box, periodic_z)
+        d2 = (mi(pos - ref) ** 2).sum(1)
+        fresh = P._partial_rebuild(pos, rad, box, periodic_z, skin, ref, d2, pairs)
+        if fresh is None:  # too many fast particles: a full rebuild
+            pairs = P._pair_list(pos, rad, box, periodic_z, skin)
+            ref[:] = pos
+        else:
+            partial += 1
+            pairs = fresh
+        check()
+        # Particles that kept their reference walk halfway back to it: their D shrinks, while
+        # they still moved relative to the positions the fresh pairs were searched at.
+        back = ~np.isin(np.arange(n), fast)
+        pos[back] -= 0.5 * mi(pos - ref)[back]
+        P._wrap(pos, box, periodic_z)
+        check()
+    assert partial >= 8
