@@ -529,6 +529,7 @@ def _figures(out: Path, first) -> None:
     except Exception as exc:  # a figure must not lose the report; say so in the log
         log.warning("charge figure failed: %s", exc)
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     rows = res.rows
     num = [r["number"] for r in rows]
@@ -543,6 +544,14 @@ def _figures(out: Path, first) -> None:
     for n, r, v in zip(num, ra, va):
         ax[0].annotate(f"{n:02d}", (r, v), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax[0].set_xscale("log")
+    # whole decades, as in the paper's panel, so that clustered points are not pressed to an edge
+    r_all = np.asarray(ra + rb, float)
+    r_all = r_all[np.isfinite(r_all) & (r_all > 0)]
+    lo, hi = (10.0 ** np.floor(np.log10(r_all.min())) / 10.0,
+              10.0 ** np.ceil(np.log10(r_all.max())) * 10.0) if r_all.size else (1e6, 1e10)
+    for a in ax:
+        a.xaxis.set_minor_formatter(NullFormatter())
+    ax[0].set_xlim(lo, hi)
     ax[0].axvline(HIGH_R_OHM, color="grey", ls=":", lw=0.8)
     ax[0].set_xlabel("resistance, SSRM histogram peak (Ω)")
     ax[0].set_ylabel("V_CPD', KPFM histogram peak (V)")
@@ -552,11 +561,14 @@ def _figures(out: Path, first) -> None:
     ax[1].bar(x - 0.2, rb, width=0.4, color="k", label="before")
     ax[1].bar(x + 0.2, ra, width=0.4, color="tab:red", label="after")
     ax[1].set_yscale("log")
+    ax[1].set_ylim(lo, hi)  # room above the bars for the legend
+    ax[1].yaxis.set_minor_formatter(NullFormatter())
+    ax[1].axhline(HIGH_R_OHM, color="grey", ls=":", lw=0.8)
     ax[1].set_xticks(x, [f"{n:02d}" for n in num])
     ax[1].set_xlabel("NMC particle (01 = current-collector side)")
     ax[1].set_ylabel("resistance (Ω)")
     ax[1].set_title("(f) resistance per particle")
-    ax[1].legend(fontsize=8)
+    ax[1].legend(fontsize=8, ncols=2, loc="upper right")
     save_figure(fig, out / "fig5ef_particles.png")
     z = np.array([r["z_m"] for r in rows]) * 1e6
     fig = Figure(figsize=(11, 4.2), layout="constrained")
