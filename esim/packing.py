@@ -373,6 +373,21 @@ def _cell_of(x, box, ncell, d, periodic):
     return min(max(int(x / box[d] * ncell[d]), 0), ncell[d] - 1)
 
 
+@nb.njit(**_NB, inline="always")
+def _slab_gap(u, h, x, n, open_ends):
+    """Distance from coordinate ``x`` to cell slab ``u`` of width ``h`` (0 inside it).  With
+    ``open_ends`` (a walled axis) the first and last of the ``n`` slabs reach to -+infinity,
+    because :func:`_cells` clips particles outside the box into them."""
+    lo = u * h
+    hi = (u + 1) * h
+    if open_ends:
+        if u == 0:
+            lo = -np.inf
+        if u == n - 1:
+            hi = np.inf
+    return max(0.0, lo - x, x - hi)
+
+
 @nb.njit(**_NB)
 def _pair_sweep(pos, rad, box, periodic_z, extra, ncell, start, order, counts, pairs, fill):
     """One sweep of the pair search: count (``fill`` is None-like, size 0) or fill pairs.
@@ -455,14 +470,14 @@ def _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, re
                     # _cells clips particles outside the box into them).
                     for dx in range(0, reach + 1):
                         ux = cx + dx
-                        gx = max(0.0, ux * hx - px, px - (ux + 1) * hx)
+                        gx = _slab_gap(ux, hx, px, nx, False)
                         gx2 = gx * gx
                         if gx2 >= reach2:
                             continue
                         ox = ux % nx
                         for dy in range(-reach if dx > 0 else 0, reach + 1):
                             uy = cy + dy
-                            gy = max(0.0, uy * hy - py, py - (uy + 1) * hy)
+                            gy = _slab_gap(uy, hy, py, ny, False)
                             gxy2 = gx2 + gy * gy
                             if gxy2 >= reach2:
                                 continue
@@ -471,13 +486,7 @@ def _pair_sweep_pruned(pos, rad, box, periodic_z, extra, ncell, start, order, re
                                 uz = cz + dz
                                 if not periodic_z and (uz < 0 or uz >= nz):
                                     continue
-                                zlo, zhi = uz * hz, (uz + 1) * hz
-                                if not periodic_z:
-                                    if uz == 0:
-                                        zlo = -np.inf
-                                    if uz == nz - 1:
-                                        zhi = np.inf
-                                gz = max(0.0, zlo - pz, pz - zhi)
+                                gz = _slab_gap(uz, hz, pz, nz, not periodic_z)
                                 if gxy2 + gz * gz >= reach2:
                                     continue
                                 oz = uz % nz if periodic_z else uz
@@ -588,13 +597,13 @@ def _pair_query(pos, rad, box, periodic_z, skin, disp, fast, flist, ncell, start
         reach2 = (rf + rmax + dmax) * (rf + rmax + dmax)
         for dx in range(-reach, reach + 1):
             ux = cx + dx
-            gx = max(0.0, ux * hx - px, px - (ux + 1) * hx)
+            gx = _slab_gap(ux, hx, px, nx, False)
             if gx * gx >= reach2:
                 continue
             ox = ux % nx
             for dy in range(-reach, reach + 1):
                 uy = cy + dy
-                gy = max(0.0, uy * hy - py, py - (uy + 1) * hy)
+                gy = _slab_gap(uy, hy, py, ny, False)
                 gxy2 = gx * gx + gy * gy
                 if gxy2 >= reach2:
                     continue
@@ -603,13 +612,7 @@ def _pair_query(pos, rad, box, periodic_z, skin, disp, fast, flist, ncell, start
                     uz = cz + dz
                     if not periodic_z and (uz < 0 or uz >= nz):
                         continue
-                    zlo, zhi = uz * hz, (uz + 1) * hz
-                    if not periodic_z:
-                        if uz == 0:
-                            zlo = -np.inf
-                        if uz == nz - 1:
-                            zhi = np.inf
-                    gz = max(0.0, zlo - pz, pz - zhi)
+                    gz = _slab_gap(uz, hz, pz, nz, not periodic_z)
                     if gxy2 + gz * gz >= reach2:
                         continue
                     oz = uz % nz if periodic_z else uz
@@ -732,9 +735,9 @@ def _fire_forces_impl(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, ve
     ``k_soft``) and ``k`` times the overlap with the walls at z = 0 and z = L unless
     ``periodic_z``.  The pair list is cut into ``buf.shape[0]`` fixed chunks, each with its own
     force buffer, summed per particle in a fixed order: the result does not depend on the
-    number of threads.  Pairs come grouped by their first particle (``_fire`` orders them so
-    them), whose force is summed in registers over its run of pairs and written once; any order
-    gives the same forces up to rounding.
+    number of threads.  Pairs come ordered by their first particle (``_fire`` sorts them),
+    whose force is summed in registers over its run of pairs and written once; any order gives
+    the same forces up to rounding.
     """
     n = pos.shape[0]
     nch = buf.shape[0]
@@ -991,9 +994,9 @@ def _fire(pos, rad, hard, mass, box, periodic_z, k_soft, k_hard, ftol, maxit, sk
     ``mass`` preconditions the stiff NMC-NMC modes.  A Verlet pair list with ``skin`` is
     renewed when the two largest displacements since the particles' pairs were searched add up
     to more than the skin: for the few fast particles only where that suffices
-    (:func:`_partial_rebuild`), else in full.  The loop is Python (a few microseconds per iteration); the work per iteration is in
-    two kernels (serial, or threaded for large ``n``: see ``_fire_kernels``) with fixed
-    chunking, so results do not depend on the thread count.
+    (:func:`_partial_rebuild`), else in full.  The loop is Python (a few microseconds per
+    iteration); the work per iteration is in two kernels (serial, or threaded for large ``n``:
+    see ``_fire_kernels``) with fixed chunking, so results do not depend on the thread count.
     """
     n = pos.shape[0]
     forces, move = _fire_kernels(n)
@@ -1208,8 +1211,8 @@ class _System:
         # Diagonal preconditioner: mass proportional to the particle's stiffest spring.
         self.mass = np.where(self.hard, self.k_hard, self.k_soft).astype(np.float64)
         self.iterations = 0
-        self.rebuilds = 0  # full and partial rebuilds of the FIRE pair list
-        self.partial_rebuilds = 0
+        self.rebuilds = 0  # full rebuilds of the FIRE pair list
+        self.partial_rebuilds = 0  # renewals for the fast particles only
         self.fmax = np.inf
 
     @property
