@@ -359,6 +359,15 @@ def _explanations(agg, charge_nums, diag) -> list[str]:
     tip, net = m["ssrm_after_low_tip_part_ohm"], m["ssrm_after_low_network_part_ohm"]
     prof = diag["soc_vs_z"]
     on = prof.get("onset", [float("nan")] * 2)
+    g_end = m["vcpd_gradient_truth_end_of_charge_V"]
+    if g_end > 0:
+        end_sign = ("the paper's sign (the collector side less delithiated: a front from the SE "
+                    "side, i.e. ionic limitation)")
+    elif g_end < 0:
+        end_sign = ("the opposite sign (the collector side more delithiated: electronic "
+                    "limitation)")
+    else:
+        end_sign = "no sign"
     return [
         ("Point-contact NMC near 1e9 ohm after charge (missed): a particle's SSRM reading is the "
         "tip spreading resistance into it plus its resistance through the half-space contact "
@@ -403,8 +412,9 @@ def _explanations(agg, charge_nums, diag) -> list[str]:
         "conducts electrons (effective sigma_e "
         f"{diag['sigma_e_eff_charged_S_per_m']:.2g} S/m) about as well as the glass conducts ions "
         f"({diag['sigma_ion_eff_S_per_m']:.2g} S/m), and the small end-of-charge gradient has "
-        "the paper's sign: ionic limitation (a 10x more conductive glass removes it, see "
-        "causal_checks.md). Its size is bounded by the ohmic drop across the whole electrode at "
+        f"{end_sign}; causal_checks.md repeats the charge with a 10x poorer and a 10x better "
+        "glass and a 10x more conductive NMC. Its size is bounded by the ohmic drop across the "
+        "whole electrode at "
         f"0.13 mA/cm2, j L / sigma_ion = {1e3 * diag['ohmic_drop_ion_V']:.0f} mV, i.e. "
         f"{diag['kpfm_beta'] * diag['ohmic_drop_ion_V']:.2f} V of V_CPD' at most, and the rest "
         "equalises U(x) between connected particles (relaxation time over the 15 um window "
