@@ -75,8 +75,9 @@ class PackingParams:
                             source="walls: current collector at z=0, SE separator at z=L (the "
                                    "electrode); periodic: bulk test boxes without walls")
     nmc_d50_m: float = param(5e-6, unit="m", range=(1e-8, 1e-3),
-                             source="~5 um NMC of the reference group (materials_literature.md [S]); "
-                                    "Bielefeld et al., J. Phys. Chem. C 123, 1626 (2019) use 5 um")
+                             source="~5 um NMC of the reference group (materials_literature.md "
+                                    "[S]); Bielefeld et al., J. Phys. Chem. C 123, 1626 (2019) use "
+                                    "5 um")
     nmc_gsd: float = param(1.25, unit="1", range=(1.0, 3.0),
                            source="geometric standard deviation of the lognormal diameter; 1.25 is "
                                   "a typical narrow commercial NMC (assumption, not measured here)")

@@ -502,10 +502,11 @@ def _sa_hierarchy(A: sp.csr_matrix, B: np.ndarray, max_coarse: int = 500, theta:
     """Smoothed-aggregation hierarchy of an SPD M-matrix, kept in CSR throughout.
 
     The same algorithm as ``pyamg.smoothed_aggregation_solver`` with symmetric strength
-    (threshold ``theta``), standard aggregation, the constant near-null-space vector and one Jacobi step
-    with local (row-sum) weights, ``P = (I - 4/3 D_row^{-1} A) T``, where the tentative ``T``
-    interpolates the near-null-space vector ``B`` ((n,) float64: ``sqrt(diag)`` of the unscaled
-    Laplacian, i.e. the constant before the symmetric scaling) exactly; written here because
+    (threshold ``theta``), standard aggregation, the constant near-null-space vector and one
+    Jacobi step with local (row-sum) weights, ``P = (I - 4/3 D_row^{-1} A) T``, where the
+    tentative ``T`` interpolates the near-null-space vector ``B`` ((n,) float64: ``sqrt(diag)``
+    of the unscaled Laplacian, i.e. the constant before the symmetric scaling) exactly; written
+    here because
     pyamg's version passes through 1x1-block BSR matrices whose element-wise ``abs`` costs
     seconds per level on 1e6+ unknowns.  Aggregation and strength come from pyamg.
 

@@ -16,7 +16,8 @@ log = logging.getLogger("esim")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="TOML parameter file (default: built-in defaults)")
-    p.add_argument("-o", "--output", default="packing.h5", help="HDF5 output (default: %(default)s)")
+    p.add_argument("-o", "--output", default="packing.h5",
+                   help="HDF5 output (default: %(default)s)")
     p.add_argument("--figure", help="figure path (default: OUTPUT with .png)")
     p.add_argument("--no-figure", action="store_true", help="do not draw the figure")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
