@@ -266,7 +266,7 @@ def _compare(agg: dict[str, dict], charge_nums: dict[str, float], t: dict) -> li
                      1e9 / 3 <= v <= 3e9, "factor 3 of 1e9"))
     g = agg["log10_r_gradient_cc_minus_se"]
     rows.append(_row("resistance gradient through the window (decades, CC - SE)", "none",
-                     g["mean"], abs(g["mean"]) < 0.5, "|change| < 0.5 decade",
+                     g["mean"], abs(g["mean"]) < 0.5, "abs(change) < 0.5 decade",
                      f"std {g['std']:.2f}"))
     for key, tkey, label in (("kpfm_nmc_before_V", "pristine_nmc_V", "KPFM V_CPD' NMC before"),
                              ("kpfm_se_before_V", "pristine_se_V", "KPFM V_CPD' SE before"),
@@ -297,14 +297,15 @@ def _markdown(report: dict[str, Any]) -> str:
              "| quantity | reported | simulated | within | tolerance | note |",
              "|---|---|---|---|---|---|"]
     for r in report["rows"]:
-        sim = r["simulated"]
-        sim_s = f"{sim:.3g}" if isinstance(sim, float) else str(sim)
-        lines.append(f"| {r['quantity']} | {r['reported']} | {sim_s} | "
+        rep, sim = (f"{v:.3g}" if isinstance(v, float) else str(v)
+                    for v in (r["reported"], r["simulated"]))
+        lines.append(f"| {r['quantity']} | {rep} | {sim} | "
                      f"{'yes' if r['within'] else '**no**'} | {r['tolerance']} | {r['note']} |")
     lines += ["", "## What produces each finding", ""]
     lines += [f"- {p}" for p in report["explanations"]]
     lines += ["", "## Charge", ""]
-    lines += [f"- {k}: {v}" for k, v in report["charge"].items()]
+    lines += [f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}"
+              for k, v in report["charge"].items()]
     return "\n".join(lines) + "\n"
 
 

@@ -25,7 +25,10 @@ def test_report_structure(quick_report):
     for r in rep["rows"]:
         assert set(r) >= {"quantity", "reported", "simulated", "within", "tolerance"}
     md = (out / "report.md").read_text()
-    assert md.count("\n|") >= len(qty) + 1
+    table = [ln for ln in md.splitlines() if ln.startswith("|")]
+    assert len(table) == len(qty) + 2  # header, rule, one line per row
+    # six cells per line: no stray "|" inside a cell breaks the Markdown table
+    assert all(ln.count("|") == 7 for ln in table), [ln for ln in table if ln.count("|") != 7]
     assert "What produces each finding" in md
     for png in ("fig2_pristine_maps.png", "fig3_charged_maps.png", "fig4b_iv_pristine.png",
                 "fig4d_iv_charged.png", "fig5ef_particles.png", "figS4_position.png",
