@@ -1,5 +1,6 @@
 """Study: FIRE iterations of the default composite against FIRE's restart mixing ``alpha0``
-(and, with ``--cascade-step``, the factor between the tolerances of successive restarts).
+(and, with ``--cascade-step``, the factor between the tolerances of successive restarts; with
+``--stiffness-ratios``, the NMC-NMC stiffness ratio, with the NMC-NMC overlap it leaves).
 
 The packing's cost is its FIRE iteration count, which varies several-fold between seeds
 (glassy relaxation: local rearrangements with a correlation length of 2-4 radii).  This
@@ -11,6 +12,7 @@ Usage::
     python -m benchmarks.fire_alpha                      # 20 seeds x 4 values, ~10 min on 2 cores
     python -m benchmarks.fire_alpha --seeds 10 11 --alphas 0.05 0.1 --out /tmp/fa
     python -m benchmarks.fire_alpha --alphas 0.1 --cascade-step 0.01 --tag fire_cascade_0.01
+    python -m benchmarks.fire_alpha --alphas 0.1 --stiffness-ratios 30 60 100 --tag fire_stiffness
 
 Each packing runs in a worker process (``--jobs``, default 2).  Writes ``<tag>.json`` and
 ``<tag>.md`` (default tag ``fire_alpha``) to ``--out`` (default ``benchmarks/results``), each
@@ -32,20 +34,28 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def _one(args: tuple[float, int, float, float]) -> dict:
-    alpha0, seed, box_m, step = args
+def _one(args: tuple[float, int, float, float, float]) -> dict:
+    alpha0, seed, box_m, step, ratio = args
+    import numpy as np
+
     from esim import packing
     from esim.params import Params
 
     packing._FIRE_ALPHA0 = alpha0  # read by the FIRE loop at every call
     packing._CASCADE_STEP = step
-    p = Params().replace(structure={"box_x_m": box_m, "box_y_m": box_m, "seed": seed})
+    p = Params().replace(structure={"box_x_m": box_m, "box_y_m": box_m, "seed": seed,
+                                    "nmc_stiffness_ratio": ratio})
     t = time.perf_counter()
     pk = packing.pack(p)
-    return {"alpha0": alpha0, "cascade_step": step, "seed": seed,
-            "iterations": int(pk.iterations),
-            "time_s": time.perf_counter() - t, "n_particles": pk.n_particles,
-            "solid_fraction": float(pk.solid_fraction)}
+    elapsed = time.perf_counter() - t
+    c = pk.contacts
+    nn = (pk.phase[c[:, 0]] == packing.PHASE_NMC) & (pk.phase[c[:, 1]] == packing.PHASE_NMC)
+    r_min = np.minimum(pk.radii_m[c[nn, 0]], pk.radii_m[c[nn, 1]])
+    overlap = np.maximum(-pk.contact_gap_m[nn], 0.0) / r_min
+    return {"alpha0": alpha0, "cascade_step": step, "nmc_stiffness_ratio": ratio, "seed": seed,
+            "iterations": int(pk.iterations), "time_s": elapsed, "n_particles": pk.n_particles,
+            "solid_fraction": float(pk.solid_fraction),
+            "max_nmc_overlap_rel": float(overlap.max()) if overlap.size else 0.0}
 
 
 def _write(path: Path, text: str) -> None:
@@ -63,29 +73,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cascade-step", type=float, default=0.1,
                     help="factor between the force tolerances of successive FIRE restarts "
                          "(esim's default 0.1; 1e-3 goes from 0.1 straight to 1e-4)")
+    ap.add_argument("--stiffness-ratios", type=float, nargs="+", default=[100.0],
+                    help="NMC-NMC stiffness ratios (structure.nmc_stiffness_ratio; default 100)")
     ap.add_argument("--tag", default="fire_alpha", help="name of the result files")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=HERE / "results")
     a = ap.parse_args(argv)
-    if not a.alphas or not a.seeds or a.jobs < 1 or a.box_m <= 0 or not 0 < a.cascade_step < 1:
+    if (not a.alphas or not a.seeds or a.jobs < 1 or a.box_m <= 0
+            or not 0 < a.cascade_step < 1 or min(a.stiffness_ratios) < 1):
         ap.error("--alphas and --seeds need values; --jobs >= 1; --box-m > 0; "
-                 "0 < --cascade-step < 1")
-    work = [(al, s, a.box_m, a.cascade_step) for al in a.alphas for s in a.seeds]
+                 "0 < --cascade-step < 1; --stiffness-ratios >= 1")
+    work = [(al, s, a.box_m, a.cascade_step, k)
+            for k in a.stiffness_ratios for al in a.alphas for s in a.seeds]
     with ProcessPoolExecutor(a.jobs) as ex:
         rows = list(ex.map(_one, work))
-    table = ["| alpha0 | seeds | mean iterations | s.e.m. | median | min | max | mean time (s) |",
-             "|---|---|---|---|---|---|---|---|"]
+    table = ["| alpha0 | NMC stiffness ratio | seeds | mean iterations | s.e.m. | median | min | "
+             "max | mean time (s) | largest NMC-NMC overlap / r_min |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     summary = []
-    for al in a.alphas:
-        its = [r["iterations"] for r in rows if r["alpha0"] == al]
-        ts = [r["time_s"] for r in rows if r["alpha0"] == al]
-        sem = statistics.stdev(its) / math.sqrt(len(its)) if len(its) > 1 else float("nan")
-        summary.append({"alpha0": al, "n": len(its), "mean": statistics.mean(its), "sem": sem,
-                        "median": statistics.median(its), "min": min(its), "max": max(its),
-                        "mean_time_s": statistics.mean(ts)})
-        table.append(f"| {al:g} | {len(its)} | {statistics.mean(its):.0f} | {sem:.0f} | "
-                     f"{statistics.median(its):.0f} | {min(its)} | {max(its)} | "
-                     f"{statistics.mean(ts):.1f} |")
+    for k in a.stiffness_ratios:
+        for al in a.alphas:
+            mine = [r for r in rows if r["alpha0"] == al and r["nmc_stiffness_ratio"] == k]
+            its = [r["iterations"] for r in mine]
+            ts = [r["time_s"] for r in mine]
+            ov = max(r["max_nmc_overlap_rel"] for r in mine)
+            sem = statistics.stdev(its) / math.sqrt(len(its)) if len(its) > 1 else float("nan")
+            summary.append({"alpha0": al, "nmc_stiffness_ratio": k, "n": len(its),
+                            "mean": statistics.mean(its), "sem": sem,
+                            "median": statistics.median(its), "min": min(its), "max": max(its),
+                            "mean_time_s": statistics.mean(ts), "max_nmc_overlap_rel": ov})
+            table.append(f"| {al:g} | {k:g} | {len(its)} | {statistics.mean(its):.0f} | "
+                         f"{sem:.0f} | {statistics.median(its):.0f} | {min(its)} | {max(its)} | "
+                         f"{statistics.mean(ts):.1f} | {ov:.4f} |")
     a.out.mkdir(parents=True, exist_ok=True)
     meta = {"box_x_m": a.box_m, "cascade_step": a.cascade_step,
             "n_particles_mean": statistics.mean(r["n_particles"] for r in rows),

@@ -47,7 +47,9 @@ def test_fire_alpha_study_toy(tmp_path):
     assert set(runs) == {0.05, 0.1}
     assert runs[0.05]["iterations"] != runs[0.1]["iterations"]
     assert all(abs(r["solid_fraction"] - 0.85) < 0.01 for r in runs.values())
-    assert "| 0.05 | 1 |" in (tmp_path / "fire_alpha.md").read_text()
+    assert "| 0.05 | 100 | 1 |" in (tmp_path / "fire_alpha.md").read_text()
+    # the NMC-NMC overlap is measured on the packing and stays below 2 % of the smaller radius
+    assert all(0 < r["max_nmc_overlap_rel"] < 0.02 for r in runs.values())
     assert not list(tmp_path.glob("*.tmp"))
     # the cascade step reaches the minimiser too: 0.1 straight to the tolerance
     assert fire_alpha.main(["--alphas", "0.1", "--seeds", "3", "--box-m", "25e-6",
@@ -56,6 +58,13 @@ def test_fire_alpha_study_toy(tmp_path):
     single = json.loads((tmp_path / "single.json").read_text())["runs"][0]
     assert single["cascade_step"] == 1e-3
     assert single["iterations"] != runs[0.1]["iterations"]
+    # the stiffness ratio reaches the packing: a softer NMC-NMC spring, larger overlaps
+    assert fire_alpha.main(["--alphas", "0.1", "--seeds", "3", "--box-m", "25e-6",
+                            "--stiffness-ratios", "10", "--jobs", "1", "--tag", "soft",
+                            "--out", str(tmp_path)]) == 0
+    soft = json.loads((tmp_path / "soft.json").read_text())["runs"][0]
+    assert soft["nmc_stiffness_ratio"] == 10
+    assert soft["max_nmc_overlap_rel"] > 3 * runs[0.1]["max_nmc_overlap_rel"]
     with pytest.raises(SystemExit) as exc:
         fire_alpha.main(["--cascade-step", "1.5", "--out", str(tmp_path)])
     assert exc.value.code == 2
