@@ -111,10 +111,12 @@ def main(argv: list[str] | None = None) -> int:
             "jobs": a.jobs, "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
     _write(a.out / f"{a.tag}.json", json.dumps({"meta": meta, "summary": summary, "runs": rows},
                                                  indent=1))
-    head = (f"# FIRE minimiser study (alpha0, cascade step, NMC stiffness ratio)\n\nDefault composite, lateral box {a.box_m:.4g} m "
+    head = ("# FIRE minimiser study (alpha0, cascade step, NMC stiffness ratio)\n\n"
+            f"Default composite, lateral box {a.box_m:.4g} m "
             f"(tolerance cascade step {a.cascade_step:g}) "
             f"(~{meta['n_particles_mean']:.0f} particles), seeds {a.seeds[0]}..{a.seeds[-1]}; "
-            f"times are with {a.jobs} packings sharing the machine (iterations are what count).\n\n")
+            f"times are with {a.jobs} packings sharing the machine "
+            "(iterations are what count).\n\n")
     _write(a.out / f"{a.tag}.md", head + "\n".join(table) + "\n")
     print("\n".join(table))
     return 0
