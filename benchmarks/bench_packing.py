@@ -66,8 +66,8 @@ def run(case: dict) -> dict:
 
         import esim.packing as P
 
-        # JIT warm-up: the serial kernels are cached on disk, the threaded FIRE kernels (used
-        # from 20k particles on) are compiled on first use: force them on for the warm-up
+        # JIT warm-up: all kernels are cached on disk, but a fresh checkout compiles them on
+        # first use; force the threaded ones (used from 20k particles on) on for the warm-up
         lim = P._PARALLEL_MIN_PARTICLES
         P._PARALLEL_MIN_PARTICLES = 0
         try:

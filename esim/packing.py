@@ -27,10 +27,11 @@ the jamming studies of O'Hern, Silbert, Liu & Nagel (Phys. Rev. E 68, 011306, 20
    final state are kept (in model units, with the virial mean stress in the same units) so that
    the network stage can rescale them to the stack pressure.
 
-All kernels are numba-compiled and see only arrays and scalars; the serial ones are cached on
-disk.  They are deterministic: the threaded ones split their work into a fixed number of chunks
-and add the chunks' partial sums in a fixed order, so a seed gives the same bytes on any number
-of threads.  Positions are dimensionless inside (unit: the NMC median radius).
+All kernels are numba-compiled, see only arrays and scalars, and are cached on disk (the
+threaded ones under their own names, see ``_twin``).  They are deterministic: the threaded ones
+split their work into a fixed number of chunks and add the chunks' partial sums in a fixed
+order, so a seed gives the same bytes on any number of threads.  Positions are dimensionless
+inside (unit: the NMC median radius).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +63,21 @@ WALL_CC = 0  # z = 0, current collector
 WALL_SEP = 1  # z = L, solid-electrolyte separator
 
 _NB = dict(cache=True, nogil=True)
+
+
+def _twin(f: Any, suffix: str) -> Any:
+    """A copy of the plain function ``f`` under the name ``f.__qualname__ + suffix``.
+
+    numba names a kernel's on-disk cache after the function's qualified name and line, not
+    after its compile options: a serial and a ``parallel=True`` kernel made from the same
+    function would share one cache index and load each other's machine code.  The threaded
+    kernels are made from twins, so each has its own cache.
+    """
+    g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + suffix, f.__defaults__,
+                           f.__closure__)
+    g.__qualname__ = f.__qualname__ + suffix
+    g.__doc__ = f.__doc__
+    return g
 
 
 def _arr(unit: str, doc: str) -> Any:
@@ -688,8 +705,8 @@ def _pair_chunks_impl(pos, rad, box, periodic_z, extra, ncell, start, order, rea
                                        offs[c] + caps[c])
 
 
-# threaded twin of the sweep (not cached, like the threaded FIRE kernels)
-_pair_chunks_par = nb.njit(nogil=True, parallel=True)(_pair_chunks_impl)
+# threaded twin of the sweep (cached under its own name, like the threaded FIRE kernels)
+_pair_chunks_par = nb.njit(cache=True, nogil=True, parallel=True)(_twin(_pair_chunks_impl, "_par"))
 _PAIR_SLABS = 8
 
 
@@ -919,8 +936,9 @@ def _wrap(pos, box, periodic_z):
 # Each chunk has an (N, 3) force buffer, so the force loop uses at most 4 threads (16 chunks
 # cost 38 MiB of buffers at 1e5 particles and were 20 % slower serially).
 _NCHUNK = 4
-# Each FIRE kernel exists twice: serial (cached) and multi-threaded (compiled on first use, not
-# cached: numba 0.68's on-disk cache of parallel kernels crashed on reload in this module).
+# Each FIRE kernel exists twice, serial and multi-threaded, each cached on disk under its own name
+# (``_twin``: made from the same function, the two once shared a cache index and crashed on
+# reload; compiling the threaded kernels cost ~4.3 s in every process that packs >= 2e4).
 # Threads pay off only when one call has enough work; below this many particles, or on one
 # thread, the serial kernels run.  (On a loaded machine fine-grained threads were measured up
 # to 30x slower than serial for 1600 particles.)
@@ -944,7 +962,8 @@ _CASCADE_STEP = 0.1  # factor between the force tolerances of successive FIRE re
 _PARTIAL_FRACTION = 0.35
 _PARTIAL_MAX = 0.02
 _SER = tuple(nb.njit(**_NB)(f) for f in (_fire_forces_impl, _fire_move_impl))
-_PAR = tuple(nb.njit(nogil=True, parallel=True)(f) for f in (_fire_forces_impl, _fire_move_impl))
+_PAR = tuple(nb.njit(cache=True, nogil=True, parallel=True)(_twin(f, "_par"))
+             for f in (_fire_forces_impl, _fire_move_impl))
 
 
 def _fire_kernels(n: int) -> tuple:

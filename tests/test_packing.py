@@ -406,3 +406,52 @@ def test_partial_rebuild_keeps_the_verlet_list_valid(periodic_z):
         P._wrap(pos, box, periodic_z)
         check()
     assert partial >= 8
+
+
+_CACHE_PROBE = """
+import numpy as np
+import esim.packing as P
+rng = np.random.default_rng(3)
+n = 3000
+box = np.array([24.0, 24.0, 24.0])
+pos = rng.random((n, 3)) * box
+rad = rng.uniform(0.8, 1.2, n)
+hard = rng.random(n) < 0.5
+out = []
+for kern in (P._SER[0], P._PAR[0]):
+    pairs = P._sort_pairs(P._pair_list_cap(pos, rad, box, False, 0.5, 8 * n), n)
+    frc = np.zeros((n, 3))
+    kern(pos, rad, hard, pairs, box, False, 1.0, 100.0, np.zeros((n, 3)),
+         np.zeros((P._NCHUNK, n, 3)), frc, np.zeros((P._NCHUNK, 6)))
+    out.append(frc)
+for kern in (P._SER[1], P._PAR[1]):
+    p = pos.copy()
+    kern(p, np.ones((n, 3)), out[0], np.ones(n), pos.copy(), box, False, 0.9, 0.1, 0.01,
+         np.zeros(n))
+    out.append(p)
+threaded, _ = P._pair_list_threaded(pos, rad, box, False, 0.5)
+hits = sum(k.stats.cache_hits.get(k.signatures[0], 0)
+           for k in (*P._PAR, P._pair_chunks_par) if k.signatures)
+print(max(float(np.abs(out[0] - out[1]).max()), float(np.abs(out[2] - out[3]).max())),
+      len(threaded), hits)
+"""
+
+
+def test_threaded_kernels_load_from_the_disk_cache():
+    """The threaded FIRE and pair-search kernels have their own on-disk cache (``_twin``): a
+    second process loads them instead of compiling (~4 s saved per process), and the loaded
+    code gives the serial kernels' forces and moves."""
+    import subprocess
+    import sys
+
+    import esim.packing as P
+
+    assert P._PAR[0].py_func.__qualname__ != P._SER[0].py_func.__qualname__
+    runs = [subprocess.run([sys.executable, "-c", _CACHE_PROBE], capture_output=True, text=True,
+                           check=True, env={**__import__("os").environ,
+                                            "NUMBA_NUM_THREADS": "2"}).stdout.split()
+            for _ in range(2)]
+    for diff, _, _ in runs:
+        assert float(diff) < 1e-12
+    assert runs[0][1] == runs[1][1]
+    assert int(runs[1][2]) == 3  # all three threaded kernels came from the cache
