@@ -118,8 +118,10 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool) -> tu
     u0 = np.full(pk.n_particles, spm.ocp_u0_V)
     pristine = simulate_spm(pk, params, soc=0.0, ocp_V=u0, spm=spm,
                             ocv_vs_inli_V=spm.ocv_pristine_vs_inli_V)
+    # I-V points as in Otoyama et al. 2020, Fig. 4: two NMC and two SE before the charge, the two
+    # lowest- and two highest-resistance NMC after it
     charged = simulate_spm(pk, params, soc=soc_end, ocp_V=_ocp_of_state(chg, params), spm=spm,
-                           ocv_vs_li_V=float(chg.ocv_after_rest_V_vs_Li))
+                           ocv_vs_li_V=float(chg.ocv_after_rest_V_vs_Li), iv_choice=(2, 2, 0))
     depth = np.broadcast_to(charged.z_m[:, None], charged.particle.shape)
     nmc_ids = charged.window_particles[charged.window_phase == PHASE_NMC]
     tabs = {}
@@ -532,8 +534,9 @@ def _figures(out: Path, first) -> None:
     pk, chg, pristine, charged, res = first
     pristine.plot(out / "fig2_pristine_maps.png")
     charged.plot(out / "fig3_charged_maps.png")
-    pristine.plot_iv(out / "fig4b_iv_pristine.png")
-    charged.plot_iv(out / "fig4d_iv_charged.png")
+    pristine.plot_iv(out / "fig4b_iv_pristine.png", "(b) pristine, NMC and SE")
+    charged.plot_iv(out / "fig4d_iv_charged.png",
+                    "(d) after charge, lowest- and highest-resistance NMC")
     try:
         from esim.charge import plot_charge
 

@@ -229,6 +229,25 @@ def test_iv_curves_se_onset_and_nmc(charged):
             assert i[j] == pytest.approx(m.cafm_A[r, c], rel=1e-12)
 
 
+def test_iv_choice_picks_the_extreme_nmc(small_packing, charged):
+    """``iv_choice=(2, 2, 0)`` (Otoyama 2020 Fig. 4d): the two lowest- and two highest-resistance
+    NMC of the particles whose centre pixel lies inside the window, in ascending order."""
+    m = simulate_spm(small_packing, soc=1.0, spm=_spm(), noise=False, iv_choice=(2, 2, 0))
+    assert m.iv_pixels.shape == (4, 2)
+    rows, cols = m.iv_pixels[:, 0], m.iv_pixels[:, 1]
+    assert (m.phase[rows, cols] == PHASE_NMC).all()
+    pids = m.particle[rows, cols]
+    assert len(set(pids.tolist())) == 4
+    r_iv = m.network_resistance_ohm[rows, cols]
+    assert (np.diff(r_iv) >= 0).all()
+    # the same candidates as the default choice (1, 1, 2): its NMC are the extremes
+    r_default = charged.network_resistance_ohm[charged.iv_pixels[:, 0], charged.iv_pixels[:, 1]]
+    nmc_default = charged.phase[charged.iv_pixels[:, 0], charged.iv_pixels[:, 1]] == PHASE_NMC
+    assert r_iv[0] == r_default[nmc_default][0] and r_iv[-1] == r_default[nmc_default][-1]
+    with pytest.raises(InvalidParameters, match="iv_choice"):
+        simulate_spm(small_packing, soc=1.0, spm=_spm(), noise=False, iv_choice=(2, -1, 0))
+
+
 # ------------------------------------------------------------------------------------------
 # KPFM
 # ------------------------------------------------------------------------------------------

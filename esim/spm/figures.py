@@ -100,8 +100,9 @@ def plot_truth(m: "SPMMaps", path: str | os.PathLike) -> Path:
     return save_figure(fig, path)
 
 
-def plot_iv(m: "SPMMaps", path: str | os.PathLike) -> Path:
-    """I-V curves at the chosen points: current (linear, pA or nA) and |I| (log)."""
+def plot_iv(m: "SPMMaps", path: str | os.PathLike, title: str = "") -> Path:
+    """I-V curves at the chosen points: current (linear, pA or nA) and |I| (log); ``title``
+    goes before the sweep rate."""
     from esim.spm.maps import CLASS_NAMES
 
     fig = _figure(figsize=(11, 4.5), layout="constrained")
@@ -118,10 +119,11 @@ def plot_iv(m: "SPMMaps", path: str | os.PathLike) -> Path:
         ax2.semilogy(m.iv_voltage_V, np.clip(np.abs(i), floor, None), label=lab)
     ax1.set_xlabel("sample bias (V)")
     ax1.set_ylabel(f"current ({unit})")
-    ax1.set_title(f"I-V at {m.spm['iv_rate_V_per_s']:g} V/s", loc="left", fontsize=10)
+    ax1.set_title(f"{title + ': ' if title else ''}I-V at {m.spm['iv_rate_V_per_s']:g} V/s",
+                  loc="left", fontsize=10)
     ax2.set_xlabel("sample bias (V)")
     ax2.set_ylabel("|current| (A)")
-    ax2.legend(fontsize=7, loc="upper center")
+    ax2.legend(fontsize=7, loc="best")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     return save_figure(fig, path)

@@ -385,11 +385,11 @@ class SPMMaps:
 
         return plot_truth(self, path)
 
-    def plot_iv(self, path: str | os.PathLike) -> Path:
+    def plot_iv(self, path: str | os.PathLike, title: str = "") -> Path:
         """I-V curves of the chosen points (linear and log |I|)."""
         from esim.spm.figures import plot_iv
 
-        return plot_iv(self, path)
+        return plot_iv(self, path, title)
 
     def write_iv_csv(self, path: str | os.PathLike) -> Path:
         """I-V curves as CSV: time, voltage, then one measured current column per point (A)."""
@@ -569,9 +569,10 @@ def _per_particle(x, n: int, name: str, default: float) -> np.ndarray:
 
 
 def _default_iv_pixels(grid: SectionGrid, phase_k: np.ndarray, r_k: np.ndarray,
-                       ids_k: np.ndarray) -> np.ndarray:
-    """Centre pixels (largest edge distance) of: the lowest- and highest-resistance NMC with a
-    path, and the two largest SE sections; (P, 2) int64 rows of (row, column)."""
+                       ids_k: np.ndarray, choice: tuple[int, int, int] = (1, 1, 2)) -> np.ndarray:
+    """Centre pixels (largest edge distance) of: the ``choice[0]`` lowest- and ``choice[1]``
+    highest-resistance NMC with a path, and the ``choice[2]`` largest SE sections, in that
+    order (a particle is listed once); (P, 2) int64 rows of (row, column)."""
     pid = grid.particle.ravel()
     solid = np.flatnonzero(pid >= 0)
     if solid.size == 0:
@@ -593,11 +594,11 @@ def _default_iv_pixels(grid: SectionGrid, phase_k: np.ndarray, r_k: np.ndarray,
         ph, rr = ph[keep], rr[keep]
     chosen = []
     nmc = np.flatnonzero((ph == PHASE_NMC) & np.isfinite(rr))
-    if nmc.size:
-        chosen += [nmc[np.argmin(rr[nmc])], nmc[np.argmax(rr[nmc])]]
+    by_r = nmc[np.argsort(rr[nmc], kind="stable")]
+    n_low, n_high, n_se = choice
+    chosen += list(by_r[:n_low]) + list(by_r[::-1][:n_high][::-1])
     se = np.flatnonzero(ph == PHASE_SE)
-    if se.size:
-        chosen += list(se[np.argsort(-area[se], kind="stable")[:2]])
+    chosen += list(se[np.argsort(-area[se], kind="stable")[:n_se]])
     chosen = list(dict.fromkeys(int(c) for c in chosen))
     flat = centre_pix[chosen]
     return np.stack(np.unravel_index(flat, grid.phase.shape), axis=1).astype(np.int64)
@@ -609,8 +610,8 @@ def _default_iv_pixels(grid: SectionGrid, phase_k: np.ndarray, r_k: np.ndarray,
 def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V: Any = None,
                  floating_potential_V: Any = None, ocv_vs_inli_V: float | None = None,
                  ocv_vs_li_V: float | None = None, spm: SPMParams | None = None,
-                 iv_pixels: Any = None, noise: bool = True,
-                 point_contact_share: float = 0.5) -> SPMMaps:
+                 iv_pixels: Any = None, iv_choice: tuple[int, int, int] = (1, 1, 2),
+                 noise: bool = True, point_contact_share: float = 0.5) -> SPMMaps:
     """Image the milled cross-section of an electrode in a given state.
 
     Parameters
@@ -634,8 +635,12 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
         SOC vs In-Li (a stand-in for the simulated OCV).
     spm : SPMParams, optional
     iv_pixels : (P, 2) array_like of int, optional
-        (row, column) of the I-V points; default: centres of the lowest- and highest-resistance
-        NMC with a path and of the two largest SE sections.
+        (row, column) of the I-V points; default: chosen by ``iv_choice``.
+    iv_choice : (int, int, int)
+        Without ``iv_pixels``: the centres of this many lowest-resistance NMC with a path, this
+        many highest-resistance ones (by their resistance to the current collector) and this
+        many of the largest SE sections.  Default (1, 1, 2), Otoyama et al. 2020's Fig. 4b
+        (pristine: two NMC, two SE); their Fig. 4d (charged) is (2, 2, 0).
     noise : bool
         False: noise-free, deterministic maps (no random number is drawn).
     point_contact_share : float, 1
@@ -771,7 +776,11 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
 
     # I-V curves
     if iv_pixels is None:
-        ivp = _default_iv_pixels(grid, phase_k, R_k, ids)
+        choice = tuple(int(c) for c in np.asarray(iv_choice).ravel())
+        if len(choice) != 3 or min(choice) < 0:
+            raise InvalidParameters(f"iv_choice: expected three counts >= 0 (lowest- and "
+                                    f"highest-resistance NMC, SE), got {iv_choice!r}")
+        ivp = _default_iv_pixels(grid, phase_k, R_k, ids, choice)
     else:
         ivp = np.asarray(iv_pixels, dtype=np.int64).reshape(-1, 2)
         if ((ivp < 0) | (ivp >= np.array(shape))).any():
