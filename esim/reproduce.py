@@ -527,6 +527,34 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
     return report
 
 
+def _cluster_labels(numbers, r_ohm, v_V, tol_decades: float, tol_V: float
+                    ) -> list[tuple[str, float, float]]:
+    """One label per cluster of points (Fig. 5e): particles whose resistance is within
+    ``tol_decades`` and whose V_CPD' is within ``tol_V`` of a cluster's first point share a
+    label ("01-03, 07"), placed at that point, so that numbers of coinciding points do not
+    overprint.  Points with a non-finite coordinate get no label."""
+    pts = [(n, math.log10(r), v) for n, r, v in zip(numbers, r_ohm, v_V, strict=True)
+           if np.isfinite(r) and r > 0 and np.isfinite(v)]
+    clusters: list[list] = []
+    for n, lr, v in sorted(pts, key=lambda t: (t[1], t[2])):
+        for c in clusters:
+            if abs(lr - c[1]) <= tol_decades and abs(v - c[2]) <= tol_V:
+                c[0].append(n)
+                break
+        else:
+            clusters.append([[n], lr, v])
+    out = []
+    for ns, lr, v in clusters:
+        ns = sorted(ns)
+        runs, start = [], ns[0]
+        for a, b in zip(ns, ns[1:] + [None]):
+            if b != a + 1:
+                runs.append(f"{start:02d}" if a == start else f"{start:02d}-{a:02d}")
+                start = b
+        out.append((", ".join(runs), 10.0 ** lr, v))
+    return out
+
+
 def _figures(out: Path, first) -> None:
     """Figures 2, 3, 4, 5e, 5f, S1 and S4 of the paper, from the first seed's first window."""
     from esim.plot import save_figure
@@ -556,14 +584,17 @@ def _figures(out: Path, first) -> None:
     ax = fig.subplots(1, 2)
     ax[0].scatter(rb, vb, marker="o", color="k", label="before charge")
     ax[0].scatter(ra, va, marker="s", color="tab:red", label="after charge")
-    for n, r, v in zip(num, ra, va):
-        ax[0].annotate(f"{n:02d}", (r, v), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax[0].set_xscale("log")
     # whole decades, as in the paper's panel, so that clustered points are not pressed to an edge
     r_all = np.asarray(ra + rb, float)
     r_all = r_all[np.isfinite(r_all) & (r_all > 0)]
     lo, hi = (10.0 ** np.floor(np.log10(r_all.min())) / 10.0,
               10.0 ** np.ceil(np.log10(r_all.max())) * 10.0) if r_all.size else (1e6, 1e10)
+    v_all = np.asarray(va + vb, float)
+    v_span = float(np.ptp(v_all[np.isfinite(v_all)])) if np.isfinite(v_all).any() else 1.0
+    for text, r, v in _cluster_labels(num, ra, va, 0.03 * np.log10(hi / lo),
+                                      0.03 * max(v_span, 1e-3)):
+        ax[0].annotate(text, (r, v), fontsize=7, xytext=(5, 3), textcoords="offset points")
     for a in ax:
         a.xaxis.set_minor_formatter(NullFormatter())
     ax[0].set_xlim(lo, hi)

@@ -88,3 +88,14 @@ def test_empty_seed_list_is_an_error(tmp_path):
     with pytest.raises(InvalidParameters, match="seeds"):
         run_otoyama2020(tmp_path / "res", quick=True, seeds=[])
     assert not (tmp_path / "res").exists()
+
+
+def test_fig5e_labels_of_coinciding_particles_are_merged():
+    from esim.reproduce import _cluster_labels
+
+    r = [1e8, 1.01e8, 1e8, 1.02e8, 2e9, 3e7, 1e8, float("nan")]
+    v = [3.10, 3.10, 3.11, 3.10, 2.1, 3.10, 3.10, 3.0]
+    labels = _cluster_labels([1, 2, 3, 4, 5, 6, 7, 8], r, v, 0.05, 0.03)
+    assert sorted(t for t, _, _ in labels) == ["01-04, 07", "05", "06"]
+    # tolerances of zero: one label per distinct point
+    assert len(_cluster_labels([1, 2, 3], [1e8, 1e8, 2e8], [3.1, 3.1, 3.1], 0.0, 0.0)) == 2
