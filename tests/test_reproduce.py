@@ -48,6 +48,12 @@ def test_report_numbers(quick_report):
     z = [p["z_m"] for p in w]
     assert [p["number"] for p in w] == list(range(1, len(w) + 1))
     assert z == sorted(z)
+    # the point-contact explanation compares the lens radii with the mechanical model's, which
+    # are several times larger at 360 MPa (Hertz with the hardness cap: ~0.3 um)
+    d = rep["diagnostics"]
+    assert (d["contacts_mechanical"]["radius_median_m"]
+            > 2 * d["contacts"]["radius_median_m"] > 0)
+    assert "nmc_stiffness_ratio^(-1/2)" in rep["explanations"][0]
 
 
 def test_histogram_peak_equals_truth_on_noise_free_maps(small_packing):
