@@ -199,7 +199,10 @@ def _summarise(name: str, what: str, wins: list[dict], chg_info: list[dict]) -> 
     per_window_high = [float(w["high"].mean()) if w["high"].size else float("nan")
                        for w in wins]
     grads = [w["numbers"]["vcpd_gradient_cc_minus_se_V"] for w in wins]
-    num = lambda key: float(np.nanmedian([w["numbers"][key] for w in wins]))
+
+    def num(key: str) -> float:
+        return float(np.nanmedian([w["numbers"][key] for w in wins]))
+
     return {
         "name": name, "what": what, "n_particles": n,
         "n_isolated": int(sum(w["n_isolated"] for w in wins)),
