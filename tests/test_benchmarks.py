@@ -19,14 +19,33 @@ def test_benchmark_module_quick(module, tmp_path):
     assert len({c["name"] for c in cases}) == len(cases)
 
 
-def test_harness_quick_packing(tmp_path):
-    assert harness.main(["--quick", "--suite", "packing", "--out", str(tmp_path)]) == 0
-    data = json.loads((tmp_path / "quick.json").read_text())
-    rows = data["results"]
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """The whole suite once at toy size (~50 s on 2 cores): every module, every case."""
+    out = tmp_path_factory.mktemp("bench")
+    assert harness.main(["--quick", "--out", str(out)]) == 0
+    return out, json.loads((out / "quick.json").read_text())["results"]
+
+
+def test_every_quick_case_runs_without_error(quick_run):
+    _, rows = quick_run
+    expected = {(importlib.import_module(f"benchmarks.{m}").SUITE, c["name"])
+                for m in harness.modules() for c in importlib.import_module(
+                    f"benchmarks.{m}").cases(True)}
+    assert {(r["suite"], r["case"]) for r in rows} == expected
     esim_rows = [r for r in rows if r.get("tool") == "esim"]
-    assert esim_rows and all("error" not in r for r in esim_rows), esim_rows
+    assert {r["suite"] for r in esim_rows} == {s for s, _ in expected}
+    assert all("error" not in r for r in esim_rows), [r for r in esim_rows if "error" in r]
     for r in esim_rows:
         assert r["time_s"] > 0 and r["peak_rss_MiB"] > 0
+    # a peer either ran or says why not (e.g. not installed): never a silent gap
+    for r in rows:
+        assert "error" in r or r["time_s"] > 0, r
+
+
+def test_harness_quick_packing(quick_run):
+    tmp_path, rows = quick_run
+    esim_rows = [r for r in rows if r.get("tool") == "esim" and r["suite"] == "packing"]
     comp = [r for r in esim_rows if r["case"].startswith("esim_composite")][0]
     assert abs(comp["solid_fraction"] - 0.85) < 0.01
     # per-seed figures: one seed in quick mode, its iterations and time per iteration
