@@ -79,6 +79,21 @@ def test_forces_balance_and_positive(small_packing):
     assert np.all(pk.contact_force >= 0)
     assert pk.mean_stress_model > 0
     assert pk.max_force_residual <= pk.params.structure.force_tolerance * 1.0001
+    # the net force on every particle, summed again from the stored contact and wall forces
+    # along the centre lines (not the minimiser's own number), is below the tolerance and is
+    # the residual the minimiser reported
+    i, j = pk.contacts[:, 0], pk.contacts[:, 1]
+    d = pk.centers_m[j] - pk.centers_m[i]
+    d[:, :2] -= pk.box_m[:2] * np.rint(d[:, :2] / pk.box_m[:2])
+    u = d / np.linalg.norm(d, axis=1)[:, None]
+    net = np.zeros_like(pk.centers_m)
+    np.add.at(net, i, -pk.contact_force[:, None] * u)
+    np.add.at(net, j, pk.contact_force[:, None] * u)
+    np.add.at(net[:, 2], pk.wall_particle, np.where(pk.wall_side == 0, 1.0, -1.0)
+              * pk.wall_force)
+    fmax = np.linalg.norm(net, axis=1).max()
+    assert fmax <= pk.params.structure.force_tolerance
+    assert fmax == pytest.approx(pk.max_force_residual, rel=1e-6)
 
 
 def test_wall_contacts_on_both_walls(small_packing):
