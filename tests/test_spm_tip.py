@@ -45,26 +45,27 @@ def tip_resistance_voxel(n: int, a: float, s: float, dx: float = 1e-7,
     return 1.0 / current, a_eff
 
 
-def _rel_error(s_vox: float) -> float:
+def test_tip_law_matches_voxel_sweep():
+    """From the face's centre to s / a_eff ~ 1 from the edge (1 s): the law is within 10 % of the
+    voxel solve (measured 0.4-7.2 %, the grid's bias at a ~ 3 voxels), and the rise of R toward
+    the edge, where the grid bias cancels, is the voxel solve's within 30 % (measured 3-21 %;
+    without the edge factor f the law would miss it entirely)."""
     dx, rho = 1e-7, 2.0
-    r_vox, a_eff = tip_resistance_voxel(N, A, s_vox, dx, rho)
-    r_law = float(spreading_resistance(rho, a_eff, s_vox * dx))
-    return r_law / r_vox - 1.0
-
-
-def test_tip_law_matches_voxel_centre_and_near_edge():
-    # centre of the face and s / a ~ 1.4 from the edge: within 15 %
-    for s in (N / 2, 5.0):
-        assert abs(_rel_error(s)) < 0.15, s
+    res = {}
+    for s in (N / 2, 12.0, 8.0, 5.0, 3.5):
+        r_vox, a_eff = tip_resistance_voxel(N, A, s, dx, rho)
+        res[s] = (r_vox, float(spreading_resistance(rho, a_eff, s * dx)))
+    r_vox_c, r_law_c = res[N / 2]
+    for s, (r_vox, r_law) in res.items():
+        assert abs(r_law / r_vox - 1.0) < 0.10, (s, r_law / r_vox)
+    for s in (8.0, 5.0, 3.5):  # the edge raises R by 8-37 % here
+        rise_vox = res[s][0] / r_vox_c - 1.0
+        rise_law = res[s][1] / r_law_c - 1.0
+        assert rise_vox > 0.07
+        assert rise_law == pytest.approx(rise_vox, rel=0.30), s
 
 
 def test_edge_raises_resistance_voxel():
     # the voxel solve itself shows the edge effect the law models: R grows toward the edge
     r = [tip_resistance_voxel(32, 2.5, s)[0] for s in (16.0, 4.0)]
     assert r[1] > 1.05 * r[0]
-
-
-@pytest.mark.slow
-def test_tip_law_matches_voxel_sweep():
-    errs = {s: _rel_error(s) for s in (N / 2, 12.0, 8.0, 5.0, 3.5)}
-    assert all(abs(e) < 0.15 for e in errs.values()), errs
