@@ -261,14 +261,17 @@ def test_charge_conservation(full_small, small):
     assert abs(r.ocv_after_rest_V_vs_InLi - (r.ocv_after_rest_V_vs_Li - 0.62)) < 1e-12
 
 
-def test_halving_time_step_changes_capacity_below_one_percent(full_small, small):
+def test_halving_time_step_changes_capacity_below_half_a_permille(full_small, small):
+    """Time-step convergence of the capacity: halving every step bound changed it by 3e-5
+    (2026-11-27; 4x larger bounds: 9e-5), so 5e-4 leaves room for rounding, not for a
+    first-order time-stepping error."""
     c = full_small.params.charge
     r2 = charge(small, _params(small, rest_time_s=0.0, dt_max_s=c.dt_max_s / 2,
                                max_dx_per_step=c.max_dx_per_step / 2,
                                dt_initial_s=c.dt_initial_s / 2))
     a, b = full_small.capacity_at_end_of_charge_mAh_per_g, r2.capacity_at_end_of_charge_mAh_per_g
     assert r2.n_steps > 1.5 * (full_small.phase_code == C.PHASE_CHARGE).sum() - 1
-    assert abs(a - b) / b < 0.01
+    assert abs(a - b) / b < 5e-4
 
 
 def test_result_roundtrip(full_small, tmp_path):
