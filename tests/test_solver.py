@@ -7,10 +7,8 @@ import logging
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.sparse.csgraph import connected_components
 
 from esim import solver as S
 from esim import testing as T
@@ -249,17 +247,23 @@ def test_amg_without_fallback_raises():
 
 
 # ----------------------------------------------------------------------------- percolation
-def _spanning_probability(L, p, n_samples, rng):
+def _spanning_probability(L, p, n_samples, rng, n_solve=3):
+    """Share of realisations whose open bonds (g = 1, closed g = 0) connect the two faces, by
+    esim's ``network_components``; the first ``n_solve`` realisations are also solved
+    (``conductance_between``), whose ``percolating`` flag and conductance must agree."""
     conns = T._lattice_edges((L, L, L))
     N = L**3
     idx = np.arange(N).reshape(L, L, L)
     top, bottom = idx[:, :, 0].ravel(), idx[:, :, -1].ravel()
     hits = 0
-    for _ in range(n_samples):  # loop over realisations, not nodes
-        c = conns[rng.random(conns.shape[0]) < p]
-        adj = sp.coo_matrix((np.ones(c.shape[0]), (c[:, 0], c[:, 1])), shape=(N, N))
-        _, lab = connected_components(adj, directed=False)
-        hits += np.intersect1d(lab[top], lab[bottom]).size > 0
+    for k in range(n_samples):  # loop over realisations, not nodes
+        g = (rng.random(conns.shape[0]) < p).astype(np.float64)
+        _, lab = S.network_components(N, conns, g)
+        span = np.intersect1d(lab[top], lab[bottom]).size > 0
+        if k < n_solve:
+            res = S.conductance_between(N, conns, g, top, bottom, allow_zero=True)
+            assert res.percolating == span and (res.conductance_S > 0) == span
+        hits += span
     return hits / n_samples
 
 
