@@ -43,6 +43,12 @@ def test_report_numbers(quick_report):
     assert abs(cap / 164.0 - 1) < 0.10
     for k in ("pristine SSRM, NMC (ohm)", "pristine SSRM, SE (ohm)"):
         assert 2e9 / 3 <= rows[k]["simulated"] <= 6e9
+        assert 1.8e9 <= rows[k]["simulated"] <= 2.2e9  # the amplifier's ceiling, as measured
+    # every row passes except the three documented misses (README, Known limitations)
+    missed = {"charged SSRM, most NMC (ohm)", "charged NMC at >= 5e8 ohm (fraction)",
+              "...of which point-contact-limited *and* charged",
+              "KPFM V_CPD' gradient after charge (V, CC - SE)"}
+    assert {q for q, r in rows.items() if not r["within"]} <= missed
     # every analysed particle is numbered 1..P from the current-collector side
     w = rep["windows"][0]["particles"]
     z = [p["z_m"] for p in w]
