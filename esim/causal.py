@@ -266,10 +266,13 @@ def _gradient_sensitivity(pk, base, planes, seed, quick) -> list[dict[str, Any]]
                 states.append((0.0, p, _at_snapshot(chg, end), msg))
             states.append((rest, p, chg, msg))
         for rest, p, chg, msg in states:
-            g = [_window(pk, p, chg, plane, seed, quick)["numbers"]["vcpd_gradient_cc_minus_se_V"]
-                 for plane in planes]
+            nums = [_window(pk, p, chg, plane, seed, quick)["numbers"] for plane in planes]
+            g = [w["vcpd_gradient_cc_minus_se_V"] for w in nums]
+            # the model's own V_CPD' of the same particles in this state (no blur, no noise)
+            g_truth = [w["vcpd_gradient_truth_after_rest_V"] for w in nums]
             rows.append({"variant": label, "rest_time_s": rest,
                          "vcpd_gradient_cc_minus_se_V": float(np.mean(g)),
+                         "vcpd_gradient_truth_V": float(np.mean(g_truth)),
                          "per_window_V": [float(x) for x in g],
                          "capacity_mAh_per_g": float(chg.capacity_at_end_of_charge_mAh_per_g),
                          "message": msg})
@@ -447,12 +450,15 @@ def _markdown(rep: dict[str, Any]) -> str:
         for r in sens["tip"]:
             lines.append(f"| {r['variant']} | {_fmt(r['ssrm_nmc_after_low_ohm'])} | "
                          f"{_fmt(r['ssrm_nmc_before_ohm'])} | {r['high_r_fraction']:.2f} |")
-        lines += ["", ("KPFM V_CPD' gradient after charge (maps, CC - SE, mean over windows) "
-                  "against the rest time and the transport:"), "",
-                  "| variant | rest (s) | gradient (V) | capacity (mAh/g) |", "|---|---|---|---|"]
+        lines += ["", ("KPFM V_CPD' gradient after charge (CC - SE, mean over windows; on the "
+                  "maps, and on the model's own V_CPD' of the same particles without blur or "
+                  "noise) against the rest time and the transport:"), "",
+                  ("| variant | rest (s) | gradient, maps (V) | gradient, model's own V_CPD' "
+                   "(V) | capacity (mAh/g) |"), "|---|---|---|---|---|"]
         for r in sens["gradient"]:
             lines.append(f"| {r['variant']} | {r['rest_time_s']:.0f} | "
                          f"{r['vcpd_gradient_cc_minus_se_V']:+.4f} | "
+                         f"{r.get('vcpd_gradient_truth_V', float('nan')):+.4f} | "
                          f"{r['capacity_mAh_per_g']:.1f} |")
         lines += ["", (f"Spread of x over the NMC of the baseline that took part in the "
                        f"charge (isolated particles excluded): std "

@@ -76,12 +76,16 @@ def test_point_contacts_cause_high_resistance(causal):
 
 def test_gradient_relaxes_with_rest(causal):
     _, rep = causal
-    g = {(r["variant"], r["rest_time_s"]): r["vcpd_gradient_cc_minus_se_V"]
+    # on the model's own V_CPD' (no blur, no noise: the maps' noise floor is a few 0.01 V): a
+    # 10x poorer glass leaves an ionic (SE-side-first, CC side higher) gradient at the end of
+    # the charge (quick mode: +0.031 V, against +0.004 V with the default glass) that the 1 h
+    # rest removes (4e-6 V)
+    g = {(r["variant"], r["rest_time_s"]): r["vcpd_gradient_truth_V"]
          for r in rep["sensitivity"]["gradient"]}
-    # a 10x poorer glass leaves an ionic (SE-side-first) gradient at the end of the charge
-    # that the 1 h rest removes
-    assert g[("SE sigma_ion / 10", 0.0)] > g[("SE sigma_ion / 10", 3600.0)]
-    assert g[("SE sigma_ion / 10", 0.0)] > g[("default", 0.0)]
+    assert g[("SE sigma_ion / 10", 0.0)] > 0.015
+    assert g[("SE sigma_ion / 10", 0.0)] > 3 * abs(g[("default", 0.0)])
+    for variant in ("default", "SE sigma_ion / 10"):
+        assert abs(g[(variant, 3600.0)]) < 1e-3
 
 
 def test_bad_windows_exit_2(tmp_path, capsys):
