@@ -336,7 +336,6 @@ def test_wall_constants():
     assert WALL_CC == 0 and WALL_SEP == 1
 
 
-@pytest.mark.slow
 def test_default_electrode_reaches_reference_capacity():
     """The reference experiment: default packing at 0.13 mA/cm2 to 4.4 V vs Li gives
     164 mAh/g within 10 % (Otoyama et al. 2020; defaults calibrated on it via ocv_x_scale),

@@ -383,7 +383,6 @@ def test_local_voxel_twin_matches_voxel_network():
                                rel=1e-9)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("eps", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
 def test_two_sphere_voxel_check_converges(eps):
     # radius ~20 and ~40 voxels (and ~80 for a/r <= 0.2, whose neck is 2-4 voxels at 20):

@@ -100,7 +100,6 @@ def test_esim_tortuosity_equals_porespy_on_packing(small):
     assert r.flux_mismatch < 1e-6
 
 
-@pytest.mark.slow
 def test_ionic_particle_vs_voxel_refined(small):
     """The ratio stays within its bounds as the voxels shrink, and the voxel value converges."""
     packing, params = small
@@ -114,7 +113,6 @@ def test_ionic_particle_vs_voxel_refined(small):
     assert abs(sig[-1] / sig[-2] - 1) < 0.02
 
 
-@pytest.mark.slow
 def test_electronic_no_film_voxel_converges_from_above(small):
     """Film off: the voxel solve over-resolves sub-voxel NMC necks, so it lies above the particle
     value and falls towards it as the voxels shrink (not the same physics; a trend check)."""
