@@ -281,9 +281,12 @@ def test_kpfm_calibration_reproduces_paper(small_packing, pristine, charged):
     assert np.median(nmc1) == pytest.approx(-0.54, abs=0.01)
     assert pristine.ocv_vs_inli_V == 1.16
     assert charged.ocv_vs_inli_V == pytest.approx(3.74, abs=0.01)
-    se0 = s.kpfm_se_offset_V - s.kpfm_se_coupling * 1.16
-    se1 = s.kpfm_se_offset_V - s.kpfm_se_coupling * 3.74
-    assert se0 == pytest.approx(1.06, abs=1e-3) and se1 == pytest.approx(-0.98, abs=1e-3)
+    # the SE as imaged (the maps' own values, not the parameters' arithmetic)
+    se0 = np.median(pristine.kpfm_true_vcpd_V[pristine.phase == PHASE_SE])
+    se1 = np.median(charged.kpfm_true_vcpd_V[charged.phase == PHASE_SE])
+    assert se0 == pytest.approx(1.06, abs=1e-3) and se1 == pytest.approx(-0.98, abs=0.02)
+    assert s.kpfm_se_offset_V - s.kpfm_se_coupling * charged.ocv_vs_inli_V == pytest.approx(
+        se1, abs=1e-9)
     # an OCV vs Li is converted, never added as is
     m = simulate_spm(small_packing, soc=1.0, ocv_vs_li_V=4.36,
                      spm=_spm(pixels_u=8, pixels_z=8), noise=False)
