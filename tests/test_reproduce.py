@@ -79,7 +79,9 @@ def test_histogram_peak_equals_truth_on_noise_free_maps(small_packing):
     truth = np.array([np.median(m.ssrm_true_ohm[m.particle == i]) for i in t.ids])
     ok = truth < 0.5 * params.spm.ssrm_r_max_ohm
     assert ok.sum() >= 3
-    np.testing.assert_allclose(t.peak[ok], truth[ok], rtol=0.10)
+    # 400 log bins over 5 decades are 2.9 % wide: the peak is the truth to about a bin
+    # (measured: within 1.4 %)
+    np.testing.assert_allclose(t.peak[ok], truth[ok], rtol=0.04)
 
 
 @pytest.mark.parametrize("args,needle", [(["--windows", "0"], "windows: must be >= 1"),
