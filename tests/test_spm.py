@@ -428,6 +428,18 @@ def test_cli_spm(small_params, tmp_path, capsys):
     assert main(["spm", str(cfg), "-o", str(out), "--pixels", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("esim: error:") and err.count("\n") == 1
+    # the Fig. 4d choice of I-V points: two lowest- and two highest-resistance NMC
+    out2 = tmp_path / "out2"
+    assert main(["spm", str(cfg), "-o", str(out2), "--soc", "1.0", "--no-figures",
+                 "--iv-choice", "2", "2", "0"]) == 0
+    header = (out2 / "iv.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["time_s", "voltage_V"]
+    assert len(header) == 6 and all("_NMC_" in h for h in header[2:]), header
+    capsys.readouterr()
+    assert main(["spm", str(cfg), "-o", str(tmp_path / "out3"), "--iv-choice", "1", "-1",
+                 "0"]) == 2
+    assert "iv_choice" in capsys.readouterr().err
+    assert not (tmp_path / "out3").exists()
 
 
 def test_particle_readings_and_half_space_monotonic(small_packing, charged):

@@ -27,6 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plane-position", type=float, help="cut plane position along its normal, m")
     p.add_argument("--pixels", type=int, help="pixels along each image axis")
     p.add_argument("--seed", type=int, help="seed of the noisy channels")
+    p.add_argument("--iv-choice", type=int, nargs=3, metavar=("LOW", "HIGH", "SE"),
+                   default=(1, 1, 2),
+                   help="I-V points: this many lowest- and highest-resistance NMC and largest "
+                        "SE sections (default: 1 1 2, as Otoyama 2020 Fig. 4b; 2 2 0 is their "
+                        "Fig. 4d after charge)")
     p.add_argument("--no-noise", action="store_true", help="noise-free maps")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -72,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if changes:  # validated like a parameter file (names the field and its range)
         spm = params.replace(spm=changes).spm
     t1 = time.perf_counter()
-    maps = simulate_spm(packing, params, soc=args.soc, spm=spm, noise=not args.no_noise)
+    maps = simulate_spm(packing, params, soc=args.soc, spm=spm, noise=not args.no_noise,
+                        iv_choice=tuple(args.iv_choice))
     t2 = time.perf_counter()
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
