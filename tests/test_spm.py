@@ -244,6 +244,13 @@ def test_iv_choice_picks_the_extreme_nmc(small_packing, charged):
     r_default = charged.network_resistance_ohm[charged.iv_pixels[:, 0], charged.iv_pixels[:, 1]]
     nmc_default = charged.phase[charged.iv_pixels[:, 0], charged.iv_pixels[:, 1]] == PHASE_NMC
     assert r_iv[0] == r_default[nmc_default][0] and r_iv[-1] == r_default[nmc_default][-1]
+    # the sections probed lie wholly inside the window (there are enough such NMC here)
+    p2 = m.particle
+    on_edge = np.unique(np.r_[p2[0], p2[-1], p2[:, 0], p2[:, -1]])
+    whole = [p for p, ph, r in zip(m.window_particles, m.window_phase, m.window_resistance_ohm)
+             if ph == PHASE_NMC and np.isfinite(r) and p not in on_edge]
+    assert len(whole) >= 4
+    assert not np.isin(pids, on_edge).any()
     with pytest.raises(InvalidParameters, match="iv_choice"):
         simulate_spm(small_packing, soc=1.0, spm=_spm(), noise=False, iv_choice=(2, -1, 0))
 

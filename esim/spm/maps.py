@@ -572,7 +572,9 @@ def _default_iv_pixels(grid: SectionGrid, phase_k: np.ndarray, r_k: np.ndarray,
                        ids_k: np.ndarray, choice: tuple[int, int, int] = (1, 1, 2)) -> np.ndarray:
     """Centre pixels (largest edge distance) of: the ``choice[0]`` lowest- and ``choice[1]``
     highest-resistance NMC with a path, and the ``choice[2]`` largest SE sections, in that
-    order (a particle is listed once); (P, 2) int64 rows of (row, column)."""
+    order (a particle is listed once); (P, 2) int64 rows of (row, column).  Candidates of each
+    phase are the sections wholly inside the window if there are any, else those whose centre
+    pixel is inside."""
     pid = grid.particle.ravel()
     solid = np.flatnonzero(pid >= 0)
     if solid.size == 0:
@@ -588,10 +590,19 @@ def _default_iv_pixels(grid: SectionGrid, phase_k: np.ndarray, r_k: np.ndarray,
     rows, cols = np.unravel_index(centre_pix, grid.phase.shape)
     interior = ((rows > 0) & (rows < grid.phase.shape[0] - 1) & (cols > 0)
                 & (cols < grid.phase.shape[1] - 1))
-    if interior.any():  # prefer particles whose centre lies inside the window
-        keep = np.flatnonzero(interior)
-        centre_pix, centre_pid, area = centre_pix[keep], centre_pid[keep], area[keep]
-        ph, rr = ph[keep], rr[keep]
+    # prefer, per phase, sections that lie wholly inside the window (as a microscopist probes
+    # a particle seen whole), else those whose centre does
+    p2 = grid.particle
+    on_edge = np.unique(np.r_[p2[0], p2[-1], p2[:, 0], p2[:, -1]])
+    whole = ~np.isin(centre_pid, on_edge)
+    keep = np.zeros(centre_pid.size, bool)
+    for of in ((ph == PHASE_NMC) & np.isfinite(rr), ph == PHASE_SE):  # NMC: with a path
+        for pref in (whole & of, interior & of, of):
+            if pref.any():
+                keep |= pref
+                break
+    centre_pix, centre_pid, area = centre_pix[keep], centre_pid[keep], area[keep]
+    ph, rr = ph[keep], rr[keep]
     chosen = []
     nmc = np.flatnonzero((ph == PHASE_NMC) & np.isfinite(rr))
     by_r = nmc[np.argsort(rr[nmc], kind="stable")]
