@@ -251,6 +251,12 @@ def test_iv_choice_picks_the_extreme_nmc(small_packing, charged):
              if ph == PHASE_NMC and np.isfinite(r) and p not in on_edge]
     assert len(whole) >= 4
     assert not np.isin(pids, on_edge).any()
+    # asking for more than the whole sections offer widens the candidates instead of returning
+    # fewer curves
+    many = len(whole) // 2 + 1
+    m2 = simulate_spm(small_packing, soc=1.0, spm=_spm(), noise=False, iv_choice=(many, many, 0))
+    pid2 = m2.particle[m2.iv_pixels[:, 0], m2.iv_pixels[:, 1]]
+    assert len(set(pid2.tolist())) == 2 * many and np.isin(pid2, on_edge).any()
     with pytest.raises(InvalidParameters, match="iv_choice"):
         simulate_spm(small_packing, soc=1.0, spm=_spm(), noise=False, iv_choice=(2, -1, 0))
 

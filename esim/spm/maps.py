@@ -573,8 +573,8 @@ def _default_iv_pixels(grid: SectionGrid, phase_k: np.ndarray, r_k: np.ndarray,
     """Centre pixels (largest edge distance) of: the ``choice[0]`` lowest- and ``choice[1]``
     highest-resistance NMC with a path, and the ``choice[2]`` largest SE sections, in that
     order (a particle is listed once); (P, 2) int64 rows of (row, column).  Candidates of each
-    phase are the sections wholly inside the window if there are any, else those whose centre
-    pixel is inside."""
+    phase are the sections wholly inside the window if there are enough of them, else those
+    whose centre pixel is inside, else all."""
     pid = grid.particle.ravel()
     solid = np.flatnonzero(pid >= 0)
     if solid.size == 0:
@@ -591,22 +591,21 @@ def _default_iv_pixels(grid: SectionGrid, phase_k: np.ndarray, r_k: np.ndarray,
     interior = ((rows > 0) & (rows < grid.phase.shape[0] - 1) & (cols > 0)
                 & (cols < grid.phase.shape[1] - 1))
     # prefer, per phase, sections that lie wholly inside the window (as a microscopist probes
-    # a particle seen whole), else those whose centre does
+    # a particle seen whole) if there are enough, else those whose centre is inside, else all
     p2 = grid.particle
     on_edge = np.unique(np.r_[p2[0], p2[-1], p2[:, 0], p2[:, -1]])
     whole = ~np.isin(centre_pid, on_edge)
+    n_low, n_high, n_se = choice
     keep = np.zeros(centre_pid.size, bool)
-    for of in ((ph == PHASE_NMC) & np.isfinite(rr), ph == PHASE_SE):  # NMC: with a path
-        for pref in (whole & of, interior & of, of):
-            if pref.any():
-                keep |= pref
-                break
+    for of, need in (((ph == PHASE_NMC) & np.isfinite(rr), n_low + n_high),  # NMC with a path
+                     (ph == PHASE_SE, n_se)):
+        enough = [pref for pref in (whole & of, interior & of) if pref.sum() >= need]
+        keep |= enough[0] if enough else of
     centre_pix, centre_pid, area = centre_pix[keep], centre_pid[keep], area[keep]
     ph, rr = ph[keep], rr[keep]
     chosen = []
     nmc = np.flatnonzero((ph == PHASE_NMC) & np.isfinite(rr))
     by_r = nmc[np.argsort(rr[nmc], kind="stable")]
-    n_low, n_high, n_se = choice
     chosen += list(by_r[:n_low]) + list(by_r[::-1][:n_high][::-1])
     se = np.flatnonzero(ph == PHASE_SE)
     chosen += list(se[np.argsort(-area[se], kind="stable")[:n_se]])
