@@ -30,7 +30,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from esim._fields import param
 from esim.errors import InputFileError, InvalidParameters
@@ -44,6 +44,7 @@ __all__ = [
     "params_from_dict",
     "params_to_toml",
     "describe_field",
+    "parse_overrides",
 ]
 
 
@@ -298,6 +299,33 @@ def load_params(path: str | os.PathLike) -> Params:
         return params_from_dict(data)
     except InvalidParameters as exc:
         raise InvalidParameters(f"{path}: {exc}") from None
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``["network.contact_model=mechanical", "structure.seed=3"]`` as
+    ``{"network": {"contact_model": "mechanical"}, "structure": {"seed": 3}}``.
+
+    Each value is read as a TOML value (``3``, ``2.5e-8``, ``true``, ``"text"``); a bare word
+    that is not one is taken as a string.  The sections and keys are checked when the result is
+    applied with :meth:`Params.replace`, which names the field and its allowed range.
+
+    Raises
+    ------
+    InvalidParameters
+        An item is not of the form ``SECTION.KEY=VALUE``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not (sep and dot and section and name and text.strip()):
+            raise InvalidParameters(f"--set: expected SECTION.KEY=VALUE, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        out.setdefault(section, {})[name.strip()] = value
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -73,3 +73,21 @@ def test_missing_and_corrupt_files(tmp_path):
     unk.write_text("[structure]\nfoo = 1\n")
     with pytest.raises(InvalidParameters, match="unk.toml: structure.foo"):
         load_params(unk)
+
+
+def test_parse_overrides_types_and_errors():
+    from esim.params import parse_overrides
+
+    got = parse_overrides(["network.contact_model=mechanical", "structure.seed=3",
+                           "spm.tip_radius_m = 2.5e-8", "spm.nonohmic=false",
+                           'network.contact_model="geometric"'])
+    assert got == {"network": {"contact_model": "geometric"},
+                   "structure": {"seed": 3}, "spm": {"tip_radius_m": 2.5e-8, "nonohmic": False}}
+    assert type(got["structure"]["seed"]) is int
+    p = Params().replace(**parse_overrides(["structure.seed=3", "spm.tip_radius_m=2.5e-8"]))
+    assert p.structure.seed == 3 and p.spm.tip_radius_m == 2.5e-8
+    for bad in ("seed=3", "structure.seed", "structure.seed=", ".seed=3", "structure.=3"):
+        with pytest.raises(InvalidParameters, match="SECTION.KEY=VALUE"):
+            parse_overrides([bad])
+    with pytest.raises(InvalidParameters, match="nope"):
+        Params().replace(**parse_overrides(["structure.nope=1"]))

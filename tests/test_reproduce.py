@@ -113,3 +113,24 @@ def test_fig5e_labels_of_coinciding_particles_are_merged():
     assert sorted(t for t, _, _ in labels) == ["01-04, 07", "05", "06"]
     # tolerances of zero: one label per distinct point
     assert len(_cluster_labels([1, 2, 3], [1e8, 1e8, 2e8], [3.1, 3.1, 3.1], 0.0, 0.0)) == 2
+
+
+def test_set_runs_a_recorded_variant(tmp_path, capsys):
+    """``--set`` changes the preset, and the report says it compares a variant."""
+    out = tmp_path / "mech"
+    assert main(["-q", "reproduce", "otoyama2020", "--quick", "--windows", "1", "-o", str(out),
+                 "--set", "network.contact_model=mechanical", "--json"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["overrides"] == {"network": {"contact_model": "mechanical"}}
+    assert "A variant, not the default set:** network.contact_model = 'mechanical'" in (
+        out / "report.md").read_text()
+    capsys.readouterr()
+    # bad input: exit 2, the field named, nothing written
+    for item, needle in (("structure.nope=1", "nope"), ("contact_model=mechanical",
+                                                        "SECTION.KEY=VALUE"),
+                         ("network.contact_model=rough", "contact_model")):
+        bad = tmp_path / "bad"
+        assert main(["reproduce", "otoyama2020", "--quick", "-o", str(bad), "--set", item]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err, err
+        assert not bad.exists()
