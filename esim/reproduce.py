@@ -309,8 +309,9 @@ def _markdown(report: dict[str, Any]) -> str:
                      f"{'yes' if r['within'] else '**no**'} | {r['tolerance']} | {r['note']} |")
     lines += ["", "## What produces each finding", ""]
     if report.get("overrides"):
-        lines += [("These paragraphs describe the default set; where this run's changes touch "
-                   "what they describe, its numbers above are what changed."), ""]
+        lines += [("These paragraphs are written for the default set. Their numbers are this "
+                   "run's, but where the changes above alter the model they describe (the "
+                   "contact model, say), their wording may not apply."), ""]
     lines += [f"- {p}" for p in report["explanations"]]
     lines += ["", "## Charge", ""]
     lines += [f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}"
