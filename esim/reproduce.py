@@ -102,26 +102,47 @@ def kpfm_calibration(params: Params) -> dict[str, float]:
             "kpfm_nmc_offset_V": KPFM_NMC_RAW_BEFORE_V}
 
 
+def _soc_end(chg) -> np.ndarray:
+    """Every particle's SOC at the end of the rest.  A particle may take up a little Li (x
+    slightly below 0, esim.charge) in an unevenly charging electrode; its conductivity is the
+    x = 0 value (the table starts there), so the SOC is clipped at 0."""
+    return np.clip(np.nan_to_num(chg.soc[-1]), 0.0, None)
+
+
+def image_states(pk, params, chg, spm) -> dict[str, Any]:
+    """The maps of one cross-section before the charge and, when ``chg`` (a ChargeResult of the
+    same packing) is given, after it and its rest: ``{"pristine": SPMMaps, "charged": SPMMaps}``.
+
+    Before: SOC 0, every NMC at ``spm.ocp_u0_V``, V_OCV ``spm.ocv_pristine_vs_inli_V``.  After:
+    each particle's SOC and U(x) at the end of the rest, V_OCV the cell's OCV after the rest.
+    """
+    from esim.spm.maps import simulate_spm
+
+    u0 = np.full(pk.n_particles, spm.ocp_u0_V)
+    # I-V points as in Otoyama et al. 2020, Fig. 4: two NMC and two SE before the charge, the two
+    # lowest- and two highest-resistance NMC after it
+    out = {"pristine": simulate_spm(pk, params, soc=0.0, ocp_V=u0, spm=spm,
+                                    ocv_vs_inli_V=spm.ocv_pristine_vs_inli_V)}
+    if chg is not None:
+        out["charged"] = simulate_spm(pk, params, soc=_soc_end(chg),
+                                      ocp_V=_ocp_of_state(chg, params),
+                                      spm=spm, ocv_vs_li_V=float(chg.ocv_after_rest_V_vs_Li),
+                                      iv_choice=(2, 2, 0))
+    return out
+
+
 def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool) -> tuple[
         WindowResult, Any, Any]:
     """Pristine and charged maps of one cross-section and their per-particle numbers."""
     from esim.analysis import linear_gradient, particle_table
     from esim.packing import PHASE_NMC, PHASE_SE
-    from esim.spm.maps import simulate_spm
 
     pixels = 128 if quick else 256
     spm = params.replace(spm={"plane_position_m": plane, "pixels_u": pixels,
                               "pixels_z": pixels, "seed": seed}).spm
-    # a particle may take up a little Li (x slightly below 0, esim.charge) in an unevenly
-    # charging electrode; its conductivity is the x = 0 value (the table starts there)
-    soc_end = np.clip(np.nan_to_num(chg.soc[-1]), 0.0, None)
-    u0 = np.full(pk.n_particles, spm.ocp_u0_V)
-    pristine = simulate_spm(pk, params, soc=0.0, ocp_V=u0, spm=spm,
-                            ocv_vs_inli_V=spm.ocv_pristine_vs_inli_V)
-    # I-V points as in Otoyama et al. 2020, Fig. 4: two NMC and two SE before the charge, the two
-    # lowest- and two highest-resistance NMC after it
-    charged = simulate_spm(pk, params, soc=soc_end, ocp_V=_ocp_of_state(chg, params), spm=spm,
-                           ocv_vs_li_V=float(chg.ocv_after_rest_V_vs_Li), iv_choice=(2, 2, 0))
+    images = image_states(pk, params, chg, spm)
+    pristine, charged = images["pristine"], images["charged"]
+    soc_end = _soc_end(chg)
     depth = np.broadcast_to(charged.z_m[:, None], charged.particle.shape)
     nmc_ids = charged.window_particles[charged.window_phase == PHASE_NMC]
     tabs = {}

@@ -25,6 +25,8 @@ SUBCOMMANDS = {
     "charge": "esim.cli.charge_cmd",
     "spm": "esim.cli.spm_cmd",
     "reproduce": "esim.cli.reproduce_cmd",
+    "sweep": "esim.cli.sweep_cmd",
+    "dataset": "esim.cli.dataset_cmd",
 }
 
 

@@ -1,0 +1,581 @@
+"""Parameter sweeps: the same flow run for many parameter sets, in parallel with Dask.
+
+A sweep is a base parameter set plus the values of one or more fields to vary, each named
+``SECTION.KEY`` as in the TOML file (``structure.nmc_fraction_of_solid``, ``structure.seed``).
+The points are the Cartesian product of the value lists (``mode="grid"``) or the lists taken
+element by element (``mode="zip"``, all of one length).  Every point is validated before anything
+runs, so a bad value fails the whole sweep with the field and the point named, and no output.
+
+Each point packs the electrode from its own parameters and runs one stage:
+
+* ``pack``: the packing's summary (fractions, coordination, contact radii, percolation);
+* ``solve``: effective electronic and ionic conductivity, tortuosity and connected fractions at
+  a uniform state of charge (:func:`esim.effective.effective_properties`);
+* ``charge``: the galvanostatic first charge and rest (:func:`esim.charge.charge`);
+* ``spm``: the virtual SPM maps of the cross-section at a uniform state of charge
+  (:func:`esim.spm.maps.simulate_spm`), summarised per phase.
+
+Results
+-------
+Each point writes ``points/point_NNNN.json`` atomically as soon as it finishes, holding its
+overrides, a hash of its full parameter set and stage, its status and its numbers (SI units in
+the keys).  A sweep that is interrupted or re-run with the same output folder reuses the points
+whose hash matches and runs only the rest.  The table of all points is ``sweep.csv`` /
+``sweep.md`` / ``sweep.json``, with one column per varied field, ``status``, ``error``,
+``pack_s``, ``stage_s`` and the stage's scalar numbers.
+
+A point that fails for a physical reason (an :class:`esim.errors.EsimError`, e.g. a charge that
+cannot start because no NMC touches the collector) is recorded with ``status = "failed"`` and
+its message; the other points go on.  A programming error stops the sweep (the finished points
+stay on disk).
+
+Parallelism
+-----------
+``workers > 1`` runs the points on a Dask ``processes`` scheduler over a
+:class:`concurrent.futures.ProcessPoolExecutor` whose workers run numba single-threaded (one
+point per core; the numba kernels' own threads would otherwise oversubscribe the cores).
+``workers = 1`` uses Dask's synchronous scheduler in this process.  Each point's random numbers
+come from its own parameters' seeds, so the numbers do not depend on the scheduler or on the
+order in which points finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from esim.errors import EsimError, InvalidParameters
+from esim.params import Params, params_from_dict
+
+__all__ = ["STAGES", "SweepResult", "parse_vary", "expand_points", "run_point", "run_sweep"]
+
+#: stage name -> (what it computes, default figure metrics)
+STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pack": ("packing summary", ("solid_fraction", "nmc_fraction_of_solid",
+                                 "nmc_connected_fraction")),
+    "solve": ("effective conductivities at a uniform SOC", ("sigma_e_S_per_m",
+                                                             "sigma_ion_S_per_m")),
+    "charge": ("galvanostatic first charge and rest", ("capacity_mAh_per_g",
+                                                       "ocv_after_rest_V_vs_Li")),
+    "spm": ("virtual SPM maps at a uniform SOC", ("ssrm_median_nmc_ohm",
+                                                   "kpfm_vcpd_prime_median_nmc_V")),
+}
+#: quantities drawn on a log axis (resistances, conductivities)
+_LOG_SUFFIXES = ("_S_per_m", "_ohm")
+#: unit suffixes of the keys, as axis labels
+_UNITS = (("_S_per_m", "S/m"), ("_mAh_per_g", "mAh/g"), ("_m_inv", "1/m"), ("_m2", "m$^2$"),
+          ("_ohm", "Ω"), ("_V_vs_Li", "V vs Li"), ("_V_vs_InLi", "V vs In-Li"), ("_V", "V"),
+          ("_A", "A"), ("_K", "K"), ("_s", "s"), ("_m", "m"))
+
+
+def axis_label(key: str) -> str:
+    """``"sigma_e_S_per_m"`` as ``"sigma_e (S/m)"``: the unit suffix of a key as a unit."""
+    section, dot, name = key.rpartition(".")
+    for suffix, unit in _UNITS:
+        if name.endswith(suffix):
+            return f"{section}{dot}{name[:-len(suffix)]} ({unit})"
+    return key
+
+
+# ----------------------------------------------------------------------------------------------
+# Points
+# ----------------------------------------------------------------------------------------------
+
+
+def _toml_scalar(text: str) -> Any:
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text.strip()
+
+
+def _spaced(spec: str, key: str) -> list[float] | None:
+    """``lin(a, b, n)`` / ``log(a, b, n)``: n values from a to b, evenly or geometrically."""
+    spec = spec.strip()
+    for name, fn in (("lin", np.linspace), ("log", np.geomspace)):
+        if spec.startswith(name + "(") and spec.endswith(")"):
+            parts = [p.strip() for p in spec[len(name) + 1:-1].split(",")]
+            try:
+                a, b, n = float(parts[0]), float(parts[1]), int(parts[2])
+                if len(parts) != 3:
+                    raise ValueError
+            except (ValueError, IndexError):
+                raise InvalidParameters(f"--vary {key}: expected {name}(START, STOP, COUNT), "
+                                        f"got {spec!r}") from None
+            if not 1 <= n <= 10_000:
+                raise InvalidParameters(f"--vary {key}: COUNT must lie in [1, 10000], got {n}")
+            if name == "log" and (a <= 0 or b <= 0):
+                raise InvalidParameters(f"--vary {key}: log() needs positive bounds, got {spec!r}")
+            return [float(v) for v in fn(a, b, n)]
+    return None
+
+
+def parse_vary(items: Sequence[str]) -> dict[str, list[Any]]:
+    """``["structure.seed=1,2,3", "materials.x=log(1e-3, 1, 4)"]`` as ``{key: values}``.
+
+    Values are comma-separated TOML scalars (``3``, ``2.5e-8``, ``true``, ``"mechanical"``, or a
+    bare word, taken as a string), or ``lin(START, STOP, COUNT)`` / ``log(START, STOP, COUNT)``
+    for evenly / geometrically spaced floats.  Keys are ``SECTION.KEY``; they are checked against
+    the parameter set by :func:`expand_points`.
+
+    Raises
+    ------
+    InvalidParameters
+        A malformed item, an empty value list or a key given twice.
+    """
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        section, dot, name = key.partition(".")
+        if not (sep and dot and section and name and text.strip()):
+            raise InvalidParameters(f"--vary: expected SECTION.KEY=V1,V2,..., got {item!r}")
+        if key in out:
+            raise InvalidParameters(f"--vary {key}: given twice")
+        values = _spaced(text, key)
+        if values is None:
+            values = [_toml_scalar(v) for v in text.split(",") if v.strip()]
+        if not values:
+            raise InvalidParameters(f"--vary {key}: no values")
+        out[key] = values
+    return out
+
+
+def _nested(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        section, _, name = key.partition(".")
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def expand_points(base: Params, vary: Mapping[str, Sequence[Any]], *, mode: str = "grid"
+                  ) -> list[dict[str, Any]]:
+    """The sweep's points as flat ``{"SECTION.KEY": value}`` overrides, each validated.
+
+    Parameters
+    ----------
+    base : Params
+    vary : mapping of ``"SECTION.KEY"`` to a sequence of values
+    mode : {"grid", "zip"}
+        Cartesian product of the value lists, or element by element (equal lengths).
+
+    Raises
+    ------
+    InvalidParameters
+        Unknown mode, unequal lengths in zip mode, or a point whose parameters do not validate
+        (the message names the point and the field).
+    """
+    if mode not in ("grid", "zip"):
+        raise InvalidParameters(f"mode: must be 'grid' or 'zip', got {mode!r}")
+    keys = list(vary)
+    if not keys:
+        return [{}]
+    lists = [list(vary[k]) for k in keys]
+    if mode == "zip":
+        if len({len(v) for v in lists}) != 1:
+            raise InvalidParameters("--zip: every --vary needs the same number of values, got "
+                                    + ", ".join(f"{k}: {len(v)}" for k, v in zip(keys, lists)))
+        combos = list(zip(*lists))
+    else:
+        combos = list(itertools.product(*lists))
+    points = [dict(zip(keys, c)) for c in combos]
+    for i, point in enumerate(points):
+        try:
+            base.replace(**_nested(point))
+        except InvalidParameters as exc:
+            desc = ", ".join(f"{k}={v!r}" for k, v in point.items())
+            raise InvalidParameters(f"sweep point {i} ({desc}): {exc}") from None
+    return points
+
+
+def point_hash(params: Params, stage: str, soc: float) -> str:
+    """Hash of everything that determines a point's result (its resume key)."""
+    from esim import __version__
+
+    text = json.dumps({"params": params.to_dict(), "stage": stage, "soc": soc,
+                       "esim": __version__}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------
+# One point
+# ----------------------------------------------------------------------------------------------
+
+
+def _scalars(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-able scalar entries of ``d`` (NaN and inf as None)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, (bool, np.bool_)):
+            out[k] = bool(v)
+        elif isinstance(v, (int, np.integer)):
+            out[k] = int(v)
+        elif isinstance(v, (float, np.floating)):
+            out[k] = float(v) if math.isfinite(v) else None
+        elif isinstance(v, str):
+            out[k] = v
+    return out
+
+
+def _stage_numbers(stage: str, packing: Any, params: Params, soc: float,
+                   save_dir: Path | None) -> dict[str, Any]:
+    if stage == "pack":
+        return packing.summary()
+    if stage == "solve":
+        from esim.effective import effective_properties
+
+        return effective_properties(packing, params, soc)
+    if stage == "charge":
+        from esim.charge import ChargeIncomplete, charge
+
+        try:
+            result = charge(packing, params)
+        except ChargeIncomplete as exc:  # a partial charge is a result: keep its numbers
+            result = exc.result
+        if save_dir is not None:
+            result.save(save_dir / "charge.h5")
+        return result.summary()
+    if stage == "spm":
+        from esim.spm.maps import simulate_spm
+
+        maps = simulate_spm(packing, params, soc=soc)
+        if save_dir is not None:
+            maps.save(save_dir / "spm.h5")
+        return maps.summary()
+    raise InvalidParameters(f"stage: must be one of {', '.join(STAGES)}, got {stage!r}")
+
+
+def run_point(params_json: str, stage: str, soc: float = 0.0,
+              save_dir: str | None = None) -> dict[str, Any]:
+    """Pack the electrode of one parameter set and run one stage.
+
+    Parameters
+    ----------
+    params_json : str
+        :meth:`Params.to_json` of the point (a string, so it travels to worker processes).
+    stage : str
+        One of :data:`STAGES`.
+    soc : float, 1
+        Uniform state of charge for ``solve`` and ``spm``.
+    save_dir : str, optional
+        Folder for the point's files (``packing.h5`` and, for ``charge`` / ``spm``, the
+        stage's result).
+
+    Returns
+    -------
+    dict
+        ``status`` ("ok" or "failed"), ``error`` (message or ""), ``pack_s``, ``stage_s`` (s)
+        and the stage's scalar numbers (SI units in the keys).
+    """
+    params = params_from_dict(json.loads(params_json))
+    out: dict[str, Any] = {"status": "ok", "error": "", "pack_s": None, "stage_s": None}
+    folder = Path(save_dir) if save_dir is not None else None
+    try:
+        from esim.packing import pack
+
+        t0 = time.perf_counter()
+        packing = pack(params)
+        out["pack_s"] = time.perf_counter() - t0
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            packing.save(folder / "packing.h5")
+        numbers = _stage_numbers(stage, packing, params, soc, folder)
+        out["stage_s"] = time.perf_counter() - t0 - out["pack_s"]
+        if stage != "pack":  # the structure behind the numbers, on every row
+            s = packing.summary()
+            for k in ("n_particles", "solid_fraction", "nmc_fraction_of_solid",
+                      "nmc_percolates"):
+                numbers.setdefault(k, s[k])
+        out.update(_scalars(numbers))
+    except EsimError as exc:
+        out["status"] = "failed"
+        out["error"] = str(exc)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The sweep
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    """Rows of a finished sweep (one dict per point) and where they were written."""
+
+    keys: list[str]
+    stage: str
+    rows: list[dict[str, Any]]
+    files: dict[str, Path] = field(default_factory=dict)
+    reused: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r["status"] != "ok" for r in self.rows)
+
+    def column(self, name: str) -> np.ndarray:
+        """One column as floats (NaN where missing)."""
+        return np.array([np.nan if r.get(name) is None else float(r[name]) for r in self.rows])
+
+
+def _init_worker() -> None:
+    import numba
+
+    numba.set_num_threads(1)
+
+
+def _compute(tasks: list[Any], workers: int, quiet: bool, desc: str = "sweep points"
+             ) -> list[dict[str, Any]]:
+    """Compute Dask tasks that each return a dict, with a progress bar: synchronously for one
+    worker, else on a pool of spawned processes running numba single-threaded."""
+    import dask
+    from dask.callbacks import Callback
+
+    from esim._progress import progress
+
+    bar = progress(total=len(tasks), desc=desc, quiet=quiet)
+    finals = {t.key for t in tasks}
+
+    class _Bar(Callback):
+        def _posttask(self, key, result, dsk, state, worker_id):
+            if key in finals:
+                bar.update(1)
+
+    try:
+        with _Bar():
+            if workers <= 1:
+                return list(dask.compute(*tasks, scheduler="synchronous"))
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                     initializer=_init_worker) as pool:
+                return list(dask.compute(*tasks, scheduler="processes", pool=pool))
+    finally:
+        bar.close()
+
+
+def _finish_point(index: int, overrides: dict[str, Any], digest: str, path: Path,
+                  numbers: dict[str, Any]) -> dict[str, Any]:
+    """Write one point's JSON atomically (run inside the task, so a finished point survives an
+    interruption of the sweep)."""
+    from esim.io.atomic import atomic_write_text
+
+    row = {"index": index, "params_hash": digest, "overrides": overrides, **numbers}
+    atomic_write_text(path, json.dumps(row, indent=1) + "\n")
+    return row
+
+
+def _load_point(path: Path, digest: str) -> dict[str, Any] | None:
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return row if isinstance(row, dict) and row.get("params_hash") == digest else None
+
+
+def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdir: str | Path,
+              *, mode: str = "grid", soc: float = 0.0, workers: int = 1, save: bool = False,
+              quiet: bool = True, figure: bool = True,
+              metrics: Sequence[str] | None = None) -> SweepResult:
+    """Run a sweep and write its table (see the module docstring).
+
+    Parameters
+    ----------
+    base : Params
+        Parameters shared by every point.
+    vary : mapping of ``"SECTION.KEY"`` to values
+    stage : str
+        One of :data:`STAGES`.
+    outdir : path
+        Output folder (created); a previous sweep's points there are reused when their hash
+        matches.
+    mode : {"grid", "zip"}
+    soc : float, 1
+        Uniform state of charge of the ``solve`` and ``spm`` stages.
+    workers : int
+        Processes (1: in this process).
+    save : bool
+        Also keep each point's packing and stage result under ``points/point_NNNN/``.
+    metrics : sequence of str, optional
+        Numbers drawn in ``sweep.png`` (default: the stage's, see :data:`STAGES`).
+
+    Returns
+    -------
+    SweepResult
+    """
+    import dask
+
+    if stage not in STAGES:
+        raise InvalidParameters(f"stage: must be one of {', '.join(STAGES)}, got {stage!r}")
+    if not (math.isfinite(soc) and 0.0 <= soc <= 1.0):
+        raise InvalidParameters(f"--soc: must lie in [0, 1], got {soc!r}")
+    if not 1 <= int(workers) <= 256:
+        raise InvalidParameters(f"--workers: must lie in [1, 256], got {workers!r}")
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise InvalidParameters(f"--outdir: {out} exists and is not a folder")
+    points = expand_points(base, vary, mode=mode)
+    t0 = time.perf_counter()
+    folder = out / "points"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any] | None] = [None] * len(points)
+    tasks, slots = [], []
+    finish = dask.delayed(_finish_point, pure=True)
+    compute = dask.delayed(run_point, pure=True)
+    for i, point in enumerate(points):
+        params = base.replace(**_nested(point))
+        digest = point_hash(params, stage, soc)
+        path = folder / f"point_{i:04d}.json"
+        old = _load_point(path, digest)
+        if old is not None:
+            rows[i] = old
+            continue
+        save_dir = str(folder / f"point_{i:04d}") if save else None
+        numbers = compute(params.to_json(), stage, soc, save_dir, dask_key_name=f"point-{i}")
+        tasks.append(finish(i, point, digest, path, numbers, dask_key_name=f"row-{i}"))
+        slots.append(i)
+    reused = len(points) - len(tasks)
+    for i, row in zip(slots, _compute(tasks, workers, quiet) if tasks else []):
+        rows[i] = row
+    result = SweepResult(keys=list(vary), stage=stage, rows=[r for r in rows if r is not None],
+                         reused=reused, elapsed_s=time.perf_counter() - t0)
+    result.files = write_tables(result, out, soc=soc, mode=mode, base=base)
+    if figure:
+        result.files["figure"] = plot_sweep(result, out / "sweep.png", metrics=metrics)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables and figure
+# ----------------------------------------------------------------------------------------------
+
+
+def _columns(result: SweepResult) -> list[str]:
+    cols = ["index", *result.keys, "status", "error", "pack_s", "stage_s"]
+    for row in result.rows:
+        for k in row:
+            if k not in cols and k not in ("overrides", "params_hash"):
+                cols.append(k)
+    return cols
+
+
+def _cell(row: dict[str, Any], col: str, keys: list[str]) -> Any:
+    if col in keys:
+        return row["overrides"].get(col)
+    return row.get(col)
+
+
+def write_tables(result: SweepResult, out: Path, *, soc: float, mode: str,
+                 base: Params) -> dict[str, Path]:
+    """``sweep.csv``, ``sweep.md``, ``sweep.json`` and ``base_params.toml``, atomically."""
+    import csv
+    import io
+
+    from esim import __version__
+    from esim.cli._common import format_value
+    from esim.io.atomic import atomic_write_text
+
+    cols = _columns(result)
+    table = [[_cell(r, c, result.keys) for c in cols] for r in result.rows]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    writer.writerows([["" if v is None else v for v in row] for row in table])
+    files = {"csv": out / "sweep.csv", "md": out / "sweep.md", "json": out / "sweep.json",
+             "base_params": out / "base_params.toml"}
+    atomic_write_text(files["csv"], buf.getvalue())
+    varied = ", ".join(result.keys) or "nothing"
+    shown = [c for c in cols if c != "error"]
+    md = [f"# esim sweep: {result.stage} ({STAGES[result.stage][0]})", "",
+          f"esim {__version__}; varied: {varied} ({mode}); SOC {soc:g}; "
+          f"{len(result.rows)} points, {result.n_failed} failed, {result.reused} reused; "
+          f"{result.elapsed_s:.1f} s.", "",
+          "| " + " | ".join(shown) + " |", "|" + "|".join("---" for _ in shown) + "|"]
+    for r in result.rows:
+        md.append("| " + " | ".join("" if (v := _cell(r, c, result.keys)) is None
+                                    else format_value(v) for c in shown) + " |")
+    for r in result.rows:
+        if r["status"] != "ok":
+            md.append(f"\nPoint {r['index']} failed: {r['error']}")
+    atomic_write_text(files["md"], "\n".join(md) + "\n")
+    doc = {"esim_version": __version__, "stage": result.stage, "mode": mode, "soc": soc,
+           "varied": {k: sorted({json.dumps(r["overrides"].get(k)) for r in result.rows})
+                      for k in result.keys},
+           "n_points": len(result.rows), "n_failed": result.n_failed, "reused": result.reused,
+           "elapsed_s": result.elapsed_s, "rows": result.rows}
+    atomic_write_text(files["json"], json.dumps(doc, indent=1) + "\n")
+    atomic_write_text(files["base_params"], base.to_toml())
+    return files
+
+
+def _is_seed(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] == "seed"
+
+
+def plot_sweep(result: SweepResult, path: str | Path,
+               metrics: Sequence[str] | None = None) -> Path:
+    """Each metric against the first non-seed field given more than one value (log axes for
+    conductivities and resistances): one marker per point, and the mean with its standard
+    deviation over seeds (or over the other varied fields) where a value repeats."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from esim.plot import save_figure
+
+    metrics = list(metrics or STAGES[result.stage][1])
+    metrics = [m for m in metrics if np.isfinite(result.column(m)).any()] or metrics[:1]
+    distinct = {k: len({json.dumps(r["overrides"].get(k)) for r in result.rows})
+                for k in result.keys}
+    xkeys = ([k for k in result.keys if not _is_seed(k) and distinct[k] > 1]
+             or [k for k in result.keys if distinct[k] > 1] or result.keys)
+    xkey = xkeys[0] if xkeys else None
+    ok = np.array([r["status"] == "ok" for r in result.rows], bool)
+    xs_raw = [r["overrides"].get(xkey) if xkey else r["index"] for r in result.rows]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs_raw)
+    labels = sorted({v for v in xs_raw}, key=lambda v: (str(type(v)), v)) if not numeric else []
+    x = (np.array(xs_raw, float) if numeric
+         else np.array([labels.index(v) for v in xs_raw], float))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        y = result.column(m)
+        good = ok & np.isfinite(y)
+        ax.plot(x[good], y[good], "o", ms=4, alpha=0.5, color="0.45", label="points")
+        ux = np.unique(x[good])
+        if ux.size < good.sum():
+            mean = np.array([y[good & (x == u)].mean() for u in ux])
+            std = np.array([y[good & (x == u)].std() for u in ux])
+            ax.errorbar(ux, mean, yerr=std, fmt="-s", ms=5, capsize=3, color="C0",
+                        label=f"mean ± std ({good.sum() / ux.size:.3g} points each)")
+            ax.legend(fontsize=8, frameon=False)
+        if m.endswith(_LOG_SUFFIXES) and np.all(y[good] > 0) and good.any():
+            ax.set_yscale("log")
+        if numeric and ux.size > 2 and np.all(ux > 0) and ux.max() / ux.min() > 50:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(range(len(labels)), [str(v) for v in labels])
+        ax.set_xlabel(axis_label(xkey) if xkey else "point")
+        ax.set_ylabel(axis_label(m))
+        if (~ok).any():
+            ax.set_title(f"{int((~ok).sum())} failed point(s) not shown", fontsize=8)
+    fig.suptitle(f"esim sweep: {result.stage} ({len(result.rows)} points)")
+    fig.tight_layout()
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+

@@ -1,0 +1,186 @@
+"""``esim sweep`` (esim.sweep): points, validation, numbers equal to a direct run, Dask processes,
+resume, failures recorded per point, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from esim.cli.main import main
+from esim.errors import EsimError, InvalidParameters
+from esim.params import Params
+from esim.sweep import expand_points, parse_vary, run_sweep
+
+SMALL = {"box_x_m": 25e-6, "box_y_m": 25e-6, "electrode_thickness_m": 20e-6,
+         "sample_points": 50000}
+SMALL_SET = [f"--set=structure.{k}={v}" for k, v in SMALL.items()]
+
+
+@pytest.fixture(scope="module")
+def base():
+    return Params().replace(structure=SMALL)
+
+
+@pytest.fixture(scope="module")
+def solved(base, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    vary = {"structure.nmc_fraction_of_solid": [0.4, 0.7], "structure.seed": [1, 2]}
+    return out, run_sweep(base, vary, "solve", out, soc=1.0)
+
+
+def test_parse_vary_values_and_spacings():
+    v = parse_vary(["structure.seed=1, 2,3", "network.contact_model=geometric,mechanical",
+                    "materials.x=lin(0, 1, 3)", "materials.y=log(1e-3, 1e-1, 3)",
+                    "spm.flag=true,false", 'spm.name="a b"'])
+    assert v["structure.seed"] == [1, 2, 3]
+    assert v["network.contact_model"] == ["geometric", "mechanical"]
+    assert v["materials.x"] == [0.0, 0.5, 1.0]
+    np.testing.assert_allclose(v["materials.y"], [1e-3, 1e-2, 1e-1], rtol=1e-12)
+    assert v["spm.flag"] == [True, False]
+    assert v["spm.name"] == ["a b"]
+
+
+@pytest.mark.parametrize("item, words", [
+    ("structure.seed", "SECTION.KEY"), ("seed=1,2", "SECTION.KEY"), ("structure.seed=", "KEY"),
+    ("structure.seed=lin(1, 2)", "lin(START"), ("structure.seed=log(0, 1, 3)", "positive"),
+    ("structure.seed=lin(0, 1, 0)", "COUNT"), ("structure.seed=,", "no values")])
+def test_parse_vary_rejects_malformed_items(item, words):
+    with pytest.raises(InvalidParameters) as exc:
+        parse_vary([item])
+    assert words in str(exc.value)
+
+
+def test_parse_vary_rejects_a_key_given_twice():
+    with pytest.raises(InvalidParameters, match="twice"):
+        parse_vary(["structure.seed=1", "structure.seed=2"])
+
+
+def test_grid_and_zip_points(base):
+    vary = {"structure.seed": [1, 2, 3], "structure.nmc_fraction_of_solid": [0.5, 0.6]}
+    grid = expand_points(base, vary)
+    assert len(grid) == 6 and len({json.dumps(p, sort_keys=True) for p in grid}) == 6
+    assert grid[0] == {"structure.seed": 1, "structure.nmc_fraction_of_solid": 0.5}
+    with pytest.raises(InvalidParameters, match="same number"):
+        expand_points(base, vary, mode="zip")
+    zipped = expand_points(base, {"structure.seed": [1, 2], "structure.nmc_gsd": [1.2, 1.3]},
+                           mode="zip")
+    assert zipped == [{"structure.seed": 1, "structure.nmc_gsd": 1.2},
+                      {"structure.seed": 2, "structure.nmc_gsd": 1.3}]
+
+
+def test_a_bad_point_names_the_point_and_the_field(base):
+    with pytest.raises(InvalidParameters) as exc:
+        expand_points(base, {"structure.nmc_fraction_of_solid": [0.5, 1.5]})
+    msg = str(exc.value)
+    assert "point 1" in msg and "nmc_fraction_of_solid" in msg
+    with pytest.raises(InvalidParameters, match="no_such_key"):
+        expand_points(base, {"structure.no_such_key": [1]})
+
+
+def test_numbers_equal_a_direct_run(solved, base):
+    from esim.effective import effective_properties
+    from esim.packing import pack
+
+    _, res = solved
+    assert [r["status"] for r in res.rows] == ["ok"] * 4
+    row = res.rows[3]
+    assert row["overrides"] == {"structure.nmc_fraction_of_solid": 0.7, "structure.seed": 2}
+    p = base.replace(structure={"nmc_fraction_of_solid": 0.7, "seed": 2})
+    direct = effective_properties(pack(p), p, 1.0)
+    for key in ("sigma_e_S_per_m", "sigma_ion_S_per_m", "tau_e", "nmc_connected_fraction"):
+        assert row[key] == direct[key], key
+
+
+def test_more_nmc_conducts_electrons_better_and_ions_worse(solved):
+    _, res = solved
+    f = np.array([r["overrides"]["structure.nmc_fraction_of_solid"] for r in res.rows])
+    se, si = res.column("sigma_e_S_per_m"), res.column("sigma_ion_S_per_m")
+    assert se[f == 0.7].min() > 3 * se[f == 0.4].max()
+    assert si[f == 0.7].max() < si[f == 0.4].min()
+
+
+def test_tables_and_figure(solved):
+    out, res = solved
+    with open(out / "sweep.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4
+    assert {"structure.nmc_fraction_of_solid", "structure.seed", "status",
+            "sigma_e_S_per_m"} <= set(rows[0])
+    assert float(rows[2]["sigma_e_S_per_m"]) == res.rows[2]["sigma_e_S_per_m"]
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["n_points"] == 4 and doc["stage"] == "solve" and doc["soc"] == 1.0
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| index |" in (out / "sweep.md").read_text()
+    assert len(list((out / "points").glob("point_*.json"))) == 4
+
+
+def test_resume_reuses_matching_points_only(solved, base):
+    out, res = solved
+    vary = {"structure.nmc_fraction_of_solid": [0.4, 0.7], "structure.seed": [1, 2]}
+    again = run_sweep(base, vary, "solve", out, soc=1.0, figure=False)
+    assert again.reused == 4
+    assert [r["sigma_e_S_per_m"] for r in again.rows] == [r["sigma_e_S_per_m"] for r in res.rows]
+    # a different SOC is a different point: nothing reused, other numbers
+    other = run_sweep(base, vary, "solve", out, soc=0.0, figure=False)
+    assert other.reused == 0
+    assert other.rows[0]["sigma_e_S_per_m"] < res.rows[0]["sigma_e_S_per_m"]
+
+
+def test_processes_give_the_same_numbers(solved, base, tmp_path):
+    _, res = solved
+    vary = {"structure.nmc_fraction_of_solid": [0.4, 0.7], "structure.seed": [1, 2]}
+    par = run_sweep(base, vary, "solve", tmp_path, soc=1.0, workers=2, figure=False)
+    for a, b in zip(res.rows, par.rows):
+        assert a["overrides"] == b["overrides"]
+        assert a["sigma_e_S_per_m"] == b["sigma_e_S_per_m"]
+        assert a["sigma_ion_S_per_m"] == b["sigma_ion_S_per_m"]
+
+
+def test_a_failing_point_is_recorded_and_the_others_run(base, tmp_path, monkeypatch):
+    import esim.sweep as sw
+
+    real = sw._stage_numbers
+
+    def fake(stage, packing, params, soc, save_dir):
+        if params.structure.seed == 2:
+            raise EsimError("no NMC touches the collector")
+        return real(stage, packing, params, soc, save_dir)
+
+    monkeypatch.setattr(sw, "_stage_numbers", fake)
+    res = run_sweep(base, {"structure.seed": [1, 2, 3]}, "pack", tmp_path, figure=False)
+    assert [r["status"] for r in res.rows] == ["ok", "failed", "ok"]
+    assert res.rows[1]["error"] == "no NMC touches the collector"
+    assert res.n_failed == 1
+    assert "Point 1 failed: no NMC" in (tmp_path / "sweep.md").read_text()
+
+
+def test_cli_pack_stage_json(tmp_path, capsys):
+    rc = main(["-q", "sweep", *SMALL_SET, "--stage", "pack", "--vary", "structure.seed=1,2",
+               "-o", str(tmp_path / "s"), "--json", "--save", "--no-figure"])
+    assert rc == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["n_points"] == 2 and d["n_failed"] == 0
+    rows = json.loads((tmp_path / "s" / "sweep.json").read_text())["rows"]
+    assert rows[0]["solid_fraction"] != rows[1]["solid_fraction"]  # two seeds, two packings
+    assert abs(rows[0]["solid_fraction"] - 0.85) < 0.01
+    assert (tmp_path / "s" / "points" / "point_0001" / "packing.h5").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--vary", "structure.nmc_fraction_of_solid=0.5,2"], "nmc_fraction_of_solid"),
+    (["--vary", "structure.bogus=1"], "bogus"),
+    (["--vary", "seed=1"], "SECTION.KEY"),
+    ([], "--vary"),
+    (["--vary", "structure.seed=1,2", "--workers", "0"], "--workers"),
+    (["--vary", "structure.seed=1,2", "--soc", "2"], "--soc"),
+    (["--vary", "structure.seed=1,2", "--zip", "--vary", "structure.nmc_gsd=1.2"], "same number"),
+])
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, words):
+    out = tmp_path / "s"
+    assert main(["sweep", *argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("esim: error:") and words in err and "Traceback" not in err
+    assert not out.exists()
