@@ -1,0 +1,287 @@
+"""Synthetic ground-truth datasets: virtual SPM maps of many electrodes, with what lies beneath.
+
+For image-analysis work (segmentation, per-particle statistics, denoising, resistance
+classification) a measured map never comes with its truth.  A dataset here is ``n`` electrodes,
+each packed from its own seed and cut at the same plane, imaged before and/or after the first
+charge exactly as ``esim reproduce`` images them, and stored with:
+
+* the measured channels (SEM, EDX S and Ni, SSRM, C-AFM, KPFM V_CPD and V_CPD', topography), as
+  Gwyddion ``.gsf`` files with units and pixel sizes (``<state>/gsf/``) and in ``spm.h5``;
+* the ground truth per pixel in ``spm.h5`` (phase, particle index, SOC, network and tip
+  resistance, connection class, the channels before the amplifiers and the blur), the phase and
+  particle labels also as ``.gsf`` (``truth_phase.gsf``, ``truth_particle.gsf``; -1 = pore);
+* the ground truth per particle of the window, ``particles.csv``: packing index, phase,
+  connection class, SOC (NMC only), resistance to the collector through the half-space network
+  (``inf``: no path), pixel count, mean depth, and the median reading of SSRM, C-AFM and V_CPD'
+  over its pixels, all in SI units at full precision;
+* the packing (``packing.h5``) and, for charged samples, the charge (``charge.h5``).
+
+``manifest.csv`` / ``manifest.json`` list every sample and state with its seeds, its files and
+its summary numbers; ``base_params.toml`` is the parameter set shared by all samples.
+
+Seeds: sample ``i`` uses ``structure.seed = first_seed + i`` (its packing) and
+``spm.seed = first_seed + i`` (its noise); everything else comes from the base set.  The KPFM
+work-function coupling is calibrated from the base set as ``esim reproduce`` does
+(:func:`esim.reproduce.kpfm_calibration`), so V_CPD' reads on the paper's scale.  A sample that
+is written completely is reused when the dataset is generated again into the same folder with
+the same parameters (the resume key is a hash of the sample's parameters and states).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from esim.errors import EsimError, InvalidParameters
+from esim.params import Params, params_from_dict
+
+__all__ = ["STATES", "DatasetResult", "sample_params", "generate_sample", "generate_dataset"]
+
+STATES = ("pristine", "charged")
+
+
+def sample_params(base: Params, seed: int) -> Params:
+    """The parameters of one sample: the base set with its packing and noise seeds, and the KPFM
+    coupling calibrated as in ``esim reproduce``."""
+    from esim.reproduce import kpfm_calibration
+
+    p = base.replace(structure={"seed": int(seed)}, spm={"seed": int(seed)})
+    return p.replace(spm=kpfm_calibration(p))
+
+
+def _write_particles_csv(maps: Any, path: Path) -> None:
+    import csv
+    import io
+
+    from esim.io.atomic import atomic_write_text
+    from esim.spm.maps import CLASS_NAMES
+
+    pr = maps.particle_readings()
+    cols = ["particle", "phase", "connection_class", "soc", "network_resistance_ohm", "pixels",
+            "z_m", "ssrm_ohm", "cafm_A", "kpfm_vcpd_prime_V"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for k in range(pr["particle"].size):
+        row = []
+        for c in cols:
+            v = pr[c][k]
+            if c == "soc" and int(pr["phase"][k]) != 1:
+                row.append("")  # the SE carries no state of charge
+            elif c == "connection_class":
+                row.append(CLASS_NAMES[int(v)])
+            elif c == "phase":
+                row.append({1: "NMC", 2: "SE"}.get(int(v), int(v)))
+            elif isinstance(v, (np.integer, int)):
+                row.append(int(v))
+            else:
+                # full precision; "inf" = no path to the collector, "" = no value
+                row.append("" if np.isnan(v) else repr(float(v)))
+        w.writerow(row)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _export_state(maps: Any, folder: Path, figures: bool) -> dict[str, Any]:
+    from esim.io.gsf import write_gsf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    maps.save(folder / "spm.h5")
+    gsf = folder / "gsf"
+    maps.export_gsf(gsf)
+    for name, title in (("particle", "Particle index (-1 pore)"),
+                        ("phase", "Phase (0 pore, 1 NMC, 2 SE)")):
+        write_gsf(gsf / f"truth_{name}.gsf", np.asarray(getattr(maps, name), np.float64),
+                  pixel_size_m=(maps.pixel_size_z_m, maps.pixel_size_u_m), z_unit="",
+                  title=title, x_offset_m=maps.origin_u_m, y_offset_m=maps.origin_z_m)
+    _write_particles_csv(maps, folder / "particles.csv")
+    if figures:
+        maps.plot(folder / "maps.png")
+        maps.plot_truth(folder / "truth.png")
+    return maps.summary()
+
+
+def generate_sample(params_json: str, states: tuple[str, ...], folder: str,
+                    figures: bool = False) -> dict[str, Any]:
+    """Pack, charge (when a charged state is asked for) and image one sample.
+
+    Returns ``{"status", "error", "seconds", "<state>": summary, ...}``; an
+    :class:`~esim.errors.EsimError` (e.g. no NMC touches the collector, so the charge cannot
+    run) makes ``status = "failed"`` with its message.  Files are written under ``folder``.
+    """
+    from esim.packing import pack
+    from esim.reproduce import image_states
+
+    params = params_from_dict(json.loads(params_json))
+    out: dict[str, Any] = {"status": "ok", "error": ""}
+    t0 = time.perf_counter()
+    root = Path(folder)
+    try:
+        packing = pack(params)
+        root.mkdir(parents=True, exist_ok=True)
+        packing.save(root / "packing.h5")
+        chg = None
+        if "charged" in states:
+            from esim.charge import charge
+
+            chg = charge(packing, params)
+            chg.save(root / "charge.h5")
+        images = image_states(packing, params, chg, params.spm)
+        for state in states:
+            out[state] = _export_state(images[state], root / state, figures)
+        out["n_particles"] = packing.n_particles
+        out["solid_fraction"] = packing.solid_fraction
+        if chg is not None:
+            out["capacity_mAh_per_g"] = float(chg.capacity_at_end_of_charge_mAh_per_g)
+            out["ocv_after_rest_V_vs_Li"] = float(chg.ocv_after_rest_V_vs_Li)
+    except EsimError as exc:
+        out["status"] = "failed"
+        out["error"] = str(exc)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+@dataclass
+class DatasetResult:
+    """The manifest rows of a generated dataset and its files."""
+
+    rows: list[dict[str, Any]]
+    files: dict[str, Path] = field(default_factory=dict)
+    reused: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def n_failed(self) -> int:
+        return len({r["sample"] for r in self.rows if r["status"] != "ok"})
+
+
+def _finish_sample(index: int, seed: int, digest: str, states: tuple[str, ...], folder: str,
+                   record: dict[str, Any]) -> dict[str, Any]:
+    from esim.io.atomic import atomic_write_text
+
+    doc = {"sample": index, "seed": seed, "params_hash": digest, "states": list(states),
+           "folder": Path(folder).name, **record}
+    atomic_write_text(Path(folder).parent / f"{Path(folder).name}.json",
+                      json.dumps(doc, indent=1, default=_json_default) + "\n")
+    return doc
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, (np.floating, np.integer, np.bool_)):
+        return v.item()
+    raise TypeError(type(v).__name__)
+
+
+def _manifest_rows(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for d in docs:
+        for state in d["states"]:
+            row = {"sample": d["sample"], "state": state, "seed": d["seed"],
+                   "status": d["status"], "error": d["error"],
+                   "folder": f"{d['folder']}/{state}"}
+            for k in ("n_particles", "solid_fraction", "capacity_mAh_per_g",
+                      "ocv_after_rest_V_vs_Li"):
+                if k in d:
+                    row[k] = d[k]
+            for k, v in (d.get(state) or {}).items():
+                row[k] = None if isinstance(v, float) and not np.isfinite(v) else v
+            rows.append(row)
+    return rows
+
+
+def generate_dataset(base: Params, n: int, outdir: str | Path, *, first_seed: int = 1,
+                     states: tuple[str, ...] = STATES, workers: int = 1, figures: bool = False,
+                     quiet: bool = True) -> DatasetResult:
+    """Generate ``n`` samples (see the module docstring) into ``outdir``.
+
+    Parameters
+    ----------
+    base : Params
+    n : int
+        Number of electrodes (samples), 1..100000.
+    outdir : path
+        Output folder; complete samples already there with the same parameters are reused.
+    first_seed : int
+        Seed of sample 0; sample i uses ``first_seed + i``.
+    states : tuple of {"pristine", "charged"}
+    workers : int
+        Processes (1: in this process).
+    figures : bool
+        Draw ``maps.png`` and ``truth.png`` for every sample and state.
+    """
+    import dask
+
+    from esim.sweep import _compute, point_hash
+
+    if not 1 <= int(n) <= 100_000:
+        raise InvalidParameters(f"--samples: must lie in [1, 100000], got {n!r}")
+    if not states or any(s not in STATES for s in states) or len(set(states)) != len(states):
+        raise InvalidParameters(f"--states: choose from {', '.join(STATES)}, got {states!r}")
+    if not 1 <= int(workers) <= 256:
+        raise InvalidParameters(f"--workers: must lie in [1, 256], got {workers!r}")
+    if not (0 <= int(first_seed) and int(first_seed) + int(n) <= 2**32):
+        raise InvalidParameters(f"--first-seed: must lie in [0, 2^32 - n], got {first_seed!r}")
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise InvalidParameters(f"--outdir: {out} exists and is not a folder")
+    states = tuple(s for s in STATES if s in states)
+    all_params = [sample_params(base, first_seed + i) for i in range(n)]  # validates all first
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    docs: list[dict[str, Any] | None] = [None] * n
+    tasks, slots = [], []
+    run = dask.delayed(generate_sample, pure=True)
+    finish = dask.delayed(_finish_sample, pure=True)
+    for i, p in enumerate(all_params):
+        digest = point_hash(p, "dataset:" + ",".join(states), 0.0)
+        folder = out / f"sample_{i:05d}"
+        try:
+            old = json.loads((out / f"sample_{i:05d}.json").read_text())
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict) and old.get("params_hash") == digest:
+            docs[i] = old
+            continue
+        rec = run(p.to_json(), states, str(folder), figures, dask_key_name=f"sample-{i}")
+        tasks.append(finish(i, first_seed + i, digest, states, str(folder), rec,
+                            dask_key_name=f"row-{i}"))
+        slots.append(i)
+    reused = n - len(tasks)
+    for i, doc in zip(slots, _compute(tasks, workers, quiet, "samples") if tasks else []):
+        docs[i] = doc
+    rows = _manifest_rows([d for d in docs if d is not None])
+    result = DatasetResult(rows=rows, reused=reused, elapsed_s=time.perf_counter() - t0)
+    result.files = _write_manifest(result, out, base, states, first_seed)
+    return result
+
+
+def _write_manifest(result: DatasetResult, out: Path, base: Params, states: tuple[str, ...],
+                    first_seed: int) -> dict[str, Path]:
+    import csv
+    import io
+
+    from esim import __version__
+    from esim.io.atomic import atomic_write_text
+
+    cols: list[str] = []
+    for r in result.rows:
+        cols += [k for k in r if k not in cols]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in result.rows:
+        w.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
+    files = {"manifest_csv": out / "manifest.csv", "manifest_json": out / "manifest.json",
+             "base_params": out / "base_params.toml"}
+    atomic_write_text(files["manifest_csv"], buf.getvalue())
+    doc = {"esim_version": __version__, "states": list(states), "first_seed": first_seed,
+           "n_samples": len({r["sample"] for r in result.rows}), "n_failed": result.n_failed,
+           "reused": result.reused, "elapsed_s": result.elapsed_s, "rows": result.rows}
+    atomic_write_text(files["manifest_json"],
+                      json.dumps(doc, indent=1, default=_json_default) + "\n")
+    atomic_write_text(files["base_params"], base.to_toml())
+    return files

@@ -1,0 +1,131 @@
+"""``esim dataset`` (esim.dataset): files, per-pixel and per-particle truth consistent with the maps,
+seeds, the charged state's physics direction, resume, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from esim.cli.main import main
+from esim.dataset import generate_dataset
+from esim.params import Params
+
+QUICK = {"box_x_m": 24e-6, "box_y_m": 24e-6, "sample_points": 200_000}
+
+
+@pytest.fixture(scope="module")
+def base():
+    return Params().replace(structure=QUICK, spm={"pixels_u": 96, "pixels_z": 96})
+
+
+@pytest.fixture(scope="module")
+def dataset(base, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds")
+    return out, generate_dataset(base, 2, out, first_seed=1)
+
+
+def _csv(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_manifest_lists_every_sample_and_state(dataset):
+    out, res = dataset
+    rows = _csv(out / "manifest.csv")
+    assert [(r["sample"], r["state"], r["seed"]) for r in rows] == [
+        ("0", "pristine", "1"), ("0", "charged", "1"), ("1", "pristine", "2"),
+        ("1", "charged", "2")]
+    assert all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        folder = out / r["folder"]
+        for name in ("spm.h5", "particles.csv", "gsf/ssrm_ohm.gsf", "gsf/truth_particle.gsf"):
+            assert (folder / name).exists(), folder / name
+    assert json.loads((out / "manifest.json").read_text())["n_samples"] == 2
+    assert (out / "base_params.toml").exists()
+
+
+def test_truth_files_agree_with_the_maps(dataset):
+    from esim.io.gsf import read_gsf
+    from esim.packing import PHASE_NMC
+    from esim.spm.maps import CLASS_NAMES, SPMMaps
+
+    out, _ = dataset
+    for state in ("pristine", "charged"):
+        folder = out / "sample_00000" / state
+        maps = SPMMaps.load(folder / "spm.h5")
+        np.testing.assert_array_equal(read_gsf(folder / "gsf" / "truth_particle.gsf").data,
+                                      maps.particle.astype(np.float32))
+        np.testing.assert_array_equal(read_gsf(folder / "gsf" / "truth_phase.gsf").data,
+                                      maps.phase.astype(np.float32))
+        rows = _csv(folder / "particles.csv")
+        assert [int(r["particle"]) for r in rows] == maps.window_particles.tolist()
+        pr = maps.particle_readings()
+        for k, r in enumerate(rows):
+            assert r["connection_class"] == CLASS_NAMES[int(maps.window_class[k])]
+            assert int(r["pixels"]) == pr["pixels"][k] == np.count_nonzero(
+                maps.particle == maps.window_particles[k])
+            r_net = maps.window_resistance_ohm[k]
+            assert float(r["network_resistance_ohm"]) == r_net  # full precision, inf as "inf"
+            if maps.window_phase[k] == PHASE_NMC:
+                assert r["phase"] == "NMC"
+                assert float(r["soc"]) == maps.window_soc[k]
+                assert float(r["ssrm_ohm"]) == pr["ssrm_ohm"][k]
+            else:
+                assert r["phase"] == "SE" and r["soc"] == ""
+
+
+def test_samples_differ_and_a_seed_reproduces_its_sample(dataset, base, tmp_path):
+    from esim.spm.maps import SPMMaps
+
+    out, _ = dataset
+    a = SPMMaps.load(out / "sample_00000" / "pristine" / "spm.h5")
+    b = SPMMaps.load(out / "sample_00001" / "pristine" / "spm.h5")
+    assert not np.array_equal(a.particle, b.particle)
+    again = generate_dataset(base, 1, tmp_path, first_seed=2, states=("pristine",))
+    assert again.rows[0]["seed"] == 2
+    c = SPMMaps.load(tmp_path / "sample_00000" / "pristine" / "spm.h5")
+    for name in ("ssrm_ohm", "kpfm_vcpd_prime_V", "particle", "network_resistance_ohm"):
+        np.testing.assert_array_equal(getattr(c, name), getattr(b, name))
+
+
+def test_the_charge_shows_in_the_maps(dataset):
+    out, _ = dataset
+    for sample in ("sample_00000", "sample_00001"):
+        before = {r["particle"]: r for r in _csv(out / sample / "pristine" / "particles.csv")}
+        after = _csv(out / sample / "charged" / "particles.csv")
+        conn = [r for r in after if r["phase"] == "NMC" and r["connection_class"] == "connected"]
+        assert conn
+        for r in conn:
+            assert float(r["soc"]) > 0.5
+            assert float(before[r["particle"]]["soc"]) == 0.0
+            # Otoyama et al. 2020: NMC V_CPD' ~2.1 V before and ~3.2 V after the charge, and the
+            # SSRM reading falls from the ~2e9 ohm ceiling
+            assert float(r["kpfm_vcpd_prime_V"]) - float(
+                before[r["particle"]]["kpfm_vcpd_prime_V"]) > 0.7
+            assert float(r["ssrm_ohm"]) < 0.5 * float(before[r["particle"]]["ssrm_ohm"])
+
+
+def test_resume_reuses_complete_samples(dataset, base):
+    out, res = dataset
+    stamp = (out / "sample_00001" / "charged" / "spm.h5").stat().st_mtime_ns
+    again = generate_dataset(base, 2, out, first_seed=1)
+    assert again.reused == 2
+    assert again.rows == res.rows
+    assert (out / "sample_00001" / "charged" / "spm.h5").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--samples", "0"], "--samples"),
+    (["--set", "structure.nmc_fraction_of_solid=2"], "nmc_fraction_of_solid"),
+    (["--workers", "0"], "--workers"),
+    (["--first-seed", "-1"], "--first-seed"),
+])
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, words):
+    out = tmp_path / "d"
+    assert main(["dataset", *argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("esim: error:") and words in err and "Traceback" not in err
+    assert not out.exists()
