@@ -239,13 +239,14 @@ def _stage_numbers(stage: str, packing: Any, params: Params, soc: float,
     if stage == "charge":
         from esim.charge import ChargeIncomplete, charge
 
+        note = ""
         try:
             result = charge(packing, params)
         except ChargeIncomplete as exc:  # a partial charge is a result: keep its numbers
-            result = exc.result
+            result, note = exc.result, str(exc)
         if save_dir is not None:
             result.save(save_dir / "charge.h5")
-        return result.summary()
+        return {**result.summary(), "_note": note}
     if stage == "spm":
         from esim.spm.maps import simulate_spm
 
@@ -275,8 +276,9 @@ def run_point(params_json: str, stage: str, soc: float = 0.0,
     Returns
     -------
     dict
-        ``status`` ("ok" or "failed"), ``error`` (message or ""), ``pack_s``, ``stage_s`` (s)
-        and the stage's scalar numbers (SI units in the keys).
+        ``status`` ("ok"; "incomplete": a charge that stopped early, e.g. a current the pristine
+        electrode cannot carry, with its numbers so far; "failed"), ``error`` (the message or
+        ""), ``pack_s``, ``stage_s`` (s) and the stage's scalar numbers (SI units in the keys).
     """
     params = params_from_dict(json.loads(params_json))
     out: dict[str, Any] = {"status": "ok", "error": "", "pack_s": None, "stage_s": None}
@@ -297,7 +299,10 @@ def run_point(params_json: str, stage: str, soc: float = 0.0,
             for k in ("n_particles", "solid_fraction", "nmc_fraction_of_solid",
                       "nmc_percolates"):
                 numbers.setdefault(k, s[k])
+        note = numbers.pop("_note", "")
         out.update(_scalars(numbers))
+        if note:
+            out["status"], out["error"] = "incomplete", note
     except EsimError as exc:
         out["status"] = "failed"
         out["error"] = str(exc)
@@ -322,7 +327,11 @@ class SweepResult:
 
     @property
     def n_failed(self) -> int:
-        return sum(r["status"] != "ok" for r in self.rows)
+        return sum(r["status"] == "failed" for r in self.rows)
+
+    @property
+    def n_incomplete(self) -> int:
+        return sum(r["status"] == "incomplete" for r in self.rows)
 
     def column(self, name: str) -> np.ndarray:
         """One column as floats (NaN where missing)."""
@@ -501,7 +510,8 @@ def write_tables(result: SweepResult, out: Path, *, soc: float, mode: str,
     shown = [c for c in cols if c != "error"]
     md = [f"# esim sweep: {result.stage} ({STAGES[result.stage][0]})", "",
           f"esim {__version__}; varied: {varied} ({mode}); SOC {soc:g}; "
-          f"{len(result.rows)} points, {result.n_failed} failed, {result.reused} reused; "
+          f"{len(result.rows)} points, {result.n_failed} failed, {result.n_incomplete} "
+          f"incomplete, {result.reused} reused; "
           f"{result.elapsed_s:.1f} s.", "",
           "| " + " | ".join(shown) + " |", "|" + "|".join("---" for _ in shown) + "|"]
     for r in result.rows:
@@ -509,12 +519,13 @@ def write_tables(result: SweepResult, out: Path, *, soc: float, mode: str,
                                     else format_value(v) for c in shown) + " |")
     for r in result.rows:
         if r["status"] != "ok":
-            md.append(f"\nPoint {r['index']} failed: {r['error']}")
+            md.append(f"\nPoint {r['index']} {r['status']}: {r['error']}")
     atomic_write_text(files["md"], "\n".join(md) + "\n")
     doc = {"esim_version": __version__, "stage": result.stage, "mode": mode, "soc": soc,
            "varied": {k: sorted({json.dumps(r["overrides"].get(k)) for r in result.rows})
                       for k in result.keys},
-           "n_points": len(result.rows), "n_failed": result.n_failed, "reused": result.reused,
+           "n_points": len(result.rows), "n_failed": result.n_failed,
+           "n_incomplete": result.n_incomplete, "reused": result.reused,
            "elapsed_s": result.elapsed_s, "rows": result.rows}
     atomic_write_text(files["json"], json.dumps(doc, indent=1) + "\n")
     atomic_write_text(files["base_params"], base.to_toml())
@@ -544,7 +555,7 @@ def plot_sweep(result: SweepResult, path: str | Path,
     xkeys = ([k for k in result.keys if not _is_seed(k) and distinct[k] > 1]
              or [k for k in result.keys if distinct[k] > 1] or result.keys)
     xkey = xkeys[0] if xkeys else None
-    ok = np.array([r["status"] == "ok" for r in result.rows], bool)
+    ok = np.array([r["status"] != "failed" for r in result.rows], bool)
     xs_raw = [r["overrides"].get(xkey) if xkey else r["index"] for r in result.rows]
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs_raw)
     labels = sorted({v for v in xs_raw}, key=lambda v: (str(type(v)), v)) if not numeric else []
@@ -559,7 +570,8 @@ def plot_sweep(result: SweepResult, path: str | Path,
         if ux.size < good.sum():
             mean = np.array([y[good & (x == u)].mean() for u in ux])
             std = np.array([y[good & (x == u)].std() for u in ux])
-            ax.errorbar(ux, mean, yerr=std, fmt="-s", ms=5, capsize=3, color="C0",
+            ax.errorbar(ux, mean, yerr=std, fmt="-s" if numeric else "s", ms=5, capsize=3,
+                        color="C0",
                         label=f"mean ± std ({good.sum() / ux.size:.3g} points each)")
             ax.legend(fontsize=8, frameon=False)
         if m.endswith(_LOG_SUFFIXES) and np.all(y[good] > 0) and good.any():

@@ -87,3 +87,14 @@ def test_fire_alpha_study_toy(tmp_path):
     with pytest.raises(SystemExit) as exc:
         fire_alpha.main(["--cascade-step", "1.5", "--out", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_harness_quick_sweep(quick_run):
+    """Both sweep rows do the same work and get the same numbers; the two-worker row's ratio is
+    its time over the one-worker time."""
+    _, rows = quick_run
+    sw = {r["case"]: r for r in rows if r["suite"] == "sweep"}
+    one, two = sw["esim_sweep_1_worker"], sw["esim_sweep_2_worker"]
+    assert one["points"] == two["points"] == 2 and one["n_failed"] == two["n_failed"] == 0
+    assert one["sigma_e_S_per_m_first"] == two["sigma_e_S_per_m_first"]
+    assert two["ratio_to_esim"] == pytest.approx(two["time_s"] / one["time_s"])

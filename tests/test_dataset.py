@@ -1,5 +1,5 @@
-"""``esim dataset`` (esim.dataset): files, per-pixel and per-particle truth consistent with the maps,
-seeds, the charged state's physics direction, resume, bad input."""
+"""``esim dataset`` (esim.dataset): files, per-pixel and per-particle truth consistent with the
+maps, seeds, the charged state's physics direction, resume, bad input."""
 
 from __future__ import annotations
 

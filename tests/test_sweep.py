@@ -184,3 +184,16 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, words)
     err = capsys.readouterr().err
     assert err.startswith("esim: error:") and words in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_charge_stage_a_current_too_high_is_an_incomplete_result(tmp_path):
+    base = Params().replace(structure={"box_x_m": 24e-6, "box_y_m": 24e-6,
+                                       "sample_points": 200_000})
+    res = run_sweep(base, {"charge.current_density_A_per_m2": [1.3, 13.0]}, "charge", tmp_path,
+                    figure=False)
+    ok, high = res.rows
+    assert ok["status"] == "ok" and ok["stop_reason"] == "cutoff"
+    assert abs(ok["capacity_mAh_per_g"] - 164) < 16  # Otoyama et al. 2020: 164 mAh/g
+    assert high["status"] == "incomplete" and high["error"]
+    assert high["capacity_mAh_per_g"] < 0.5 * ok["capacity_mAh_per_g"]
+    assert res.n_failed == 0 and res.n_incomplete == 1

@@ -3,7 +3,8 @@
 Each ``--vary SECTION.KEY=VALUES`` names a field of the parameter file (``esim params --default``
 lists them) and its values: comma-separated (``structure.seed=1,2,3``,
 ``network.contact_model=geometric,mechanical``) or spaced, ``lin(START, STOP, COUNT)`` and
-``log(START, STOP, COUNT)`` (``materials.film_resistivity_ohm_m=log(1e3, 1e6, 4)``).  The points
+``log(START, STOP, COUNT)``, quoted for the shell
+(``"charge.current_density_A_per_m2=log(0.65, 13, 3)"``).  The points
 are every combination of the values (default) or, with ``--zip``, the lists taken element by
 element.  ``--set SECTION.KEY=VALUE`` changes the base set for every point.  Every point is
 validated before any runs: a bad value exits with status 2, naming the
@@ -16,7 +17,8 @@ per point, SI units in the column names), ``sweep.png`` (each number against the
 non-seed field, mean and spread over seeds) and ``points/point_NNNN.json``, written as each point
 finishes.  Re-running into the same folder reuses the points whose parameters are unchanged, so an
 interrupted sweep resumes.  A point that fails for a physical reason is listed as failed and the
-others go on; the exit status is then 1.
+others go on; the exit status is then 1.  A charge that stops early (e.g. a current the pristine
+electrode cannot carry) is a result, listed as incomplete with its reason.
 
 Example: the electronic conductivity of the composite against its NMC share, three seeds each::
 
@@ -81,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                        quiet=bool(args.quiet or args.json), figure=not args.no_figure,
                        metrics=args.metric)
     summary = {"stage": args.stage, "varied": ", ".join(vary), "n_points": len(result.rows),
-               "n_failed": result.n_failed, "reused_points": result.reused,
+               "n_failed": result.n_failed, "n_incomplete": result.n_incomplete,
+               "reused_points": result.reused,
                "elapsed_s": result.elapsed_s,
                **{f"{k}_path": str(v) for k, v in result.files.items()}}
     if args.json:
@@ -90,5 +93,5 @@ def run(args: argparse.Namespace) -> int:
         print_table(f"esim sweep: {Path(args.outdir)}", summary)
         for r in result.rows:
             if r["status"] != "ok":
-                print(f"  point {r['index']} failed: {r['error']}")
+                print(f"  point {r['index']} {r['status']}: {r['error']}")
     return 1 if result.n_failed else 0
