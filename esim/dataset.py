@@ -9,7 +9,7 @@ charge exactly as ``esim reproduce`` images them, and stored with:
   Gwyddion ``.gsf`` files with units and pixel sizes (``<state>/gsf/``) and in ``spm.h5``;
 * the ground truth per pixel in ``spm.h5`` (phase, particle index, SOC, network and tip
   resistance, connection class, the channels before the amplifiers and the blur), the phase and
-  particle labels also as ``.gsf`` (``truth_phase.gsf``, ``truth_particle.gsf``; -1 = pore);
+  particle labels also as ``.gsf`` (``phase.gsf``, ``truth_particle.gsf``; -1 = pore);
 * the ground truth per particle of the window, ``particles.csv``: packing index, phase,
   connection class, SOC (NMC only), resistance to the collector through the half-space network
   (``inf``: no path), pixel count, mean depth, and the median reading of SSRM, C-AFM and V_CPD'
@@ -93,11 +93,10 @@ def _export_state(maps: Any, folder: Path, figures: bool) -> dict[str, Any]:
     maps.save(folder / "spm.h5")
     gsf = folder / "gsf"
     maps.export_gsf(gsf)
-    for name, title in (("particle", "Particle index (-1 pore)"),
-                        ("phase", "Phase (0 pore, 1 NMC, 2 SE)")):
-        write_gsf(gsf / f"truth_{name}.gsf", np.asarray(getattr(maps, name), np.float64),
-                  pixel_size_m=(maps.pixel_size_z_m, maps.pixel_size_u_m), z_unit="",
-                  title=title, x_offset_m=maps.origin_u_m, y_offset_m=maps.origin_z_m)
+    write_gsf(gsf / "truth_particle.gsf", np.asarray(maps.particle, np.float64),
+              pixel_size_m=(maps.pixel_size_z_m, maps.pixel_size_u_m), z_unit="",
+              title="Particle index (-1 pore)", x_offset_m=maps.origin_u_m,
+              y_offset_m=maps.origin_z_m)
     _write_particles_csv(maps, folder / "particles.csv")
     if figures:
         maps.plot(folder / "maps.png")
@@ -278,10 +277,60 @@ def _write_manifest(result: DatasetResult, out: Path, base: Params, states: tupl
     files = {"manifest_csv": out / "manifest.csv", "manifest_json": out / "manifest.json",
              "base_params": out / "base_params.toml"}
     atomic_write_text(files["manifest_csv"], buf.getvalue())
+    c = base.charge
     doc = {"esim_version": __version__, "states": list(states), "first_seed": first_seed,
+           "charge": f"at {c.current_density_A_per_m2 / 10:g} mA/cm2 to {c.cutoff_V_vs_Li:g} V "
+                     f"vs Li and a {c.rest_time_s:g} s rest at open circuit",
            "n_samples": len({r["sample"] for r in result.rows}), "n_failed": result.n_failed,
            "reused": result.reused, "elapsed_s": result.elapsed_s, "rows": result.rows}
     atomic_write_text(files["manifest_json"],
                       json.dumps(doc, indent=1, default=_json_default) + "\n")
     atomic_write_text(files["base_params"], base.to_toml())
+    files["readme"] = out / "README.md"
+    atomic_write_text(files["readme"], _readme(doc))
     return files
+
+
+def _readme(doc: dict[str, Any]) -> str:
+    """What a receiver of the dataset needs to read it: layout, channels, truth, units."""
+    from esim.spm.maps import CHANNELS, CLASS_NAMES
+
+    chans = "\n".join(f"| `gsf/{k}.gsf` | {title} | {unit or '1'} |"
+                       for k, (unit, title) in CHANNELS.items())
+    classes = ", ".join(f"{k} {v}" for k, v in CLASS_NAMES.items())
+    truth = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in (
+        ("`gsf/phase.gsf`", "ground truth: 0 pore, 1 NMC, 2 SE", "1"),
+        ("`gsf/truth_particle.gsf`",
+         "ground truth: packing index of the particle under the pixel, -1 pore", "1"),
+        ("`spm.h5`", "all maps and the per-pixel truth (SOC, network and tip resistance, "
+         "connection class, signals before the amplifiers and the blur), with the parameters",
+         "SI"),
+        ("`particles.csv`", "per particle of the window: truth (phase, connection class, SOC, "
+         "resistance to the collector through the half-space network, `inf` for no path) beside "
+         "its median readings", "SI")))
+    return f"""# Synthetic SPM dataset (esim {doc['esim_version']})
+
+{doc['n_samples']} electrode(s) of LiNbO3-coated NMC111 and Li3PS4 glass, each packed from its own
+seed (sample i: seed {doc['first_seed']} + i), cut by ion milling at the same plane and imaged
+{' and '.join(doc['states'])} (pristine: before the first charge; charged: after the charge
+{doc['charge']}), the way Otoyama et al. (2020) imaged their electrode.
+{doc['n_failed']} sample(s) failed (see `manifest.csv`, column `error`).
+
+## Layout
+
+`sample_NNNNN/packing.h5` (the electrode), `charge.h5` (its charge), and per state
+`sample_NNNNN/<state>/`:
+
+| file | content | unit |
+|---|---|---|
+{chans}
+{truth}
+
+Maps are `(nz, nu)`: row 0 nearest the current collector, columns along the cut.  Connection
+classes: {classes}.  Read `.gsf` with Gwyddion, `gsffile` or `esim.io.gsf.read_gsf`, and
+`spm.h5` with `esim.spm.maps.SPMMaps.load`.
+
+`manifest.csv` has one row per sample and state with its seed, folder and summary numbers
+(units in the column names).  Regenerate with `esim dataset base_params.toml --samples
+{doc['n_samples']} --first-seed {doc['first_seed']} --states {' '.join(doc['states'])}`.
+"""

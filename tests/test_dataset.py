@@ -45,6 +45,9 @@ def test_manifest_lists_every_sample_and_state(dataset):
             assert (folder / name).exists(), folder / name
     assert json.loads((out / "manifest.json").read_text())["n_samples"] == 2
     assert (out / "base_params.toml").exists()
+    readme = (out / "README.md").read_text()
+    assert "gsf/ssrm_ohm.gsf" in readme and "truth_particle" in readme
+    assert "2 electrode(s)" in readme
 
 
 def test_truth_files_agree_with_the_maps(dataset):
@@ -58,7 +61,7 @@ def test_truth_files_agree_with_the_maps(dataset):
         maps = SPMMaps.load(folder / "spm.h5")
         np.testing.assert_array_equal(read_gsf(folder / "gsf" / "truth_particle.gsf").data,
                                       maps.particle.astype(np.float32))
-        np.testing.assert_array_equal(read_gsf(folder / "gsf" / "truth_phase.gsf").data,
+        np.testing.assert_array_equal(read_gsf(folder / "gsf" / "phase.gsf").data,
                                       maps.phase.astype(np.float32))
         rows = _csv(folder / "particles.csv")
         assert [int(r["particle"]) for r in rows] == maps.window_particles.tolist()

@@ -6,7 +6,7 @@ charge to 4.4 V vs Li and the rest of the charge section) the first charge, as `
 images the paper's electrode.  Each ``sample_NNNNN/<state>/`` holds ``spm.h5`` (measured maps and
 the per-pixel truth: phase, particle index, SOC, network and tip resistance, connection class,
 the signals before the amplifiers and the blur), ``gsf/`` (every measured channel plus
-``truth_phase.gsf`` and ``truth_particle.gsf``, for Gwyddion) and ``particles.csv`` (the truth
+``phase.gsf`` and ``truth_particle.gsf``, for Gwyddion) and ``particles.csv`` (the truth
 per particle of the window beside its median readings).  ``sample_NNNNN/packing.h5`` and
 ``charge.h5`` hold the electrode and its charge.  ``manifest.csv`` / ``manifest.json`` list every
 sample and state with its summary numbers; ``base_params.toml`` the shared parameters.
