@@ -34,7 +34,9 @@ Parallelism
 ``workers > 1`` runs the points on a Dask ``processes`` scheduler over a
 :class:`concurrent.futures.ProcessPoolExecutor` whose workers run numba single-threaded (one
 point per core; the numba kernels' own threads would otherwise oversubscribe the cores).
-``workers = 1`` uses Dask's synchronous scheduler in this process.  Each point's random numbers
+``workers = 1`` uses Dask's synchronous scheduler in this process.  Workers are spawned, so a
+script that calls :func:`run_sweep` with ``workers > 1`` needs the usual
+``if __name__ == "__main__":`` guard around its top level.  Each point's random numbers
 come from its own parameters' seeds, so the numbers do not depend on the scheduler or on the
 order in which points finish.
 """
@@ -368,10 +370,19 @@ def _compute(tasks: list[Any], workers: int, quiet: bool, desc: str = "sweep poi
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
+            from concurrent.futures.process import BrokenProcessPool
+
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                     initializer=_init_worker) as pool:
-                return list(dask.compute(*tasks, scheduler="processes", pool=pool))
+            try:
+                with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                         initializer=_init_worker) as pool:
+                    return list(dask.compute(*tasks, scheduler="processes", pool=pool))
+            except BrokenProcessPool:
+                raise EsimError(
+                    "the worker processes stopped abruptly (out of memory?, or a script that "
+                    "starts workers at import: guard its top level with "
+                    "'if __name__ == \"__main__\":'); finished points are kept, re-run to "
+                    "resume, or use one worker") from None
     finally:
         bar.close()
 
