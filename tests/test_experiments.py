@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,3 +64,40 @@ def test_percolation_quick(tmp_path):
     for pr in res["pairs"]:
         assert math.isfinite(pr["p_cross"])
         assert abs(pr["p_cross"] - 0.2488) < 0.03, pr
+
+
+def test_nmc_percolation_threshold_tools():
+    perc = _load("nmc_percolation")
+    # Bielefeld et al. 2019: p_c = 7.83 ln(d/um) + 36.67 vol%, about 49 vol% for 5 um NMC
+    assert perc.bielefeld_threshold_volpct(5e-6) == pytest.approx(math.log(5) * 7.83 + 36.67)
+    assert 49.0 < perc.bielefeld_threshold_volpct(5e-6) < 49.5
+    assert perc.crossing([1, 2, 3], [0.0, 0.25, 1.0]) == 2 + 0.25 / 0.75
+    assert perc.crossing([1, 2, 3], [0.0, 0.2, 0.4]) is None
+    assert perc.crossing([1, 2, 3], [0.6, 0.8, 1.0]) is None
+    rows = [{"overrides": {"structure.nmc_fraction_of_solid": s}, "status": "ok",
+             "solid_fraction": 0.85, "nmc_fraction_of_solid": s, "nmc_percolates": p,
+             "nmc_connected_fraction": c, "sigma_e_S_per_m": g}
+            for s, p, c, g in ((0.3, False, 0.2, 1e-7), (0.3, True, 0.6, 1e-4),
+                               (0.5, True, 1.0, 1e-3))]
+    t = perc.summarise(rows)
+    assert [x["spanning_probability"] for x in t] == [0.5, 1.0]
+    assert t[0]["connected_fraction_mean"] == 0.4 and t[0]["nmc_volpct_of_total"] == 25.5
+
+
+def test_nmc_percolation_quick(tmp_path):
+    """The NMC network stops spanning the electrode as its share falls: quick mode, one seed,
+    a 20 um thick box (NMC shares 0.2, 0.3, 0.45)."""
+    perc = _load("nmc_percolation")
+    assert perc.main(["--quick", "--workers", "1", "-o", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "nmc_percolation.json").read_text())
+    t = r["table"]
+    assert [x["nmc_fraction_of_solid"] for x in t] == [0.2, 0.3, 0.45]
+    assert t[0]["spanning_probability"] == 0.0 and t[-1]["spanning_probability"] == 1.0
+    conn = [x["connected_fraction_mean"] for x in t]
+    assert conn[0] < 0.5 < conn[-1] and conn == sorted(conn)
+    sig = [x["sigma_e_S_per_m_median"] for x in t]
+    assert sig[-1] > 1e3 * sig[0]  # below the threshold only the SE's leak conducts
+    assert t[0]["nmc_volpct_of_total"] < r["esim_threshold_volpct"] < t[-1]["nmc_volpct_of_total"]
+    assert (tmp_path / "nmc_percolation.png").stat().st_size > 0
+    assert "Bielefeld" in (tmp_path / "nmc_percolation.md").read_text()
+    assert perc.main(["--quick", "--seeds", "0", "-o", str(tmp_path)]) == 2
