@@ -323,6 +323,7 @@ class SweepResult:
     keys: list[str]
     stage: str
     rows: list[dict[str, Any]]
+    vary: dict[str, list[Any]] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     reused: int = 0
     elapsed_s: float = 0.0
@@ -471,7 +472,8 @@ def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdi
     for i, row in zip(slots, _compute(tasks, workers, quiet) if tasks else []):
         rows[i] = row
     result = SweepResult(keys=list(vary), stage=stage, rows=[r for r in rows if r is not None],
-                         reused=reused, elapsed_s=time.perf_counter() - t0)
+                         vary={k: list(v) for k, v in vary.items()}, reused=reused,
+                         elapsed_s=time.perf_counter() - t0)
     result.files = write_tables(result, out, soc=soc, mode=mode, base=base)
     if figure:
         result.files["figure"] = plot_sweep(result, out / "sweep.png", metrics=metrics)
@@ -524,6 +526,8 @@ def write_tables(result: SweepResult, out: Path, *, soc: float, mode: str,
           f"{len(result.rows)} points, {result.n_failed} failed, {result.n_incomplete} "
           f"incomplete, {result.reused} reused; "
           f"{result.elapsed_s:.1f} s.", "",
+          *[f"- `{k}`: {', '.join(str(v) for v in vals)}" for k, vals in result.vary.items()],
+          "",
           "| " + " | ".join(shown) + " |", "|" + "|".join("---" for _ in shown) + "|"]
     for r in result.rows:
         md.append("| " + " | ".join("" if (v := _cell(r, c, result.keys)) is None
@@ -533,8 +537,7 @@ def write_tables(result: SweepResult, out: Path, *, soc: float, mode: str,
             md.append(f"\nPoint {r['index']} {r['status']}: {r['error']}")
     atomic_write_text(files["md"], "\n".join(md) + "\n")
     doc = {"esim_version": __version__, "stage": result.stage, "mode": mode, "soc": soc,
-           "varied": {k: sorted({json.dumps(r["overrides"].get(k)) for r in result.rows})
-                      for k in result.keys},
+           "vary": result.vary, "base_params_file": files["base_params"].name,
            "n_points": len(result.rows), "n_failed": result.n_failed,
            "n_incomplete": result.n_incomplete, "reused": result.reused,
            "elapsed_s": result.elapsed_s, "rows": result.rows}

@@ -120,6 +120,20 @@ def test_resume_reuses_complete_samples(dataset, base):
     assert (out / "sample_00001" / "charged" / "spm.h5").stat().st_mtime_ns == stamp
 
 
+def test_dataset_processes_give_the_same_maps(base, tmp_path):
+    from esim.spm.maps import SPMMaps
+
+    b = base.replace(spm={"pixels_u": 48, "pixels_z": 48})
+    one = generate_dataset(b, 2, tmp_path / "one", states=("pristine",))
+    two = generate_dataset(b, 2, tmp_path / "two", states=("pristine",), workers=2)
+    assert one.n_failed == two.n_failed == 0
+    for k in range(2):
+        a = SPMMaps.load(tmp_path / "one" / f"sample_{k:05d}" / "pristine" / "spm.h5")
+        c = SPMMaps.load(tmp_path / "two" / f"sample_{k:05d}" / "pristine" / "spm.h5")
+        for name in ("ssrm_ohm", "kpfm_vcpd_prime_V", "particle", "sem"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(c, name))
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--samples", "0"], "--samples"),
     (["--set", "structure.nmc_fraction_of_solid=2"], "nmc_fraction_of_solid"),

@@ -112,6 +112,8 @@ def test_tables_and_figure(solved):
     assert float(rows[2]["sigma_e_S_per_m"]) == res.rows[2]["sigma_e_S_per_m"]
     doc = json.loads((out / "sweep.json").read_text())
     assert doc["n_points"] == 4 and doc["stage"] == "solve" and doc["soc"] == 1.0
+    assert doc["vary"] == {"structure.nmc_fraction_of_solid": [0.4, 0.7],
+                           "structure.seed": [1, 2]}
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert "| index |" in (out / "sweep.md").read_text()
     assert len(list((out / "points").glob("point_*.json"))) == 4
