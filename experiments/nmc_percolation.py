@@ -24,10 +24,14 @@ Usage::
 
     python experiments/nmc_percolation.py [-o OUTDIR] [--quick] [--seeds N] [--workers W]
 
-writes ``OUTDIR/nmc_percolation.{json,md,png}`` and the sweep's own files in ``OUTDIR/sweep/``
-(a re-run into the same folder reuses finished points).  ``--quick`` (a 25 x 25 x 20 um box, 3
-shares, 1 seed; seconds) is what the test suite runs.  Full: 10 shares x 4 seeds, ~3 min on 2
-cores.
+writes ``OUTDIR/nmc_percolation.{json,md,png}`` and the sweeps' own files in
+``OUTDIR/sweep_0/`` and ``sweep_1/`` (a re-run into the same folder reuses finished points).
+``--quick`` (a 25 x 25 x 20 um box, 2-3 shares, 1 seed; seconds) is what the test suite runs.
+Full: 10 shares x 4 seeds per series, ~3 min on 2 cores.
+
+Two packings are compared: esim's default (the soft glass overlaps NMC; union solid fraction
+0.85) and a control of rigid spheres (``se_overlap_allowed = false``: no overlaps at all, solid
+fraction 0.62, as a rigid-sphere structure generator makes them).
 """
 
 from __future__ import annotations
@@ -47,11 +51,20 @@ import numpy as np
 BIELEFELD_SLOPE_VOLPCT = 7.83
 BIELEFELD_INTERCEPT_VOLPCT = 36.67
 
+#: the two packings compared: esim's default (soft glass overlapping NMC, union solid fraction
+#: 0.85) and a control of rigid spheres (glass as hard as NMC, no overlaps, solid fraction 0.62,
+#: as in rigid-sphere structure generators)
+SERIES = {"soft glass (default)": {},
+          "rigid spheres": {"se_overlap_allowed": False, "target_solid_fraction": 0.62}}
+
 MODES = {
     "quick": {"structure": {"box_x_m": 25e-6, "box_y_m": 25e-6, "electrode_thickness_m": 20e-6,
                             "sample_points": 50_000},
-              "shares": [0.2, 0.3, 0.45], "seeds": 1},
-    "full": {"structure": {}, "shares": [round(0.15 + 0.05 * k, 2) for k in range(10)],
+              "shares": {"soft glass (default)": [0.2, 0.3, 0.45], "rigid spheres": [0.2, 0.6]},
+              "seeds": 1},
+    "full": {"structure": {},
+             "shares": {name: [round(0.15 + 0.05 * k, 2) for k in range(10)]
+                        for name in SERIES},
              "seeds": 4},
 }
 
@@ -94,7 +107,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _figure(table: list[dict[str, Any]], marks: dict[str, float | None], path: Path) -> Path:
+def _figure(series: dict[str, dict[str, Any]], marks: dict[str, float | None],
+            path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,18 +116,24 @@ def _figure(table: list[dict[str, Any]], marks: dict[str, float | None], path: P
 
     from esim.plot import save_figure
 
-    v = np.array([t["nmc_volpct_of_total"] for t in table])
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.4))
-    a.plot(v, [t["spanning_probability"] for t in table], "o-", label="spanning probability")
-    a.errorbar(v, [t["connected_fraction_mean"] for t in table],
-               yerr=[t["connected_fraction_std"] for t in table], fmt="s--", capsize=3,
-               label="NMC volume connected to the collector (mean ± std)")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.6))
+    for k, (name, ser) in enumerate(series.items()):
+        table = ser["table"]
+        v = np.array([t["nmc_volpct_of_total"] for t in table])
+        c = f"C{2 * k}"
+        a.plot(v, [t["spanning_probability"] for t in table], "o-", color=c,
+               label=f"{name}: spanning probability")
+        a.errorbar(v, [t["connected_fraction_mean"] for t in table],
+                   yerr=[t["connected_fraction_std"] for t in table], fmt="s--", capsize=3,
+                   color=c, alpha=0.6, label=f"{name}: NMC volume connected to the collector")
+        b.semilogy(v, [t["sigma_e_S_per_m_median"] for t in table], "o-", color=c, label=name)
+        if ser["threshold_volpct"] is not None:
+            for ax in (a, b):
+                ax.axvline(ser["threshold_volpct"], color=c, lw=1.0)
     a.set_ylim(-0.03, 1.03)
     a.set_ylabel("fraction")
-    b.semilogy(v, [t["sigma_e_S_per_m_median"] for t in table], "o-", color="C2")
     b.set_ylabel("σ_e at SOC 1, median over seeds (S/m)")
-    styles = {"esim threshold (P = 1/2)": ("C3", "-"),
-              "Bielefeld et al. 2019 threshold": ("k", "--"),
+    styles = {"Bielefeld et al. 2019 threshold": ("k", "--"),
               "Otoyama 2020 composite (54:46, φ = 0.85)": ("C1", ":")}
     for ax in (a, b):
         for name, x in marks.items():
@@ -121,15 +141,15 @@ def _figure(table: list[dict[str, Any]], marks: dict[str, float | None], path: P
                 c, ls = styles[name]
                 ax.axvline(x, color=c, ls=ls, lw=1.2, label=name if ax is a else None)
         ax.set_xlabel("NMC, vol% of the electrode")
-    fig.legend(*a.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8,
+    fig.legend(*a.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8,
                frameon=False)
-    fig.suptitle("Electronic percolation of esim's NMC network")
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.suptitle("Electronic percolation of esim's NMC network (solid lines: spanning "
+                 "probability 1/2)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
     try:
         return save_figure(fig, path)
     finally:
         plt.close(fig)
-
 
 def run(out: Path, quick: bool, seeds: int | None, workers: int) -> dict[str, Any]:
     from esim import __version__
@@ -141,59 +161,71 @@ def run(out: Path, quick: bool, seeds: int | None, workers: int) -> dict[str, An
     n_seeds = seeds or mode["seeds"]
     base = Params().replace(structure=mode["structure"]) if mode["structure"] else Params()
     t0 = time.perf_counter()
-    res = run_sweep(base, {"structure.nmc_fraction_of_solid": mode["shares"],
-                           "structure.seed": list(range(1, n_seeds + 1))}, "solve",
-                    out / "sweep", soc=1.0, workers=workers, quiet=False,
-                    metrics=["nmc_connected_fraction", "sigma_e_S_per_m"])
-    table = summarise(res.rows)
-    v = np.array([t["nmc_volpct_of_total"] for t in table])
-    p = np.array([t["spanning_probability"] for t in table])
-    threshold = crossing(v, p)
+    series: dict[str, dict[str, Any]] = {}
+    n_failed = 0
+    for k, (name, changes) in enumerate(SERIES.items()):
+        b = base.replace(structure=changes) if changes else base
+        res = run_sweep(b, {"structure.nmc_fraction_of_solid": mode["shares"][name],
+                            "structure.seed": list(range(1, n_seeds + 1))}, "solve",
+                        out / f"sweep_{k}", soc=1.0, workers=workers, quiet=False,
+                        metrics=["nmc_connected_fraction", "sigma_e_S_per_m"])
+        n_failed += res.n_failed
+        table = summarise(res.rows)
+        p = np.array([t["spanning_probability"] for t in table])
+        series[name] = {
+            "structure_changes": changes,
+            "solid_fraction": b.structure.target_solid_fraction, "table": table,
+            "threshold_volpct": crossing(np.array([t["nmc_volpct_of_total"] for t in table]), p),
+            "threshold_nmc_fraction_of_solid": crossing(
+                np.array([t["nmc_fraction_of_solid"] for t in table]), p)}
     d = base.structure.nmc_d50_m
     biel = bielefeld_threshold_volpct(d)
     paper = 100 * 0.54 * base.structure.target_solid_fraction
     report = {"esim_version": __version__, "quick": quick, "seeds": n_seeds,
               "box_m": [base.structure.box_x_m, base.structure.box_y_m,
                         base.structure.electrode_thickness_m],
-              "nmc_d50_m": d, "table": table,
-              "esim_threshold_volpct": threshold,
-              "esim_threshold_nmc_fraction_of_solid": crossing(
-                  np.array([t["nmc_fraction_of_solid"] for t in table]), p),
+              "nmc_d50_m": d, "series": series,
+              "esim_threshold_volpct": series["soft glass (default)"]["threshold_volpct"],
               "bielefeld2019_threshold_volpct": biel,
               "otoyama2020_composite_volpct": paper,
-              "n_failed": res.n_failed, "elapsed_s": time.perf_counter() - t0}
-    marks = {"esim threshold (P = 1/2)": threshold, "Bielefeld et al. 2019 threshold": biel,
+              "n_failed": n_failed, "elapsed_s": time.perf_counter() - t0}
+    marks = {"Bielefeld et al. 2019 threshold": biel,
              "Otoyama 2020 composite (54:46, φ = 0.85)": paper}
-    _figure(table, marks, out / "nmc_percolation.png")
+    _figure(series, marks, out / "nmc_percolation.png")
     atomic_write_text(out / "nmc_percolation.json", json.dumps(report, indent=1) + "\n")
     atomic_write_text(out / "nmc_percolation.md", _markdown(report))
     return report
 
-
 def _markdown(r: dict[str, Any]) -> str:
     box = " x ".join(f"{1e6 * x:g}" for x in r["box_m"])
-    thr = r["esim_threshold_volpct"]
     lines = [
         "# Electronic percolation of the NMC network", "",
         f"esim {r['esim_version']}; box {box} um; NMC d50 {1e6 * r['nmc_d50_m']:g} um; "
-        f"{r['seeds']} seed(s) per share; quick={r['quick']}; {r['elapsed_s']:.0f} s.", "",
-        "| NMC share of solid | NMC vol% of electrode | spanning probability | "
-        "connected fraction (mean ± std) | σ_e at SOC 1, median (S/m) |",
-        "|---|---|---|---|---|"]
-    for t in r["table"]:
-        lines.append(f"| {t['nmc_fraction_of_solid']:g} | {t['nmc_volpct_of_total']:.1f} | "
-                     f"{t['spanning_probability']:.2f} | {t['connected_fraction_mean']:.3f} ± "
-                     f"{t['connected_fraction_std']:.3f} | {t['sigma_e_S_per_m_median']:.3g} |")
-    lines += ["",
-              "- esim threshold (spanning probability 1/2): "
-              + (f"{thr:.1f} vol% of the electrode" if thr is not None else "not bracketed"),
+        f"{r['seeds']} seed(s) per share; quick={r['quick']}; {r['elapsed_s']:.0f} s."]
+    for name, ser in r["series"].items():
+        thr = ser["threshold_volpct"]
+        lines += ["", f"## {name}: solid fraction {ser['solid_fraction']:g}"
+                  + (f" ({ser['structure_changes']})" if ser["structure_changes"] else ""), "",
+                  "| NMC share of solid | NMC vol% of electrode | spanning probability | "
+                  "connected fraction (mean ± std) | σ_e at SOC 1, median (S/m) |",
+                  "|---|---|---|---|---|"]
+        for t in ser["table"]:
+            lines.append(
+                f"| {t['nmc_fraction_of_solid']:g} | {t['nmc_volpct_of_total']:.1f} | "
+                f"{t['spanning_probability']:.2f} | {t['connected_fraction_mean']:.3f} ± "
+                f"{t['connected_fraction_std']:.3f} | {t['sigma_e_S_per_m_median']:.3g} |")
+        lines += ["", "Threshold (spanning probability 1/2): "
+                  + (f"{thr:.1f} vol% of the electrode, NMC share "
+                     f"{ser['threshold_nmc_fraction_of_solid']:.3f} of the solid"
+                     if thr is not None else "not bracketed")]
+    lines += ["", "## Reference",
+              "",
               f"- Bielefeld et al., J. Phys. Chem. C 123, 1626 (2019), for "
               f"{1e6 * r['nmc_d50_m']:g} um NMC and 3 um SE: "
               f"{r['bielefeld2019_threshold_volpct']:.1f} vol%",
               f"- Otoyama et al. 2020 composite (54:46 at a solid fraction of 0.85): "
               f"{r['otoyama2020_composite_volpct']:.1f} vol%"]
     return "\n".join(lines) + "\n"
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -85,12 +85,16 @@ def test_nmc_percolation_threshold_tools():
 
 
 def test_nmc_percolation_quick(tmp_path):
-    """The NMC network stops spanning the electrode as its share falls: quick mode, one seed,
-    a 20 um thick box (NMC shares 0.2, 0.3, 0.45)."""
+    """The NMC network stops spanning the electrode as its share falls, in esim's packing and in
+    the rigid-sphere control: quick mode, one seed, a 20 um thick box."""
     perc = _load("nmc_percolation")
     assert perc.main(["--quick", "--workers", "1", "-o", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "nmc_percolation.json").read_text())
-    t = r["table"]
+    assert set(r["series"]) == {"soft glass (default)", "rigid spheres"}
+    rigid = r["series"]["rigid spheres"]["table"]
+    assert [x["spanning_probability"] for x in rigid] == [0.0, 1.0]
+    assert all(abs(x["nmc_volpct_of_total"] / x["nmc_fraction_of_solid"] - 62) < 1 for x in rigid)
+    t = r["series"]["soft glass (default)"]["table"]
     assert [x["nmc_fraction_of_solid"] for x in t] == [0.2, 0.3, 0.45]
     assert t[0]["spanning_probability"] == 0.0 and t[-1]["spanning_probability"] == 1.0
     conn = [x["connected_fraction_mean"] for x in t]
