@@ -509,7 +509,8 @@ def seeds_and_windows(base: Params, quick: bool, seeds: list[int] | None,
 
 def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int] | None = None,
                     windows: int | None = None, quiet: bool = True,
-                    overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+                    overrides: dict[str, dict[str, Any]] | None = None,
+                    figures: bool = True) -> dict[str, Any]:
     """Run the reference experiment; write figures, ``report.md`` and ``report.json``.
 
     Parameters
@@ -526,6 +527,8 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
         Changes to the preset, ``{section: {key: value}}`` (validated before anything is
         written); recorded in the report, whose rows then compare a variant, not the default
         set, with the paper.
+    figures : bool
+        Draw the figures (False: only ``report.md`` and ``report.json``, e.g. in sweeps).
 
     Returns
     -------
@@ -585,7 +588,8 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
               "overrides": overrides,
               "diagnostics": diag,
               "explanations": _explanations(agg, charge_nums, diag)}
-    _figures(out, first)
+    if figures:
+        _figures(out, first)
     atomic_write_text(out / "report.json", json.dumps(report, indent=1, default=float,
                                                       allow_nan=True).replace("NaN", "null"))
     atomic_write_text(out / "report.md", _markdown(report))

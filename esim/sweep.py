@@ -13,7 +13,14 @@ Each point packs the electrode from its own parameters and runs one stage:
   a uniform state of charge (:func:`esim.effective.effective_properties`);
 * ``charge``: the galvanostatic first charge and rest (:func:`esim.charge.charge`);
 * ``spm``: the virtual SPM maps of the cross-section at a uniform state of charge
-  (:func:`esim.spm.maps.simulate_spm`), summarised per phase.
+  (:func:`esim.spm.maps.simulate_spm`), summarised per phase;
+* ``otoyama2020``: the reference experiment (:func:`esim.reproduce.run_otoyama2020`) on the
+  point's packing seed, with the point's differences from the built-in defaults applied to the
+  paper's preset as ``esim reproduce --set`` applies them: the means over its windows of the
+  per-window numbers (``high_r_fraction``, ``ssrm_nmc_after_low_ohm``,
+  ``vcpd_gradient_cc_minus_se_V``, ...), the charge's numbers, and ``rows_within`` of
+  ``rows_total`` rows of the paper's table within their tolerance.  ``quick`` runs it in its
+  quick mode (24 x 24 um box unless the point sets one, 2 windows, 128^2 pixels).
 
 Results
 -------
@@ -69,6 +76,9 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
                                                        "ocv_after_rest_V_vs_Li")),
     "spm": ("virtual SPM maps at a uniform SOC", ("ssrm_median_nmc_ohm",
                                                    "kpfm_vcpd_prime_median_nmc_V")),
+    "otoyama2020": ("the reference experiment's numbers (esim reproduce)",
+                    ("high_r_fraction", "ssrm_nmc_after_low_ohm",
+                     "vcpd_gradient_cc_minus_se_V")),
 }
 #: quantities drawn on a log axis (resistances, conductivities)
 _LOG_SUFFIXES = ("_S_per_m", "_ohm")
@@ -201,12 +211,13 @@ def expand_points(base: Params, vary: Mapping[str, Sequence[Any]], *, mode: str 
     return points
 
 
-def point_hash(params: Params, stage: str, soc: float) -> str:
+def point_hash(params: Params, stage: str, soc: float, quick: bool = False) -> str:
     """Hash of everything that determines a point's result (its resume key)."""
     from esim import __version__
 
     text = json.dumps({"params": params.to_dict(), "stage": stage, "soc": soc,
-                       "esim": __version__}, sort_keys=True)
+                       "esim": __version__, **({"quick": True} if quick else {})},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -230,8 +241,37 @@ def _scalars(d: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def differences_from_defaults(params: Params) -> dict[str, dict[str, Any]]:
+    """The fields of ``params`` that differ from the built-in defaults, as ``{section: {key:
+    value}}`` (what ``esim reproduce --set`` would have to set to make them)."""
+    mine, default = params.to_dict(), Params().to_dict()
+    out: dict[str, dict[str, Any]] = {}
+    for section, values in mine.items():
+        for key, value in values.items():
+            if default[section][key] != value:
+                out.setdefault(section, {})[key] = value
+    return out
+
+
+def _otoyama2020_numbers(params: Params, quick: bool, save_dir: Path | None) -> dict[str, Any]:
+    import tempfile
+
+    from esim.reproduce import run_otoyama2020
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rep = run_otoyama2020(save_dir or tmp, quick=quick, seeds=[params.structure.seed],
+                              overrides=differences_from_defaults(params),
+                              figures=save_dir is not None)
+    numbers: dict[str, Any] = {k: v["mean"] for k, v in rep["aggregate"].items()}
+    numbers.update(rep["charge"])
+    numbers["rows_within"] = sum(bool(r["within"]) for r in rep["rows"])
+    numbers["rows_total"] = len(rep["rows"])
+    numbers["n_windows"] = rep["n_windows"]
+    return numbers
+
+
 def _stage_numbers(stage: str, packing: Any, params: Params, soc: float,
-                   save_dir: Path | None) -> dict[str, Any]:
+                   save_dir: Path | None, quick: bool = False) -> dict[str, Any]:
     if stage == "pack":
         return packing.summary()
     if stage == "solve":
@@ -256,11 +296,13 @@ def _stage_numbers(stage: str, packing: Any, params: Params, soc: float,
         if save_dir is not None:
             maps.save(save_dir / "spm.h5")
         return maps.summary()
+    if stage == "otoyama2020":
+        return _otoyama2020_numbers(params, quick, save_dir)
     raise InvalidParameters(f"stage: must be one of {', '.join(STAGES)}, got {stage!r}")
 
 
 def run_point(params_json: str, stage: str, soc: float = 0.0,
-              save_dir: str | None = None) -> dict[str, Any]:
+              save_dir: str | None = None, quick: bool = False) -> dict[str, Any]:
     """Pack the electrode of one parameter set and run one stage.
 
     Parameters
@@ -273,7 +315,9 @@ def run_point(params_json: str, stage: str, soc: float = 0.0,
         Uniform state of charge for ``solve`` and ``spm``.
     save_dir : str, optional
         Folder for the point's files (``packing.h5`` and, for ``charge`` / ``spm``, the
-        stage's result).
+        stage's result; for ``otoyama2020`` its report and figures).
+    quick : bool
+        The ``otoyama2020`` stage in its quick mode.
 
     Returns
     -------
@@ -289,14 +333,16 @@ def run_point(params_json: str, stage: str, soc: float = 0.0,
         from esim.packing import pack
 
         t0 = time.perf_counter()
-        packing = pack(params)
-        out["pack_s"] = time.perf_counter() - t0
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-            packing.save(folder / "packing.h5")
-        numbers = _stage_numbers(stage, packing, params, soc, folder)
-        out["stage_s"] = time.perf_counter() - t0 - out["pack_s"]
-        if stage != "pack":  # the structure behind the numbers, on every row
+        packing = None
+        if stage != "otoyama2020":  # the reference experiment packs its own (preset) box
+            packing = pack(params)
+            out["pack_s"] = time.perf_counter() - t0
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+                packing.save(folder / "packing.h5")
+        numbers = _stage_numbers(stage, packing, params, soc, folder, quick)
+        out["stage_s"] = time.perf_counter() - t0 - (out["pack_s"] or 0.0)
+        if packing is not None and stage != "pack":  # the structure behind the numbers
             s = packing.summary()
             for k in ("n_particles", "solid_fraction", "nmc_fraction_of_solid",
                       "nmc_percolates"):
@@ -410,7 +456,7 @@ def _load_point(path: Path, digest: str) -> dict[str, Any] | None:
 def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdir: str | Path,
               *, mode: str = "grid", soc: float = 0.0, workers: int = 1, save: bool = False,
               quiet: bool = True, figure: bool = True,
-              metrics: Sequence[str] | None = None) -> SweepResult:
+              metrics: Sequence[str] | None = None, quick: bool = False) -> SweepResult:
     """Run a sweep and write its table (see the module docstring).
 
     Parameters
@@ -432,6 +478,8 @@ def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdi
         Also keep each point's packing and stage result under ``points/point_NNNN/``.
     metrics : sequence of str, optional
         Numbers drawn in ``sweep.png`` (default: the stage's, see :data:`STAGES`).
+    quick : bool
+        The ``otoyama2020`` stage in its quick mode.
 
     Returns
     -------
@@ -458,14 +506,15 @@ def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdi
     compute = dask.delayed(run_point, pure=True)
     for i, point in enumerate(points):
         params = base.replace(**_nested(point))
-        digest = point_hash(params, stage, soc)
+        digest = point_hash(params, stage, soc, quick and stage == "otoyama2020")
         path = folder / f"point_{i:04d}.json"
         old = _load_point(path, digest)
         if old is not None:
             rows[i] = old
             continue
         save_dir = str(folder / f"point_{i:04d}") if save else None
-        numbers = compute(params.to_json(), stage, soc, save_dir, dask_key_name=f"point-{i}")
+        numbers = compute(params.to_json(), stage, soc, save_dir, quick,
+                          dask_key_name=f"point-{i}")
         tasks.append(finish(i, point, digest, path, numbers, dask_key_name=f"row-{i}"))
         slots.append(i)
     reused = len(points) - len(tasks)

@@ -199,3 +199,33 @@ def test_charge_stage_a_current_too_high_is_an_incomplete_result(tmp_path):
     assert high["status"] == "incomplete" and high["error"]
     assert high["capacity_mAh_per_g"] < 0.5 * ok["capacity_mAh_per_g"]
     assert res.n_failed == 0 and res.n_incomplete == 1
+
+
+def test_differences_from_defaults():
+    from esim.sweep import differences_from_defaults
+
+    assert differences_from_defaults(Params()) == {}
+    p = Params().replace(spm={"tip_radius_m": 5e-8}, structure={"seed": 7})
+    assert differences_from_defaults(p) == {"spm": {"tip_radius_m": 5e-8},
+                                            "structure": {"seed": 7}}
+
+
+def test_otoyama2020_stage_is_esim_reproduce_and_responds_to_the_tip(tmp_path):
+    from esim.reproduce import run_otoyama2020
+
+    res = run_sweep(Params(), {"spm.tip_radius_m": [10e-9, 50e-9]}, "otoyama2020",
+                    tmp_path / "s", quick=True, figure=False)
+    default, wide = res.rows
+    assert default["status"] == wide["status"] == "ok"
+    rep = run_otoyama2020(tmp_path / "r", quick=True, figures=False)  # the preset, unchanged
+    assert not list((tmp_path / "r").glob("*.png"))
+    for key in ("high_r_fraction", "ssrm_nmc_after_low_ohm", "vcpd_gradient_cc_minus_se_V",
+                "kpfm_nmc_after_V"):
+        assert default[key] == rep["aggregate"][key]["mean"], key
+    assert default["capacity_mAh_per_g"] == rep["charge"]["capacity_mAh_per_g"]
+    assert default["rows_within"] == sum(r["within"] for r in rep["rows"])
+    assert default["rows_total"] == len(rep["rows"])
+    # a wider tip lowers the spreading part rho/(4a) of the charged NMC reading, and nothing
+    # upstream of the imaging changes
+    assert wide["ssrm_nmc_after_low_ohm"] < 0.8 * default["ssrm_nmc_after_low_ohm"]
+    assert wide["capacity_mAh_per_g"] == default["capacity_mAh_per_g"]

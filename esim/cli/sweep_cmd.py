@@ -11,8 +11,11 @@ validated before any runs: a bad value exits with status 2, naming the
 point and the field, and writes nothing.
 
 Each point packs its own electrode and runs ``--stage``: ``pack`` (structure), ``solve``
-(effective conductivities at ``--soc``), ``charge`` (first charge and rest) or ``spm`` (virtual SPM
-maps at ``--soc``).  Writes to ``-o OUTDIR``: ``sweep.csv``, ``sweep.md``, ``sweep.json`` (one row
+(effective conductivities at ``--soc``), ``charge`` (first charge and rest), ``spm`` (virtual SPM
+maps at ``--soc``) or ``otoyama2020`` (the reference experiment on the point's seed, with the
+point's changes applied to the paper's preset: how the paper's numbers respond to a parameter,
+e.g. ``--vary "spm.tip_radius_m=log(5e-9, 1e-7, 5)"``; ``--quick`` for its quick mode).
+Writes to ``-o OUTDIR``: ``sweep.csv``, ``sweep.md``, ``sweep.json`` (one row
 per point, SI units in the column names), ``sweep.png`` (each number against the first varied
 non-seed field, mean and spread over seeds) and ``points/point_NNNN.json``, written as each point
 finishes.  Re-running into the same folder reuses the points whose parameters are unchanged, so an
@@ -61,6 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also keep each point's packing and stage result (HDF5)")
     p.add_argument("--metric", action="append", metavar="NAME",
                    help="number drawn in sweep.png (repeatable; default: the stage's main ones)")
+    p.add_argument("--quick", action="store_true",
+                   help="run the otoyama2020 stage in its quick mode (small box, 2 windows)")
     p.add_argument("--no-figure", action="store_true", help="do not draw sweep.png")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
@@ -81,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_sweep(base, vary, args.stage, args.outdir, mode="zip" if args.zip else "grid",
                        soc=args.soc, workers=args.workers, save=args.save,
                        quiet=bool(args.quiet or args.json), figure=not args.no_figure,
-                       metrics=args.metric)
+                       metrics=args.metric, quick=args.quick)
     summary = {"stage": args.stage, "varied": ", ".join(vary), "n_points": len(result.rows),
                "n_failed": result.n_failed, "n_incomplete": result.n_incomplete,
                "reused_points": result.reused,
