@@ -624,7 +624,10 @@ def plot_sweep(result: SweepResult, path: str | Path,
     labels = sorted({v for v in xs_raw}, key=lambda v: (str(type(v)), v)) if not numeric else []
     x = (np.array(xs_raw, float) if numeric
          else np.array([labels.index(v) for v in xs_raw], float))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    ux_all = np.unique(x)
+    log_x = bool(numeric and ux_all.size > 2 and np.all(ux_all > 0)
+                 and ux_all.max() / ux_all.min() >= 20)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         y = result.column(m)
         good = ok & np.isfinite(y)
@@ -636,17 +639,20 @@ def plot_sweep(result: SweepResult, path: str | Path,
             ax.errorbar(ux, mean, yerr=std, fmt="-s" if numeric else "s", ms=5, capsize=3,
                         color="C0",
                         label=f"mean ± std ({good.sum() / ux.size:.3g} points each)")
-            ax.legend(fontsize=8, frameon=False)
+        if (~ok).any():  # where the failed points lie, along the bottom edge
+            ax.plot(x[~ok], np.zeros(int((~ok).sum())), "x", color="C3", ms=7, mew=1.5,
+                    clip_on=False, transform=ax.get_xaxis_transform(),
+                    label=f"failed ({int((~ok).sum())}, see sweep.md)")
+        if ux.size < good.sum() or (~ok).any():
+            ax.legend(fontsize=7, frameon=False)
         if m.endswith(_LOG_SUFFIXES) and np.all(y[good] > 0) and good.any():
             ax.set_yscale("log")
-        if numeric and ux.size > 2 and np.all(ux > 0) and ux.max() / ux.min() > 50:
+        if log_x:
             ax.set_xscale("log")
         if not numeric:
             ax.set_xticks(range(len(labels)), [str(v) for v in labels])
         ax.set_xlabel(axis_label(xkey) if xkey else "point")
         ax.set_ylabel(axis_label(m))
-        if (~ok).any():
-            ax.set_title(f"{int((~ok).sum())} failed point(s) not shown", fontsize=8)
     fig.suptitle(f"esim sweep: {result.stage} ({len(result.rows)} points)")
     fig.tight_layout()
     try:
