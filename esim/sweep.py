@@ -571,7 +571,8 @@ def write_tables(result: SweepResult, out: Path, *, soc: float, mode: str,
     varied = ", ".join(result.keys) or "nothing"
     shown = [c for c in cols if c != "error"]
     md = [f"# esim sweep: {result.stage} ({STAGES[result.stage][0]})", "",
-          f"esim {__version__}; varied: {varied} ({mode}); SOC {soc:g}; "
+          f"esim {__version__}; varied: {varied} ({mode}); "
+          + (f"SOC {soc:g}; " if result.stage in ("solve", "spm") else "") +
           f"{len(result.rows)} points, {result.n_failed} failed, {result.n_incomplete} "
           f"incomplete, {result.reused} reused; "
           f"{result.elapsed_s:.1f} s.", "",
