@@ -146,10 +146,10 @@ def test_a_failing_point_is_recorded_and_the_others_run(base, tmp_path, monkeypa
 
     real = sw._stage_numbers
 
-    def fake(stage, packing, params, soc, save_dir):
+    def fake(stage, packing, params, soc, save_dir, quick=False):
         if params.structure.seed == 2:
             raise EsimError("no NMC touches the collector")
-        return real(stage, packing, params, soc, save_dir)
+        return real(stage, packing, params, soc, save_dir, quick)
 
     monkeypatch.setattr(sw, "_stage_numbers", fake)
     res = run_sweep(base, {"structure.seed": [1, 2, 3]}, "pack", tmp_path, figure=False)
