@@ -214,7 +214,7 @@ def generate_dataset(base: Params, n: int, outdir: str | Path, *, first_seed: in
     """
     import dask
 
-    from esim.sweep import _compute, point_hash
+    from esim.sweep import _compute, _load_point, point_hash
 
     if not 1 <= int(n) <= 100_000:
         raise InvalidParameters(f"--samples: must lie in [1, 100000], got {n!r}")
@@ -236,13 +236,11 @@ def generate_dataset(base: Params, n: int, outdir: str | Path, *, first_seed: in
     run = dask.delayed(generate_sample, pure=True)
     finish = dask.delayed(_finish_sample, pure=True)
     for i, p in enumerate(all_params):
-        digest = point_hash(p, "dataset:" + ",".join(states), 0.0)
+        # figures are part of the key: asking for them again redraws them
+        digest = point_hash(p, f"dataset:{','.join(states)}:figures={figures}", 0.0)
         folder = out / f"sample_{i:05d}"
-        try:
-            old = json.loads((out / f"sample_{i:05d}.json").read_text())
-        except (OSError, ValueError):
-            old = None
-        if isinstance(old, dict) and old.get("params_hash") == digest:
+        old = _load_point(out / f"sample_{i:05d}.json", digest)
+        if old is not None:
             docs[i] = old
             continue
         rec = run(p.to_json(), states, str(folder), figures, dask_key_name=f"sample-{i}")
