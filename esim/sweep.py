@@ -303,7 +303,8 @@ def _stage_numbers(stage: str, packing: Any, params: Params, soc: float,
 
 def run_point(params_json: str, stage: str, soc: float = 0.0,
               save_dir: str | None = None, quick: bool = False) -> dict[str, Any]:
-    """Pack the electrode of one parameter set and run one stage.
+    """Pack the electrode of one parameter set and run one stage (the ``otoyama2020`` stage packs
+    the preset's electrodes itself; its ``pack_s`` is None).
 
     Parameters
     ----------
