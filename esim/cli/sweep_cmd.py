@@ -4,24 +4,25 @@ Each ``--vary SECTION.KEY=VALUES`` names a field of the parameter file (``esim p
 lists them) and its values: comma-separated (``structure.seed=1,2,3``,
 ``network.contact_model=geometric,mechanical``) or spaced, ``lin(START, STOP, COUNT)`` and
 ``log(START, STOP, COUNT)``, quoted for the shell
-(``"charge.current_density_A_per_m2=log(0.65, 13, 3)"``).  The points
-are every combination of the values (default) or, with ``--zip``, the lists taken element by
-element.  ``--set SECTION.KEY=VALUE`` changes the base set for every point.  Every point is
-validated before any runs: a bad value exits with status 2, naming the
-point and the field, and writes nothing.
+(``"charge.current_density_A_per_m2=log(0.65, 13, 3)"``).  The points are every combination of
+the values (default) or, with ``--zip``, the lists taken element by element.
+``--set SECTION.KEY=VALUE`` changes the base set for every point.  Every point is validated
+before any runs: a bad value exits with status 2, naming the point and the field, and writes
+nothing.
 
 Each point packs its own electrode and runs ``--stage``: ``pack`` (structure), ``solve``
 (effective conductivities at ``--soc``), ``charge`` (first charge and rest), ``spm`` (virtual SPM
 maps at ``--soc``) or ``otoyama2020`` (the reference experiment on the point's seed, with the
 point's changes applied to the paper's preset: how the paper's numbers respond to a parameter,
 e.g. ``--vary "spm.tip_radius_m=log(5e-9, 1e-7, 5)"``; ``--quick`` for its quick mode).
-Writes to ``-o OUTDIR``: ``sweep.csv``, ``sweep.md``, ``sweep.json`` (one row
-per point, SI units in the column names), ``sweep.png`` (each number against the first varied
-non-seed field, mean and spread over seeds) and ``points/point_NNNN.json``, written as each point
-finishes.  Re-running into the same folder reuses the points whose parameters are unchanged, so an
-interrupted sweep resumes.  A point that fails for a physical reason is listed as failed and the
-others go on; the exit status is then 1.  A charge that stops early (e.g. a current the pristine
-electrode cannot carry) is a result, listed as incomplete with its reason.
+
+Writes to ``-o OUTDIR``: ``sweep.csv``, ``sweep.md``, ``sweep.json`` (one row per point, SI units
+in the column names), ``sweep.png`` (each number against the first varied non-seed field, mean
+and spread over seeds; failed points marked) and ``points/point_NNNN.json``, written as each
+point finishes.  Re-running into the same folder reuses the points whose parameters are
+unchanged, so an interrupted sweep resumes.  A point that fails for a physical reason is listed
+as failed and the others go on; the exit status is then 1.  A charge that stops early (e.g. a
+current the pristine electrode cannot carry) is a result, listed as incomplete with its reason.
 
 Example: the electronic conductivity of the composite against its NMC share, three seeds each::
 
