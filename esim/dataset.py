@@ -59,8 +59,10 @@ def _write_particles_csv(maps: Any, path: Path) -> None:
     import io
 
     from esim.io.atomic import atomic_write_text
+    from esim.packing import PHASE_NMC, PHASE_SE
     from esim.spm.maps import CLASS_NAMES
 
+    names = {PHASE_NMC: "NMC", PHASE_SE: "SE"}
     pr = maps.particle_readings()
     cols = ["particle", "phase", "connection_class", "soc", "network_resistance_ohm", "pixels",
             "z_m", "ssrm_ohm", "cafm_A", "kpfm_vcpd_prime_V"]
@@ -71,12 +73,12 @@ def _write_particles_csv(maps: Any, path: Path) -> None:
         row = []
         for c in cols:
             v = pr[c][k]
-            if c == "soc" and int(pr["phase"][k]) != 1:
+            if c == "soc" and int(pr["phase"][k]) != PHASE_NMC:
                 row.append("")  # the SE carries no state of charge
             elif c == "connection_class":
                 row.append(CLASS_NAMES[int(v)])
             elif c == "phase":
-                row.append({1: "NMC", 2: "SE"}.get(int(v), int(v)))
+                row.append(names.get(int(v), int(v)))
             elif isinstance(v, (np.integer, int)):
                 row.append(int(v))
             else:
