@@ -10,9 +10,13 @@ from typing import Any
 from esim.params import Params, load_params
 
 
-def params_from_arg(config: str | None) -> Params:
-    """The default parameter set, or the validated one in ``config`` (a TOML file)."""
-    return Params() if config is None else load_params(config)
+def params_from_arg(config: str | None, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """The default parameter set, or the validated one in ``config`` (a TOML file), with the
+    ``--set SECTION.KEY=VALUE`` items ``overrides`` applied (validated)."""
+    from esim.params import parse_overrides
+
+    params = Params() if config is None else load_params(config)
+    return params.replace(**parse_overrides(overrides)) if overrides else params
 
 
 def _clean(v: Any) -> Any:

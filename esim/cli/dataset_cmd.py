@@ -53,11 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from esim.dataset import generate_dataset
-    from esim.params import parse_overrides
 
-    base = params_from_arg(args.config)
-    if args.set:
-        base = base.replace(**parse_overrides(args.set))
+    base = params_from_arg(args.config, args.set)
     result = generate_dataset(base, args.samples, args.outdir, first_seed=args.first_seed,
                               states=tuple(args.states), workers=args.workers,
                               figures=args.figures, quiet=bool(args.quiet or args.json))

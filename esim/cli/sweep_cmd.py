@@ -79,11 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameters("--vary: give at least one SECTION.KEY=VALUES (e.g. "
                                 "structure.seed=1,2,3)")
     vary = parse_vary(args.vary)
-    from esim.params import parse_overrides
-
-    base = params_from_arg(args.config)
-    if args.set:
-        base = base.replace(**parse_overrides(args.set))
+    base = params_from_arg(args.config, args.set)
     result = run_sweep(base, vary, args.stage, args.outdir, mode="zip" if args.zip else "grid",
                        soc=args.soc, workers=args.workers, save=args.save,
                        quiet=bool(args.quiet or args.json), figure=not args.no_figure,
