@@ -17,7 +17,20 @@ import numpy as np
 
 from esim.errors import InvalidParameters
 
-__all__ = ["ParticleValues", "histogram_peak", "particle_table", "linear_gradient"]
+__all__ = ["ParticleValues", "histogram_peak", "particle_table", "linear_gradient", "HIGH_R_OHM",
+           "SSRM_HISTOGRAM", "CAFM_HISTOGRAM", "KPFM_HISTOGRAM"]
+
+HIGH_R_OHM = 5e8
+"""The "high-resistance" NMC threshold, ohm: the paper's point-contact particles read at or above
+it after charge (Otoyama et al., Research Square preprint, 2020, Figure 5f; issue 6)."""
+
+# Histogram bins of the per-particle peak (keyword arguments of particle_table).  SSRM: 140 bins
+# over 1e5-1e10 ohm (0.036 decade each, finer than the 0.02-decade read noise times a few);
+# KPFM: 200 bins over 0-5 V (25 mV each, about the KPFM noise); C-AFM: |I| over 1e-14-1e-5 A
+# in 180 bins (0.05 decade each).
+SSRM_HISTOGRAM = {"bins": 140, "log": True, "value_range": (1e5, 1e10)}
+KPFM_HISTOGRAM = {"bins": 200, "log": False, "value_range": (0.0, 5.0)}
+CAFM_HISTOGRAM = {"bins": 180, "log": True, "value_range": (1e-14, 1e-5)}
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from esim import analysis
 from esim.errors import InvalidParameters
 from esim.params import Params
 
@@ -36,7 +37,7 @@ __all__ = ["EXPERIMENTS", "load_targets", "preset_otoyama2020", "run_otoyama2020
 
 log = logging.getLogger(__name__)
 
-HIGH_R_OHM = 5e8  # the report's threshold for "high-resistance" NMC (issue 6: at or above 5e8)
+HIGH_R_OHM = analysis.HIGH_R_OHM  # "high-resistance" NMC: at or above 5e8 ohm (issue 6)
 
 
 def load_targets() -> dict[str, Any]:
@@ -134,7 +135,7 @@ def image_states(pk, params, chg, spm) -> dict[str, Any]:
 def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool) -> tuple[
         WindowResult, Any, Any]:
     """Pristine and charged maps of one cross-section and their per-particle numbers."""
-    from esim.analysis import linear_gradient, particle_table
+    from esim.analysis import KPFM_HISTOGRAM, SSRM_HISTOGRAM, linear_gradient, particle_table
     from esim.packing import PHASE_NMC, PHASE_SE
 
     pixels = 128 if quick else 256
@@ -147,10 +148,8 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool) -> tu
     nmc_ids = charged.window_particles[charged.window_phase == PHASE_NMC]
     tabs = {}
     for name, m in (("before", pristine), ("after", charged)):
-        r = particle_table(m.ssrm_ohm, m.particle, depth, nmc_ids, bins=140, log=True,
-                           value_range=(1e5, 1e10))
-        v = particle_table(m.kpfm_vcpd_prime_V, m.particle, depth, nmc_ids, bins=200,
-                           value_range=(0.0, 5.0))
+        r = particle_table(m.ssrm_ohm, m.particle, depth, nmc_ids, **SSRM_HISTOGRAM)
+        v = particle_table(m.kpfm_vcpd_prime_V, m.particle, depth, nmc_ids, **KPFM_HISTOGRAM)
         tabs[name] = (r, v)
     r_b, v_b = tabs["before"]
     r_a, v_a = tabs["after"]

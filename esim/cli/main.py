@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "reproduce": "esim.cli.reproduce_cmd",
     "sweep": "esim.cli.sweep_cmd",
     "dataset": "esim.cli.dataset_cmd",
+    "compare": "esim.cli.compare_cmd",
 }
 
 

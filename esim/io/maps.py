@@ -1,0 +1,185 @@
+"""Read one measured 2-D map (an SPM channel, an SEM image, an EDX map) from the formats users
+bring: Gwyddion Simple Field (``.gsf``), Gwyddion native (``.gwy``, via ``gwyfile``), TIFF (via
+``tifffile``) and NumPy (``.npy``).
+
+A ``.gwy`` file holds many channels: name one with ``FILE.gwy#TITLE`` (the channel's title as
+Gwyddion shows it); a file with a single channel needs no title.  ``.gsf`` and ``.gwy`` carry the
+pixel size and the units; TIFF and ``.npy`` carry neither reliably, so their pixel size must be
+given and their values are taken to be in the unprefixed SI unit the caller expects.
+
+Every failure raises :class:`esim.errors.InputFileError` naming the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from esim.errors import InputFileError
+
+__all__ = ["MapChannel", "read_map", "SUFFIXES"]
+
+SUFFIXES = (".gsf", ".gwy", ".tif", ".tiff", ".npy")
+
+# unit spellings accepted for each unprefixed SI unit (Gwyddion writes "Ohm"; some tools "Ω")
+_UNIT_ALIASES = {"ohm": "Ohm", "Ω": "Ohm", "ohms": "Ohm", "v": "V", "a": "A", "m": "m",
+                 "counts": "counts", "count": "counts", "cps": "counts"}
+
+
+@dataclass(frozen=True, eq=False)
+class MapChannel:
+    """One 2-D map and what is known about it.
+
+    Attributes
+    ----------
+    data : (ny, nx) float64, ``z_unit``
+        Row 0 first, as stored in the file.
+    pixel_size_m : float, m
+        Pixel size along the rows (x, the column index).
+    pixel_size_y_m : float, m
+        Pixel size down the columns (y, the row index).
+    z_unit : str
+        The unit stored in the file, normalised (``"Ohm"``, ``"V"``, ``"A"``, ...), or ``""`` if
+        the file has none (TIFF, ``.npy``, or an empty unit).
+    source : str
+        The file (and ``#channel``) it came from, for messages and reports.
+    """
+
+    data: np.ndarray
+    pixel_size_m: float
+    pixel_size_y_m: float
+    z_unit: str
+    source: str
+
+    def __repr__(self) -> str:
+        return (f"MapChannel({self.source!r}, shape={self.data.shape}, "
+                f"pixel_size_m={self.pixel_size_m:.3g}, z_unit={self.z_unit!r})")
+
+    @property
+    def extent_m(self) -> tuple[float, float]:
+        """(height, width) of the map, m."""
+        ny, nx = self.data.shape
+        return ny * self.pixel_size_y_m, nx * self.pixel_size_m
+
+
+def normalise_unit(unit: str) -> str:
+    """Gwyddion/SI unit text in one spelling (``"ohm"`` -> ``"Ohm"``); unknown units unchanged."""
+    u = (unit or "").strip()
+    return _UNIT_ALIASES.get(u.lower(), _UNIT_ALIASES.get(u, u))
+
+
+def _split_spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
+    text = os.fspath(spec)
+    if "#" in text:
+        path, _, title = text.rpartition("#")
+        if Path(path).suffix.lower() == ".gwy":
+            return Path(path), title
+    return Path(text), None
+
+
+def _read_gwy(path: Path, title: str | None) -> tuple[np.ndarray, float, float, str, str]:
+    import gwyfile
+
+    try:
+        obj = gwyfile.load(str(path))
+        fields = gwyfile.util.get_datafields(obj)
+    except Exception as exc:  # gwyfile raises bare ValueError/struct.error on corrupt files
+        raise InputFileError(f"{path}: not a readable Gwyddion .gwy file ({exc})") from exc
+    if not fields:
+        raise InputFileError(f"{path}: the .gwy file holds no data channel")
+    if title is None:
+        if len(fields) > 1:
+            raise InputFileError(f"{path}: the .gwy file holds {len(fields)} channels; name one "
+                                 f"as {path}#TITLE, with TITLE one of {sorted(fields)}")
+        title = next(iter(fields))
+    if title not in fields:
+        raise InputFileError(f"{path}: no channel titled {title!r}; the file holds "
+                             f"{sorted(fields)}")
+    f = fields[title]
+    try:
+        data = np.asarray(f.data, dtype=np.float64)
+        ny, nx = data.shape
+        xreal, yreal = float(f["xreal"]), float(f["yreal"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InputFileError(f"{path}#{title}: malformed data field ({exc})") from exc
+    unit_xy = f["si_unit_xy"]["unitstr"] if "si_unit_xy" in f else "m"
+    unit_z = f["si_unit_z"]["unitstr"] if "si_unit_z" in f else ""
+    if normalise_unit(unit_xy) not in ("m", ""):
+        raise InputFileError(f"{path}#{title}: lateral unit {unit_xy!r}; expected metres ('m')")
+    return data, xreal / nx, yreal / ny, str(unit_z), f"{path}#{title}"
+
+
+def read_map(spec: str | os.PathLike, *, pixel_size_m: float | None = None) -> MapChannel:
+    """Read one 2-D map.
+
+    Parameters
+    ----------
+    spec : str or path-like
+        ``FILE.gsf``, ``FILE.gwy`` or ``FILE.gwy#TITLE``, ``FILE.tif[f]``, ``FILE.npy``.
+    pixel_size_m : float, m, optional
+        Required for TIFF and ``.npy``; for ``.gsf``/``.gwy`` it must agree with the file's own
+        (within 1 %) if given.
+
+    Returns
+    -------
+    MapChannel
+
+    Raises
+    ------
+    InputFileError
+        Missing or unreadable file, unknown suffix, not 2-D, no finite value, a pixel size
+        missing or in conflict with the file's.
+    """
+    path, title = _split_spec(spec)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputFileError(f"{path}: unknown map format {suffix!r}; esim reads "
+                             f"{', '.join(SUFFIXES)}")
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
+    source = str(path)
+    unit = ""
+    px = py = None
+    if suffix == ".gsf":
+        from esim.io.gsf import read_gsf
+
+        ch = read_gsf(path)
+        if normalise_unit(ch.xy_unit) not in ("m", ""):
+            raise InputFileError(f"{path}: XYUnits {ch.xy_unit!r}; expected metres ('m')")
+        data, px, py, unit = np.asarray(ch.data, np.float64), ch.pixel_size_m, \
+            ch.pixel_size_y_m, ch.z_unit
+    elif suffix == ".gwy":
+        data, px, py, unit, source = _read_gwy(path, title)
+    elif suffix in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            data = np.asarray(tifffile.imread(path), dtype=np.float64)
+        except Exception as exc:  # tifffile raises several types on corrupt files
+            raise InputFileError(f"{path}: not a readable TIFF ({exc})") from exc
+    else:
+        try:
+            data = np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
+        except (OSError, ValueError) as exc:
+            raise InputFileError(f"{path}: not a readable .npy array ({exc})") from exc
+    if data.ndim != 2:
+        raise InputFileError(f"{path}: expected a 2-D map, got shape {data.shape}")
+    if data.size == 0 or not np.isfinite(data).any():
+        raise InputFileError(f"{path}: the map holds no finite value")
+    if px is None:
+        if pixel_size_m is None:
+            raise InputFileError(f"{path}: {suffix} files carry no reliable pixel size; give "
+                                 "it (--pixel-size-m)")
+        px = py = float(pixel_size_m)
+    elif pixel_size_m is not None and not math.isclose(px, pixel_size_m, rel_tol=0.01):
+        raise InputFileError(f"{path}: pixel size {px:.4g} m in the file, {pixel_size_m:.4g} m "
+                             "given")
+    if not (px > 0 and py > 0 and math.isfinite(px) and math.isfinite(py)):
+        raise InputFileError(f"{path}: pixel size must be positive and finite, got "
+                             f"{px!r} x {py!r} m")
+    return MapChannel(data=data, pixel_size_m=float(px), pixel_size_y_m=float(py),
+                      z_unit=normalise_unit(unit), source=source)
