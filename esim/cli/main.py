@@ -84,7 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. ``esim ... | head``: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        status = 141  # 128 + SIGPIPE, as the shell reports it
+    sys.exit(status)
 
 
 if __name__ == "__main__":
