@@ -33,8 +33,10 @@ Assumptions (stated in every report): the measured channels and the phase source
 area, already registered to each other (Gwyddion's tools do this; esim does not register); the
 areas of the measured and simulated maps need not be the same, since only distributions are
 compared; a KPFM map is compared as V_CPD' (add the cell's V_OCV with ``kpfm_offset_V`` if the
-file holds V_CPD, as Otoyama et al. 2020 did).  Not done here: fitting parameters to a measured
-map (run ``esim sweep`` and compare each point).
+file holds V_CPD, as Otoyama et al. 2020 did).
+
+Parameters are chosen by a grid search, not fitted: :func:`rank_sweep` compares the measured
+area with every parameter set of an ``esim sweep --stage spm --save`` folder and ranks them.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ from esim.packing import PHASE_NMC, PHASE_SE, PORE
 __all__ = ["ChannelSpec", "CHANNEL_SPECS", "Segmentation", "MapSet", "CC_SIDES",
            "phase_from_labels", "phase_from_sem", "phase_from_edx", "split_particles",
            "segmentation_scores", "load_measured", "simulated_mapset", "compare_maps",
-           "write_comparison"]
+           "write_comparison", "rank_sweep", "write_fit"]
 
 log = logging.getLogger(__name__)
 
@@ -658,4 +660,123 @@ def write_comparison(result: dict[str, Any], measured: MapSet, sims: Sequence[Ma
                                                          out / "segmentation.png")
     # the JSON last: its presence means the comparison is complete
     atomic_write_text(files["json"], json.dumps(_clean(result), indent=2) + "\n")
+    return files
+
+
+# --- ranking the points of a sweep ----------------------------------------------------------
+def rank_sweep(measured: MapSet, sweep_dir: str | os.PathLike, *, min_diameter_m: float = 1e-6,
+               sem_classes: int = 3, sim_phases: str = "same",
+               high_ohm: float = HIGH_R_OHM) -> dict[str, Any]:
+    """Compare a measured area with every parameter set of an ``esim sweep --stage spm --save``
+    folder (the seeds of one set pooled) and rank the sets by the mean Kolmogorov-Smirnov
+    statistic of their per-particle distributions over the common channels.
+
+    This is a grid search, not a fit: the score has steps of 1/n for n particles, so sets
+    within a step or two of the best are not told apart; the report lists each set's p-values.
+
+    Returns
+    -------
+    dict
+        ``vary`` (the sweep's varied fields), ``rows`` (one per parameter set, best first:
+        ``overrides``, ``points``, ``score``, per-channel ``<channel>_ks``,
+        ``<channel>_ks_pvalue``, ``<channel>_median_difference_<unit>``), ``best`` (the
+        comparison of the best set, as :func:`compare_maps` returns it) and the best set's
+        :class:`MapSet` list under ``best_sets`` (not JSON).
+    """
+    from esim.spm.maps import SPMMaps
+    from esim.sweep import _is_seed
+
+    folder = Path(sweep_dir)
+    doc_path = folder / "sweep.json"
+    try:
+        doc = json.loads(doc_path.read_text())
+        rows, vary = doc["rows"], doc["vary"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputFileError(f"{doc_path}: not the sweep.json of an esim sweep ({exc})") from exc
+    if doc.get("stage") != "spm":
+        raise InputFileError(f"{folder}: a sweep of stage {doc.get('stage')!r}; ranking needs "
+                             "maps: run `esim sweep --stage spm --save`")
+    method = "phase" if sim_phases == "truth" else measured.seg.method.split(" ")[0]
+    groups: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        f = folder / "points" / f"point_{int(r['index']):04d}" / "spm.h5"
+        if r.get("status") != "ok" or not f.is_file():
+            continue
+        key = {k: v for k, v in r["overrides"].items() if not _is_seed(k)}
+        g = groups.setdefault(json.dumps(key, sort_keys=True), {"overrides": key, "files": []})
+        g["files"].append(f)
+    if not groups:
+        raise InputFileError(f"{folder}: no finished point with saved maps (points/*/spm.h5); "
+                             "run the sweep with --save")
+    ranked = []
+    for g in groups.values():
+        sets = [simulated_mapset(SPMMaps.load(f), method, min_diameter_m=min_diameter_m,
+                                 sem_classes=sem_classes, channels=tuple(measured.channels),
+                                 name=str(f)) for f in g["files"]]
+        res = compare_maps(measured, sets, high_ohm=high_ohm, min_diameter_m=min_diameter_m)
+        row: dict[str, Any] = {"overrides": g["overrides"], "points": len(sets)}
+        ks = []
+        for c, r in res["channels"].items():
+            du = CHANNEL_SPECS[c].spread_unit
+            row[f"{c}_ks"] = r.get("ks_statistic", float("nan"))
+            row[f"{c}_ks_pvalue"] = r.get("ks_pvalue", float("nan"))
+            row[f"{c}_median_difference_{du}"] = r.get(f"median_difference_{du}", float("nan"))
+            ks.append(row[f"{c}_ks"])
+        row["score"] = float(np.mean(ks)) if ks and np.isfinite(ks).all() else float("inf")
+        ranked.append((row, res, sets))
+    ranked.sort(key=lambda t: t[0]["score"])
+    return {"vary": {k: v for k, v in vary.items() if not _is_seed(k)}, "sweep": str(folder),
+            "rows": [t[0] for t in ranked], "best": ranked[0][1], "best_sets": ranked[0][2]}
+
+
+def _fit_markdown(fit: dict[str, Any]) -> str:
+    rows = fit["rows"]
+    chans = [k[:-3] for k in rows[0] if k.endswith("_ks")]
+    keys = list(fit["vary"])
+    head = [*keys, "points", "score", *[f"{c} KS D (p)" for c in chans]]
+    lines = ["# esim compare: sweep points ranked against the measured maps", "",
+             f"Sweep `{fit['sweep']}`; score = mean Kolmogorov-Smirnov D of the per-particle "
+             "distributions over the channels (0: indistinguishable, 1: disjoint).  A grid "
+             "search, not a fit: D moves in steps of 1/n for n particles, so sets within a "
+             "step or two of the best are not told apart.", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join([*[_fmt(r["overrides"].get(k)) for k in keys],
+                                        str(r["points"]), _fmt(r["score"]),
+                                        *[f"{_fmt(r[f'{c}_ks'])} ({_fmt(r[f'{c}_ks_pvalue'])})"
+                                          for c in chans]]) + " |")
+    lines += ["", f"Best: {json.dumps(rows[0]['overrides'])} (its full comparison: "
+              "`compare.md`).", ""]
+    return "\n".join(lines)
+
+
+def _fit_csv(fit: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    keys = list(fit["vary"])
+    cols = [k for k in fit["rows"][0] if k not in ("overrides",)]
+    w.writerow([*keys, *cols])
+    for r in fit["rows"]:
+        w.writerow([*[r["overrides"].get(k) for k in keys],
+                    *[repr(v) if isinstance(v, float) else v for v in (r[c] for c in cols)]])
+    return buf.getvalue()
+
+
+def write_fit(fit: dict[str, Any], measured: MapSet, out_dir: str | os.PathLike, *,
+              figures: bool = True) -> dict[str, Path]:
+    """``fit.csv``, ``fit.md``, ``fit.json`` (and ``fit.png``) of :func:`rank_sweep`, plus the
+    full comparison of the best set (:func:`write_comparison`)."""
+    out = Path(out_dir)
+    files = write_comparison(fit["best"], measured, fit["best_sets"], out, figures=figures)
+    files["fit_csv"] = out / "fit.csv"
+    files["fit_markdown"] = out / "fit.md"
+    atomic_write_text(files["fit_csv"], _fit_csv(fit))
+    atomic_write_text(files["fit_markdown"], _fit_markdown(fit))
+    if figures and fit["vary"]:
+        from esim.plot_compare import plot_fit
+
+        files["fit_figure"] = plot_fit(fit, out / "fit.png")
+    files["fit_json"] = out / "fit.json"
+    doc = {k: v for k, v in fit.items() if k not in ("best", "best_sets")}
+    atomic_write_text(files["fit_json"], json.dumps(_clean(doc), indent=2) + "\n")
     return files

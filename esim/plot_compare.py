@@ -15,7 +15,7 @@ from esim.plot import PHASE_COLORS, _figure, save_figure
 if TYPE_CHECKING:  # pragma: no cover
     from esim.compare import MapSet
 
-__all__ = ["plot_comparison", "plot_segmentation"]
+__all__ = ["plot_comparison", "plot_segmentation", "plot_fit"]
 
 _UM = 1e6
 _MEAS = "black"
@@ -139,4 +139,35 @@ def plot_segmentation(measured: "MapSet", sim: "MapSet", path: str | os.PathLike
                f"({chr(97 + 2 * row)}) {label}: {ch.upper()} and NMC particles")
         _panel(fig, axs[row, 1], ms, None,
                f"({chr(98 + 2 * row)}) {label}: phases ({ms.seg.method})")
+    return save_figure(fig, path)
+
+
+def plot_fit(fit: dict[str, Any], path: str | os.PathLike) -> Path:
+    """The score and each channel's KS statistic against the first varied field (log axis when
+    its values span 20x or more); the best set marked."""
+    key = next(iter(fit["vary"]))
+    rows = fit["rows"]
+    chans = [k[:-3] for k in rows[0] if k.endswith("_ks")]
+    fig = _figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.subplots()
+    x = np.array([float(r["overrides"][key]) for r in rows])
+    order = np.argsort(x, kind="stable")
+    lines = len(fit["vary"]) == 1  # else several sets share an x: markers only
+    for c in chans:
+        y = np.array([r[f"{c}_ks"] for r in rows])
+        ax.plot(x[order], y[order], "o--" if lines else "o", ms=4, lw=1,
+                label=f"{c.upper()} KS D")
+    score = np.array([r["score"] for r in rows])
+    ax.plot(x[order], score[order], "s-" if lines else "s", color="black", lw=2,
+            label="score (mean D)")
+    ax.plot([x[0]], [score[0]], "*", ms=16, color="tab:red", label="best")
+    pos = x[x > 0]
+    if pos.size and pos.max() / pos.min() >= 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(key)
+    ax.set_ylabel("Kolmogorov-Smirnov D (measured vs simulated)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Sweep points against the measured maps (lower is closer)", fontsize=10,
+                 loc="left")
+    ax.legend(fontsize=8)
     return save_figure(fig, path)

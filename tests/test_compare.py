@@ -319,3 +319,44 @@ def test_hand_made_particle_labels_replace_the_watershed(charged, gsf, tmp_path)
     np.save(tmp_path / "bad.npy", truth[::-1] - 0.5)
     with pytest.raises(InputFileError, match="whole numbers"):
         C.load_measured(particles=str(tmp_path / "bad.npy"), pixel_size_m=p, **files)
+
+
+def test_ranking_a_sweep_recovers_the_tip_radius_of_the_measured_maps(small_params, tmp_path,
+                                                                      capsys):
+    """Maps "measured" with a 20 nm tip on one electrode; a sweep of the tip radius over two
+    other electrodes; the grid search ranks 20 nm first, by a clear margin."""
+    p = small_params.replace(structure={"seed": small_params.structure.seed + 5},
+                             spm={"tip_radius_m": 2e-8, "pixels_u": PIX, "pixels_z": PIX})
+    measured = simulate_spm(pack(p), p, soc=1.0)
+    measured.export_gsf(tmp_path / "meas")
+    sets = [f"structure.{k}={v}" for k, v in (("box_x_m", 25e-6), ("box_y_m", 25e-6),
+                                               ("electrode_thickness_m", 20e-6),
+                                               ("sample_points", 100_000))]
+    sets += [f"spm.pixels_u={PIX}", f"spm.pixels_z={PIX}"]
+    rc = main(["-q", "sweep", "--stage", "spm", "--soc", "1", "--save", "-o",
+               str(tmp_path / "sw"), "--vary", "spm.tip_radius_m=5e-9,2e-8,8e-8",
+               "--vary", "structure.seed=1,2", *[a for s in sets for a in ("--set", s)]])
+    assert rc == 0
+    capsys.readouterr()
+    g = tmp_path / "meas"
+    rc = main(["-q", "compare", "--ssrm", str(g / "ssrm_ohm.gsf"), "--cafm", str(g / "cafm_A.gsf"),
+               "--sem", str(g / "sem.gsf"), "--sweep", str(tmp_path / "sw"), "-o",
+               str(tmp_path / "fit"), "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["best_spm.tip_radius_m"] == 2e-8
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    scores = [r["score"] for r in fit["rows"]]
+    assert [r["points"] for r in fit["rows"]] == [2, 2, 2]
+    assert scores == sorted(scores) and scores[1] - scores[0] > 0.3
+    for f in ("fit.csv", "fit.md", "fit.png", "compare.md", "compare.png"):
+        assert (tmp_path / "fit" / f).stat().st_size > 0
+    # a sweep without maps cannot be ranked
+    rc = main(["-q", "sweep", "--stage", "pack", "-o", str(tmp_path / "sw_pack"),
+               "--vary", "structure.seed=1", *[a for s in sets[:4] for a in ("--set", s)]])
+    assert rc == 0
+    capsys.readouterr()
+    rc = main(["compare", "--ssrm", str(g / "ssrm_ohm.gsf"), "--sem", str(g / "sem.gsf"),
+               "--sweep", str(tmp_path / "sw_pack"), "-o", str(tmp_path / "fit2")])
+    assert rc == 2 and "--stage spm --save" in capsys.readouterr().err
+    assert not (tmp_path / "fit2").exists()

@@ -15,6 +15,10 @@ the depth gradient and the per-phase pixel medians.  On the simulated maps the s
 also scored against their truth.
 
 Writes OUTDIR/compare.json, compare.md, particles.csv, compare.png and segmentation.png.
+With --sweep DIR instead of --sim, every parameter set of an `esim sweep --stage spm --save`
+folder is compared (its seeds pooled) and the sets are ranked by the mean Kolmogorov-Smirnov
+statistic over the channels (fit.csv, fit.md, fit.json, fit.png): a grid search for the
+parameters that best explain the measured maps; the comparison files are those of the best set.
 
 Example (the paper's convention: KPFM as V_CPD' = V_CPD + V_OCV, here 3.75 V vs In-Li)::
 
@@ -57,8 +61,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "V_CPD (default: %(default)s, the file holds V_CPD')")
     m.add_argument("--sem-classes", type=int, choices=(2, 3), default=3,
                    help="SEM phases: 3 = pore, SE, NMC; 2 = SE, NMC (default: %(default)s)")
-    p.add_argument("--sim", action="append", default=[], metavar="SPM.h5", required=True,
-                   help="simulated maps (repeatable; the sets are pooled)")
+    sim = p.add_mutually_exclusive_group(required=True)
+    sim.add_argument("--sim", action="append", default=[], metavar="SPM.h5",
+                     help="simulated maps (repeatable; the sets are pooled)")
+    sim.add_argument("--sweep", metavar="DIR",
+                     help="rank every parameter set of an `esim sweep --stage spm --save` "
+                          "folder against the measured maps (seeds pooled): fit.csv/md/json/png, "
+                          "and the full comparison of the best set")
     p.add_argument("--sim-phases", choices=("same", "truth"), default="same",
                    help="segment the simulated maps by the measured side's method (same) or "
                         "take their true phases (default: %(default)s)")
@@ -73,8 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from esim.compare import (CHANNEL_SPECS, compare_maps, load_measured, simulated_mapset,
-                              write_comparison)
+    from esim.compare import (CHANNEL_SPECS, compare_maps, load_measured, rank_sweep,
+                              simulated_mapset, write_comparison, write_fit)
     from esim.errors import InvalidParameters
     from esim.spm.maps import SPMMaps
 
@@ -89,15 +98,28 @@ def run(args: argparse.Namespace) -> int:
                              cc_side=args.cc_side, pixel_size_m=args.pixel_size_m,
                              kpfm_offset_V=args.kpfm_offset_V,
                              min_diameter_m=args.min_diameter_m, sem_classes=args.sem_classes)
-    method = "phase" if args.sim_phases == "truth" else measured.seg.method.split(" ")[0]
-    sims = [simulated_mapset(SPMMaps.load(f), method, min_diameter_m=args.min_diameter_m,
-                             sem_classes=args.sem_classes, name=str(f),
-                             channels=tuple(measured.channels)) for f in args.sim]
-    result = compare_maps(measured, sims, high_ohm=args.high_ohm,
-                          min_diameter_m=args.min_diameter_m)
-    files = write_comparison(result, measured, sims, args.outdir, figures=not args.no_figures)
-    summary: dict = {"particles_measured": result["segmentation"]["particles_measured"],
-                     "particles_simulated": sum(result["segmentation"]["particles_simulated"])}
+    summary: dict = {}
+    if args.sweep:
+        fit = rank_sweep(measured, args.sweep, min_diameter_m=args.min_diameter_m,
+                         sem_classes=args.sem_classes, sim_phases=args.sim_phases,
+                         high_ohm=args.high_ohm)
+        result = fit["best"]
+        files = write_fit(fit, measured, args.outdir, figures=not args.no_figures)
+        summary["sets_ranked"] = len(fit["rows"])
+        for k, v in fit["rows"][0]["overrides"].items():
+            summary[f"best_{k}"] = v
+        summary["best_score"] = fit["rows"][0]["score"]
+    else:
+        method = "phase" if args.sim_phases == "truth" else measured.seg.method.split(" ")[0]
+        sims = [simulated_mapset(SPMMaps.load(f), method, min_diameter_m=args.min_diameter_m,
+                                 sem_classes=args.sem_classes, name=str(f),
+                                 channels=tuple(measured.channels)) for f in args.sim]
+        result = compare_maps(measured, sims, high_ohm=args.high_ohm,
+                              min_diameter_m=args.min_diameter_m)
+        files = write_comparison(result, measured, sims, args.outdir,
+                                 figures=not args.no_figures)
+    summary["particles_measured"] = result["segmentation"]["particles_measured"]
+    summary["particles_simulated"] = sum(result["segmentation"]["particles_simulated"])
     for c, r in result["channels"].items():
         u, du = CHANNEL_SPECS[c].key_unit, CHANNEL_SPECS[c].spread_unit
         summary[f"{c}_particle_median_measured_{u}"] = r[f"particle_median_measured_{u}"]
