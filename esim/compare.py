@@ -666,7 +666,7 @@ def write_comparison(result: dict[str, Any], measured: MapSet, sims: Sequence[Ma
 # --- ranking the points of a sweep ----------------------------------------------------------
 def rank_sweep(measured: MapSet, sweep_dir: str | os.PathLike, *, min_diameter_m: float = 1e-6,
                sem_classes: int = 3, sim_phases: str = "same",
-               high_ohm: float = HIGH_R_OHM) -> dict[str, Any]:
+               high_ohm: float = HIGH_R_OHM, quiet: bool = True) -> dict[str, Any]:
     """Compare a measured area with every parameter set of an ``esim sweep --stage spm --save``
     folder (the seeds of one set pooled) and rank the sets by the mean Kolmogorov-Smirnov
     statistic of their per-particle distributions over the common channels.
@@ -708,7 +708,10 @@ def rank_sweep(measured: MapSet, sweep_dir: str | os.PathLike, *, min_diameter_m
     if not groups:
         raise InputFileError(f"{folder}: no finished point with saved maps (points/*/spm.h5); "
                              "run the sweep with --save")
+    from esim._progress import progress
+
     ranked = []
+    bar = progress(total=len(groups), desc="ranking", quiet=quiet)
     for g in groups.values():
         sets = [simulated_mapset(SPMMaps.load(f), method, min_diameter_m=min_diameter_m,
                                  sem_classes=sem_classes, channels=tuple(measured.channels),
@@ -724,6 +727,8 @@ def rank_sweep(measured: MapSet, sweep_dir: str | os.PathLike, *, min_diameter_m
             ks.append(row[f"{c}_ks"])
         row["score"] = float(np.mean(ks)) if ks and np.isfinite(ks).all() else float("inf")
         ranked.append((row, res, sets))
+        bar.update(1)
+    bar.close()
     ranked.sort(key=lambda t: t[0]["score"])
     return {"vary": {k: v for k, v in vary.items() if not _is_seed(k)}, "sweep": str(folder),
             "rows": [t[0] for t in ranked], "best": ranked[0][1], "best_sets": ranked[0][2]}

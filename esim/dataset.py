@@ -330,6 +330,10 @@ Maps are `(nz, nu)`: row 0 nearest the current collector, columns along the cut.
 classes: {classes}.  Read `.gsf` with Gwyddion, `gsffile` or `esim.io.gsf.read_gsf`, and
 `spm.h5` with `esim.spm.maps.SPMMaps.load`.
 
+To put your own measured maps beside these, `esim compare --ssrm YOUR.gsf --sem YOUR_SEM.tif
+--pixel-size-m P --sim sample_00000/charged/spm.h5 --sim sample_00001/charged/spm.h5 -o cmp/`
+segments both sides alike and compares them particle by particle.
+
 `manifest.csv` has one row per sample and state with its seed, folder and summary numbers
 (units in the column names).  Regenerate with `esim dataset base_params.toml --samples
 {doc['n_samples']} --first-seed {doc['first_seed']} --states {' '.join(doc['states'])}`.

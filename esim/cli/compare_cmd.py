@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sweep:
         fit = rank_sweep(measured, args.sweep, min_diameter_m=args.min_diameter_m,
                          sem_classes=args.sem_classes, sim_phases=args.sim_phases,
-                         high_ohm=args.high_ohm)
+                         high_ohm=args.high_ohm, quiet=bool(args.quiet or args.json))
         result = fit["best"]
         files = write_fit(fit, measured, args.outdir, figures=not args.no_figures)
         summary["sets_ranked"] = len(fit["rows"])
