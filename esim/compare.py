@@ -57,7 +57,7 @@ from scipy import ndimage, stats
 from esim.analysis import (CAFM_HISTOGRAM, HIGH_R_OHM, KPFM_HISTOGRAM, SSRM_HISTOGRAM,
                            ParticleValues, linear_gradient, particle_table)
 from esim.errors import InputFileError, InvalidParameters
-from esim.io.atomic import atomic_write_text
+from esim.io.atomic import atomic_write_json, atomic_write_text
 from esim.io.maps import MapChannel, read_map
 from esim.packing import PHASE_NMC, PHASE_SE, PORE
 
@@ -632,16 +632,6 @@ def _particles_csv(sets: Sequence[MapSet]) -> str:
     return buf.getvalue()
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_clean(x) for x in v]
-    return v
-
-
 def write_comparison(result: dict[str, Any], measured: MapSet, sims: Sequence[MapSet],
                      out_dir: str | os.PathLike, *, figures: bool = True) -> dict[str, Path]:
     """Write ``compare.json``, ``compare.md``, ``particles.csv`` and (``figures``)
@@ -659,7 +649,7 @@ def write_comparison(result: dict[str, Any], measured: MapSet, sims: Sequence[Ma
         files["segmentation_figure"] = plot_segmentation(measured, sims[0],
                                                          out / "segmentation.png")
     # the JSON last: its presence means the comparison is complete
-    atomic_write_text(files["json"], json.dumps(_clean(result), indent=2) + "\n")
+    atomic_write_json(files["json"], result)
     return files
 
 
@@ -783,5 +773,5 @@ def write_fit(fit: dict[str, Any], measured: MapSet, out_dir: str | os.PathLike,
         files["fit_figure"] = plot_fit(fit, out / "fit.png")
     files["fit_json"] = out / "fit.json"
     doc = {k: v for k, v in fit.items() if k not in ("best", "best_sets")}
-    atomic_write_text(files["fit_json"], json.dumps(_clean(doc), indent=2) + "\n")
+    atomic_write_json(files["fit_json"], doc)
     return files

@@ -28,7 +28,6 @@ test suite runs.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -228,16 +227,6 @@ def figure(res: dict[str, Any]):
     return fig
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_clean(x) for x in v]
-    return v
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small run (< 20 s) for the tests")
@@ -245,13 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2488)
     args = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from esim.io.atomic import atomic_write_text
+    from esim.io.atomic import atomic_write_json
     from esim.plot import save_figure
 
     res = run("quick" if args.quick else "full", seed=args.seed)
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "percolation_sc.json", json.dumps(_clean(res), indent=1) + "\n")
+    atomic_write_json(out / "percolation_sc.json", res, indent=1)
     save_figure(figure(res), out / "percolation_sc.png")
     for pr in res["pairs"]:
         print(f"L = {pr['L_small']:>2} / {pr['L_large']:>2}: crossing p = {pr['p_cross']:.4f} "

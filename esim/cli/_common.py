@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,11 @@ def params_from_arg(config: str | None, overrides: list[str] | tuple[str, ...] =
     return params.replace(**parse_overrides(overrides)) if overrides else params
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def print_json(d: dict[str, Any]) -> None:
     """One JSON object on stdout (NaN/inf as null, so any JSON parser reads it)."""
-    print(json.dumps({k: _clean(v) for k, v in d.items()}, sort_keys=False))
+    from esim.io.atomic import json_safe
+
+    print(json.dumps(json_safe(d), sort_keys=False))
 
 
 def format_value(v: Any) -> str:

@@ -7,12 +7,15 @@ file there survives until the new one is complete.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "atomic_write_json",
+           "json_safe"]
 
 
 @contextlib.contextmanager
@@ -47,3 +50,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def json_safe(v: Any) -> Any:
+    """``v`` with every non-finite float (NaN, inf) inside dicts and lists replaced by None, so
+    that any JSON parser reads the result (``json`` would write the invalid ``NaN``)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    return v
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
+    """Write ``obj`` as JSON (non-finite floats as null) to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=indent) + "\n")
