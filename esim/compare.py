@@ -8,8 +8,10 @@ simulated side is one or more ``spm.h5`` files written by ``esim spm``, ``esim d
 
 Both sides go through the same analysis, so the comparison is like for like:
 
-1. **Orientation.** Maps are turned so that row 0 lies at the current collector (esim's
-   convention); the measured file's side is given (``cc_side``).
+1. **Orientation and registration.** Maps are turned so that row 0 lies at the current
+   collector (esim's convention); the measured file's side is given (``cc_side``).  With
+   ``register=True`` each measured channel is first shifted by whole pixels onto the phase
+   source (:func:`register_to`).
 2. **Phases.** From the label map as given, from the SEM by Otsu thresholds on its brightness
    (multi-Otsu with three classes: pore, SE, NMC; NMC is the brightest, as in BSE where the
    oxide's mean atomic number is higher than the glass's), or from EDX by an Otsu threshold on
@@ -30,10 +32,11 @@ Both sides go through the same analysis, so the comparison is like for like:
    the collector side minus value on the SE side, from a least-squares line).
 
 Assumptions (stated in every report): the measured channels and the phase source image the same
-area, already registered to each other (Gwyddion's tools do this; esim does not register); the
-areas of the measured and simulated maps need not be the same, since only distributions are
-compared; a KPFM map is compared as V_CPD' (add the cell's V_OCV with ``kpfm_offset_V`` if the
-file holds V_CPD, as Otoyama et al. 2020 did).
+area; with ``register=True`` each channel is shifted by whole pixels onto the phase source
+(cross-correlation of edge images), otherwise they must already be aligned (rotation, scale and
+drift within a scan are never corrected); the areas of the measured and simulated maps need not
+be the same, since only distributions are compared; a KPFM map is compared as V_CPD' (add the
+cell's V_OCV with ``kpfm_offset_V`` if the file holds V_CPD, as Otoyama et al. 2020 did).
 
 Parameters are chosen by a grid search, not fitted: :func:`rank_sweep` compares the measured
 area with every parameter set of an ``esim sweep --stage spm --save`` folder and ranks them.
@@ -64,7 +67,7 @@ from esim.packing import PHASE_NMC, PHASE_SE, PORE
 __all__ = ["ChannelSpec", "CHANNEL_SPECS", "Segmentation", "MapSet", "CC_SIDES",
            "phase_from_labels", "phase_from_sem", "phase_from_edx", "split_particles",
            "segmentation_scores", "load_measured", "simulated_mapset", "compare_maps",
-           "write_comparison", "rank_sweep", "write_fit"]
+           "write_comparison", "rank_sweep", "write_fit", "register_to", "shift_map"]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +144,9 @@ class MapSet:
         Where each channel and the phase source came from.
     truth : dict
         Simulated sets only: ``phase`` and ``particle`` (packing index) maps of the truth.
+    registration : dict
+        Measured sets read with ``register=True``: per channel the shift applied, in pixels
+        (rows, columns of the file) and metres, and the edge correlation that accepted it.
     """
 
     name: str
@@ -150,6 +156,7 @@ class MapSet:
     pixel_size_lateral_m: float
     sources: dict = field(default_factory=dict)
     truth: dict = field(default_factory=dict)
+    registration: dict = field(default_factory=dict)
 
     @property
     def depth_m(self) -> np.ndarray:
@@ -341,19 +348,81 @@ def _to_grid(ch: MapChannel, ref: MapChannel, order: int) -> np.ndarray:
                   anti_aliasing=order > 0, mode="edge")
 
 
+def _edges(a: np.ndarray, log: bool) -> np.ndarray:
+    """Edge strength of a map (gradient magnitude of the smoothed, rank-clipped image), zero
+    mean: particle and phase boundaries, whatever the channel's contrast."""
+    a = np.asarray(a, np.float64)
+    if log:
+        a = np.log10(np.clip(np.abs(a), 1e-300, None))
+    ok = np.isfinite(a)
+    a = np.where(ok, a, np.median(a[ok]) if ok.any() else 0.0)
+    lo, hi = np.percentile(a, [1, 99])
+    a = ndimage.gaussian_filter(np.clip((a - lo) / ((hi - lo) or 1.0), 0, 1), 1.0)
+    g = np.hypot(ndimage.sobel(a, 0), ndimage.sobel(a, 1))
+    return g - g.mean()
+
+
+def shift_map(a: np.ndarray, shift: Sequence[int]) -> np.ndarray:
+    """``a`` moved by whole pixels (rows, columns); pixels moved in from outside are NaN."""
+    a = np.asarray(a, np.float64)
+    out = np.full(a.shape, np.nan)
+    dy, dx = (int(v) for v in shift)
+    h, w = a.shape
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        a[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def _correlation(ref: np.ndarray, mov: np.ndarray) -> float:
+    ok = np.isfinite(mov)
+    if np.count_nonzero(ok) < 16:
+        return float("nan")
+    a, b = ref[ok] - ref[ok].mean(), mov[ok] - mov[ok].mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / den if den > 0 else float("nan")
+
+
+def register_to(reference: np.ndarray, moving: np.ndarray, log: bool,
+                max_shift_px: float) -> tuple[tuple[int, int], float, float]:
+    """Whole-pixel shift that aligns ``moving`` with ``reference`` (both on one grid): the peak
+    of the cross-correlation of their edge images (computed by FFT, ``skimage.registration``;
+    plain rather than phase-normalised, which was less robust on noisy EDX maps).
+
+    Returns ((rows, columns), correlation of the edge images after the shift, and before it).
+    A shift beyond ``max_shift_px``, or one that does not raise the correlation, is (0, 0).
+    """
+    from skimage.registration import phase_cross_correlation
+
+    ref, mov = _edges(reference, False), _edges(moving, log)
+    found = phase_cross_correlation(ref, mov, normalization=None)[0]
+    shift = (int(round(found[0])), int(round(found[1])))
+    before = _correlation(ref, mov)
+    after = _correlation(ref, shift_map(mov, shift))
+    if max(abs(shift[0]), abs(shift[1])) > max_shift_px or not after > before:
+        return (0, 0), before, before
+    return shift, after, before
+
+
 def load_measured(*, ssrm: str | None = None, kpfm: str | None = None, cafm: str | None = None,
                   phase: str | None = None, sem: str | None = None, edx_ni: str | None = None,
                   edx_s: str | None = None, particles: str | None = None,
                   cc_side: str = "first-row",
                   pixel_size_m: float | None = None, kpfm_offset_V: float = 0.0,
                   min_diameter_m: float = 1e-6, sem_classes: int = 3,
+                  register: bool = False, max_shift_m: float = 2e-6,
                   name: str = "measured") -> MapSet:
     """Read a measured area: its channels and one phase source (label map, SEM, or EDX Ni + S).
 
     All channels must have one shape (the phase source may have another pixel size over the
     same area; it is resampled).  ``cc_side`` says where the current collector is in the files.
     ``particles``, optional: a label map of the NMC particles (0 none, 1, 2, ... one per
-    particle, e.g. drawn by hand) used instead of the watershed split.
+    particle, e.g. drawn by hand) used instead of the watershed split.  ``register``: shift each
+    channel by whole pixels onto the phase source image (the label map, the SEM image, or the
+    EDX Ni map; :func:`register_to`, at most ``max_shift_m``);
+    a channel without common edges (e.g. a pristine SSRM map, all at the amplifier's ceiling)
+    stays where it is, with a warning.
     """
     if cc_side not in CC_SIDES:
         raise InvalidParameters(f"cc_side: one of {', '.join(CC_SIDES)}, got {cc_side!r}")
@@ -382,17 +451,35 @@ def load_measured(*, ssrm: str | None = None, kpfm: str | None = None, cafm: str
     if method == "phase":
         src = read_map(phase, pixel_size_m=pixel_size_m)
         ph = phase_from_labels(_to_grid(src, ref, order=0), src.source)
-        srcs = {"phase": src.source}
+        srcs, reg_ref = {"phase": src.source}, ph.astype(np.float64)
     elif method == "sem":
         src = read_map(sem, pixel_size_m=pixel_size_m)
-        ph = phase_from_sem(_to_grid(src, ref, order=1), sem_classes, src.source)
+        reg_ref = _to_grid(src, ref, order=1)
+        ph = phase_from_sem(reg_ref, sem_classes, src.source)
         srcs = {"sem": src.source}
     else:
         ni = read_map(edx_ni, pixel_size_m=pixel_size_m)
         s = read_map(edx_s, pixel_size_m=pixel_size_m)
-        ph = phase_from_edx(_to_grid(ni, ref, order=1), _to_grid(s, ref, order=1),
-                            f"{ni.source} and {s.source}")
+        reg_ref = _to_grid(ni, ref, order=1)
+        ph = phase_from_edx(reg_ref, _to_grid(s, ref, order=1), f"{ni.source} and {s.source}")
         srcs = {"edx_ni": ni.source, "edx_s": s.source}
+    registration: dict[str, Any] = {}
+    if register:
+        if not (max_shift_m > 0 and math.isfinite(max_shift_m)):
+            raise InvalidParameters(f"max_shift_m: must be positive, got {max_shift_m!r}")
+        max_px = max_shift_m / min(ref.pixel_size_m, ref.pixel_size_y_m)
+        for k, ch in chans.items():
+            shift, after, before = register_to(reg_ref, ch.data, CHANNEL_SPECS[k].log, max_px)
+            if shift == (0, 0) and not after > 0.2:
+                log.warning("%s: no edges in common with the phase source (correlation %.2f); "
+                            "not registered", ch.source, after)
+            chans[k] = MapChannel(data=shift_map(ch.data, shift), pixel_size_m=ch.pixel_size_m,
+                                  pixel_size_y_m=ch.pixel_size_y_m, z_unit=ch.z_unit,
+                                  source=ch.source)
+            registration[k] = {"shift_px": list(shift),
+                               "shift_m": [shift[0] * ch.pixel_size_y_m,
+                                           shift[1] * ch.pixel_size_m],
+                               "edge_correlation": after, "edge_correlation_before": before}
     data = {k: _orient(ch.data, cc_side).astype(np.float64) for k, ch in chans.items()}
     if "kpfm" in data:
         data["kpfm"] = data["kpfm"] + kpfm_offset_V
@@ -413,7 +500,7 @@ def load_measured(*, ssrm: str | None = None, kpfm: str | None = None, cafm: str
                            particles=new[inv.ravel()].reshape(o.shape))
         srcs["particles"] = src.source
     return MapSet(name=name, channels=data, seg=seg, pixel_size_depth_m=p_depth,
-                  pixel_size_lateral_m=p_lat,
+                  pixel_size_lateral_m=p_lat, registration=registration,
                   sources={**{k: ch.source for k, ch in chans.items()}, **srcs})
 
 
@@ -539,6 +626,7 @@ def compare_maps(measured: MapSet, sims: Sequence[MapSet], *,
             seg[f"simulated_{k}"] = float(np.nanmean([sc[k] for sc in scores]))
     return {"channels": {c: _channel_comparison(c, measured, sims, high_ohm) for c in common},
             "segmentation": seg, "sources": dict(measured.sources),
+            "registration": dict(measured.registration),
             "simulated": [s.name for s in sims]}
 
 
@@ -602,9 +690,18 @@ def _markdown(result: dict[str, Any]) -> str:
                      f"{seg['simulated_nmc_iou']:.3f}, particle precision "
                      f"{seg['simulated_particle_precision']:.2f} and recall "
                      f"{seg['simulated_particle_recall']:.2f} (IoU > 0.5).")
+    reg = result.get("registration") or {}
+    if reg:
+        lines += ["", "Registration onto the phase source (cross-correlation of edge images), "
+                  "shift in rows, columns of the file: " + "; ".join(
+                      f"{k} {v['shift_px']} px (edge correlation {_fmt(v['edge_correlation'])}"
+                      f", before {_fmt(v['edge_correlation_before'])})" for k, v in reg.items())
+                  + "."]
     lines += ["", "## Assumptions", "",
-              "- The measured channels and the phase source image one area, registered to each "
-              "other; esim does not register them.",
+              ("- The channels were shifted by whole pixels onto the phase map (above); "
+               "rotation, scale and drift within a scan are not corrected." if reg else
+               "- The measured channels and the phase source image one area, registered to "
+               "each other (`--register` corrects whole-pixel shifts)."),
               "- Only distributions are compared: the measured and simulated areas need not "
               "coincide.",
               "- Per-particle values are the peaks of each particle's pixel histogram "

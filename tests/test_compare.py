@@ -360,3 +360,55 @@ def test_ranking_a_sweep_recovers_the_tip_radius_of_the_measured_maps(small_para
                "--sweep", str(tmp_path / "sw_pack"), "-o", str(tmp_path / "fit2")])
     assert rc == 2 and "--stage spm --save" in capsys.readouterr().err
     assert not (tmp_path / "fit2").exists()
+
+
+def _shifted_files(maps, tmp_path, shifts):
+    """The maps' channels as .npy files, each moved by whole pixels (edge pixels filled with
+    the map's median, as an instrument would record something there)."""
+    files = {}
+    for k, attr in (("ssrm", "ssrm_ohm"), ("kpfm", "kpfm_vcpd_prime_V"), ("cafm", "cafm_A")):
+        a = C.shift_map(getattr(maps, attr), shifts.get(k, (0, 0)))
+        files[k] = str(tmp_path / f"{k}.npy")
+        np.save(files[k], np.where(np.isfinite(a), a, np.nanmedian(a)))
+    for k, a in (("phase", maps.phase), ("sem", maps.sem), ("edx_ni", maps.edx_ni_counts),
+                 ("edx_s", maps.edx_s_counts)):
+        files[k] = str(tmp_path / f"{k}_src.npy")
+        np.save(files[k], np.asarray(a, np.float64))
+    return files
+
+
+@pytest.mark.parametrize("source,tol_px", [("sem", 0), ("phase", 0), ("edx", 1)])
+def test_registration_undoes_whole_pixel_shifts(charged, tmp_path, source, tol_px):
+    shifts = {"ssrm": (7, -4), "kpfm": (-3, 5)}
+    f = _shifted_files(charged, tmp_path, shifts)
+    src = {"edx": ("edx_ni", "edx_s")}.get(source, (source,))
+    m = C.load_measured(ssrm=f["ssrm"], kpfm=f["kpfm"], cafm=f["cafm"], register=True,
+                        pixel_size_m=charged.pixel_size_u_m, **{k: f[k] for k in src})
+    for k, (dy, dx) in {**shifts, "cafm": (0, 0)}.items():
+        got = m.registration[k]["shift_px"]
+        assert abs(got[0] + dy) <= tol_px and abs(got[1] + dx) <= tol_px, (k, got)
+        assert m.registration[k]["edge_correlation"] > 0.3
+    # registered, the particles read as on the unshifted maps; shifted, they do not
+    if source == "sem":
+        plain = C.simulated_mapset(charged, "sem")
+        a, b = m.particle_values("ssrm").peak, plain.particle_values("ssrm").peak
+        assert a.size == b.size
+        close = np.abs(np.log10(a / b)) <= SSRM_BIN_DECADES + 1e-9
+        assert close.mean() >= 0.9
+        raw = C.load_measured(ssrm=f["ssrm"], sem=f["sem"], pixel_size_m=charged.pixel_size_u_m)
+        r = raw.particle_values("ssrm").peak
+        assert np.mean(np.abs(np.log10(r / b)) <= SSRM_BIN_DECADES + 1e-9) < close.mean()
+
+
+def test_a_channel_without_common_edges_is_left_in_place(pristine, tmp_path, caplog):
+    """Pristine SSRM: every pixel at the amplifier's ceiling, nothing to register on."""
+    f = _shifted_files(pristine, tmp_path, {"ssrm": (5, 5), "kpfm": (5, 5)})
+    with caplog.at_level("WARNING", logger="esim.compare"):
+        m = C.load_measured(ssrm=f["ssrm"], kpfm=f["kpfm"], sem=f["sem"], register=True,
+                            pixel_size_m=pristine.pixel_size_u_m)
+    assert m.registration["ssrm"]["shift_px"] == [0, 0]
+    assert "no edges in common" in caplog.text
+    assert m.registration["kpfm"]["shift_px"] == [-5, -5]
+    with pytest.raises(InvalidParameters, match="max_shift_m"):
+        C.load_measured(ssrm=f["ssrm"], sem=f["sem"], register=True, max_shift_m=0.0,
+                        pixel_size_m=pristine.pixel_size_u_m)

@@ -7,6 +7,10 @@ image: pore < SE < NMC in brightness) or --edx-ni with --edx-s (EDX maps).  File
 need --pixel-size-m).  The simulated areas: one or more spm.h5 files from `esim spm` or
 `esim dataset` (--sim, repeatable; pooled).
 
+With --register, each measured channel is first shifted by whole pixels onto the phase source
+(cross-correlation of edge images; a channel with no edges, e.g. a pristine SSRM map at the
+amplifier's ceiling, stays in place with a warning).
+
 Both sides are segmented the same way (phases, then NMC particles by a distance-transform
 watershed), each particle is read at the peak of its pixel histogram (the method of Otoyama et
 al. 2020), and the distributions are compared: medians and quartiles, Kolmogorov-Smirnov and
@@ -40,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from esim.analysis import HIGH_R_OHM
     from esim.compare import CC_SIDES
 
-    m = p.add_argument_group("measured maps (one area, registered)")
+    m = p.add_argument_group("measured maps (one area)")
     m.add_argument("--ssrm", metavar="FILE", help="SSRM resistance map (Ohm)")
     m.add_argument("--kpfm", metavar="FILE", help="KPFM map (V), compared as V_CPD'")
     m.add_argument("--cafm", metavar="FILE", help="C-AFM current map (A)")
@@ -59,6 +63,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--kpfm-offset-V", type=float, default=0.0,
                    help="added to the KPFM map: the cell's V_OCV vs In-Li if the file holds "
                         "V_CPD (default: %(default)s, the file holds V_CPD')")
+    m.add_argument("--register", action="store_true",
+                   help="shift each channel by whole pixels onto the phase map (phase "
+                        "correlation of edge images)")
+    m.add_argument("--max-shift-m", type=float, default=2e-6,
+                   help="largest shift --register may apply, m (default: %(default)s)")
     m.add_argument("--sem-classes", type=int, choices=(2, 3), default=3,
                    help="SEM phases: 3 = pore, SE, NMC; 2 = SE, NMC (default: %(default)s)")
     sim = p.add_mutually_exclusive_group(required=True)
@@ -97,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
                              particles=args.particles,
                              cc_side=args.cc_side, pixel_size_m=args.pixel_size_m,
                              kpfm_offset_V=args.kpfm_offset_V,
-                             min_diameter_m=args.min_diameter_m, sem_classes=args.sem_classes)
+                             min_diameter_m=args.min_diameter_m, sem_classes=args.sem_classes,
+                             register=args.register, max_shift_m=args.max_shift_m)
     summary: dict = {}
     if args.sweep:
         fit = rank_sweep(measured, args.sweep, min_diameter_m=args.min_diameter_m,
@@ -118,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
                               min_diameter_m=args.min_diameter_m)
         files = write_comparison(result, measured, sims, args.outdir,
                                  figures=not args.no_figures)
+    for k, v in (result.get("registration") or {}).items():
+        summary[f"{k}_shift_rows_px"], summary[f"{k}_shift_columns_px"] = v["shift_px"]
     summary["particles_measured"] = result["segmentation"]["particles_measured"]
     summary["particles_simulated"] = sum(result["segmentation"]["particles_simulated"])
     for c, r in result["channels"].items():
