@@ -409,14 +409,16 @@ def load_measured(*, ssrm: str | None = None, kpfm: str | None = None, cafm: str
                   phase: str | None = None, sem: str | None = None, edx_ni: str | None = None,
                   edx_s: str | None = None, particles: str | None = None,
                   cc_side: str = "first-row",
-                  pixel_size_m: float | None = None, kpfm_offset_V: float = 0.0,
+                  pixel_size_m: float | None = None, source_pixel_size_m: float | None = None,
+                  kpfm_offset_V: float = 0.0,
                   min_diameter_m: float = 1e-6, sem_classes: int = 3,
                   register: bool = False, max_shift_m: float = 2e-6,
                   name: str = "measured") -> MapSet:
     """Read a measured area: its channels and one phase source (label map, SEM, or EDX Ni + S).
 
     All channels must have one shape (the phase source may have another pixel size over the
-    same area; it is resampled).  ``cc_side`` says where the current collector is in the files.
+    same area, ``source_pixel_size_m`` if its files carry none; it is resampled).  ``cc_side``
+    says where the current collector is in the files.
     ``particles``, optional: a label map of the NMC particles (0 none, 1, 2, ... one per
     particle, e.g. drawn by hand) used instead of the watershed split.  ``register``: shift each
     channel by whole pixels onto the phase source image (the label map, the SEM image, or the
@@ -448,18 +450,19 @@ def load_measured(*, ssrm: str | None = None, kpfm: str | None = None, cafm: str
                                  f"{ref.data.shape}; the channels must share one pixel grid")
         _same_area(ref, ch)
     method = sources_given[0]
+    p_src = pixel_size_m if source_pixel_size_m is None else source_pixel_size_m
     if method == "phase":
-        src = read_map(phase, pixel_size_m=pixel_size_m)
+        src = read_map(phase, pixel_size_m=p_src)
         ph = phase_from_labels(_to_grid(src, ref, order=0), src.source)
         srcs, reg_ref = {"phase": src.source}, ph.astype(np.float64)
     elif method == "sem":
-        src = read_map(sem, pixel_size_m=pixel_size_m)
+        src = read_map(sem, pixel_size_m=p_src)
         reg_ref = _to_grid(src, ref, order=1)
         ph = phase_from_sem(reg_ref, sem_classes, src.source)
         srcs = {"sem": src.source}
     else:
-        ni = read_map(edx_ni, pixel_size_m=pixel_size_m)
-        s = read_map(edx_s, pixel_size_m=pixel_size_m)
+        ni = read_map(edx_ni, pixel_size_m=p_src)
+        s = read_map(edx_s, pixel_size_m=p_src)
         reg_ref = _to_grid(ni, ref, order=1)
         ph = phase_from_edx(reg_ref, _to_grid(s, ref, order=1), f"{ni.source} and {s.source}")
         srcs = {"edx_ni": ni.source, "edx_s": s.source}
@@ -488,7 +491,7 @@ def load_measured(*, ssrm: str | None = None, kpfm: str | None = None, cafm: str
                       else (ref.pixel_size_m, ref.pixel_size_y_m))
     seg = segment(np.ascontiguousarray(ph), method, math.sqrt(p_depth * p_lat), min_diameter_m)
     if particles:
-        src = read_map(particles, pixel_size_m=pixel_size_m)
+        src = read_map(particles, pixel_size_m=p_src)
         lab = _to_grid(src, ref, order=0)
         if not (np.isfinite(lab).all() and (lab >= 0).all() and (lab == np.round(lab)).all()):
             raise InputFileError(f"{src.source}: a particle label map holds whole numbers >= 0 "

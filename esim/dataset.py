@@ -331,7 +331,7 @@ classes: {classes}.  Read `.gsf` with Gwyddion, `gsffile` or `esim.io.gsf.read_g
 `spm.h5` with `esim.spm.maps.SPMMaps.load`.
 
 To put your own measured maps beside these, `esim compare --ssrm YOUR.gsf --sem YOUR_SEM.tif
---pixel-size-m P --sim sample_00000/charged/spm.h5 --sim sample_00001/charged/spm.h5 -o cmp/`
+--source-pixel-size-m P --sim sample_00000/charged/spm.h5 --sim sample_00001/charged/spm.h5 -o cmp/`
 segments both sides alike and compares them particle by particle.
 
 `manifest.csv` has one row per sample and state with its seed, folder and summary numbers

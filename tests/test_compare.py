@@ -412,3 +412,19 @@ def test_a_channel_without_common_edges_is_left_in_place(pristine, tmp_path, cap
     with pytest.raises(InvalidParameters, match="max_shift_m"):
         C.load_measured(ssrm=f["ssrm"], sem=f["sem"], register=True, max_shift_m=0.0,
                         pixel_size_m=pristine.pixel_size_u_m)
+
+
+def test_a_tiff_sem_of_another_resolution_beside_gsf_channels(charged, gsf, tmp_path):
+    """The channels carry their pixel size (.gsf); the SEM is a TIFF at twice the resolution
+    over the same area, with its own pixel size."""
+    import tifffile
+    from skimage.transform import resize
+
+    sem = resize(np.asarray(charged.sem, np.float64), (2 * PIX, 2 * PIX), order=1)
+    tifffile.imwrite(tmp_path / "sem.tif", sem.astype(np.float32))
+    m = _measured(gsf, phase=None, sem=str(tmp_path / "sem.tif"),
+                  source_pixel_size_m=charged.pixel_size_u_m / 2)
+    assert m.seg.phase.shape == charged.phase.shape
+    assert np.mean(m.seg.phase == charged.phase) > 0.9
+    with pytest.raises(InputFileError, match="pixel size"):  # the TIFF's size is not known
+        _measured(gsf, phase=None, sem=str(tmp_path / "sem.tif"))

@@ -27,7 +27,8 @@ parameters that best explain the measured maps; the comparison files are those o
 Example (the paper's convention: KPFM as V_CPD' = V_CPD + V_OCV, here 3.75 V vs In-Li)::
 
     esim compare --ssrm ssrm.gsf --kpfm scan.gwy#KPFM --kpfm-offset-V 3.75 --sem sem.tif \\
-        --pixel-size-m 58.6e-9 --cc-side last-row --sim charged/spm.h5 -o compare/
+        --source-pixel-size-m 29.3e-9 --register --cc-side last-row \\
+        --sim charged/spm.h5 -o compare/
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s, esim's own convention)")
     m.add_argument("--pixel-size-m", type=float, default=None,
                    help="pixel size, m (required for TIFF and .npy; checked for .gsf/.gwy)")
+    m.add_argument("--source-pixel-size-m", type=float, default=None,
+                   help="pixel size of the --phase/--sem/--edx-*/--particles files, m, where it "
+                        "differs from the channels' (e.g. a TIFF SEM image; default: "
+                        "--pixel-size-m)")
     m.add_argument("--kpfm-offset-V", type=float, default=0.0,
                    help="added to the KPFM map: the cell's V_OCV vs In-Li if the file holds "
                         "V_CPD (default: %(default)s, the file holds V_CPD')")
@@ -105,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
                              sem=args.sem, edx_ni=args.edx_ni, edx_s=args.edx_s,
                              particles=args.particles,
                              cc_side=args.cc_side, pixel_size_m=args.pixel_size_m,
+                             source_pixel_size_m=args.source_pixel_size_m,
                              kpfm_offset_V=args.kpfm_offset_V,
                              min_diameter_m=args.min_diameter_m, sem_classes=args.sem_classes,
                              register=args.register, max_shift_m=args.max_shift_m)
