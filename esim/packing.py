@@ -270,6 +270,10 @@ class Packing:
             "nmc_nmc_contact_radius_p90_m": q(a_nn, 90),
             "nmc_nmc_overlap_max_rel": float(overlap_rel.max()) if overlap_rel.size else 0.0,
             "iterations": self.iterations,
+            "minimiser": minimiser_used(
+                self.params.structure, self.n_particles,
+                int(np.count_nonzero(self.phase == PHASE_NMC)) if self.params.structure
+                .se_overlap_allowed else self.n_particles),
             "max_force_residual": self.max_force_residual,
             "seed": self.params.structure.seed,
         }
@@ -1253,16 +1257,39 @@ class _System:
                 return e
             tol *= _CASCADE_STEP
 
+    @property
+    def implicit(self) -> bool:
+        """Whether the ``fire-imex`` minimiser runs (:func:`minimiser_used`)."""
+        n_hard = int(np.count_nonzero(self.hard))
+        return minimiser_used(self.s, self.rad0.size, n_hard) == "fire-imex"
+
     def _fire(self, rad: np.ndarray, ftol: float, maxit: int) -> float:
         skin = _SKIN * float(np.median(rad))
-        it, fmax, e, nreb, npart = _fire(self.pos, rad, self.hard, self.mass, self.box,
-                                         self.periodic_z, self.k_soft, self.k_hard, ftol, maxit,
-                                         skin, _DT_MAX)
+        if self.implicit:
+            from esim._fire_imex import fire_imex
+
+            it, fmax, e, nreb, npart = fire_imex(self.pos, rad, self.hard, self.box,
+                                                 self.periodic_z, self.k_soft, self.k_hard,
+                                                 ftol, maxit, skin, _DT_MAX)
+        else:
+            it, fmax, e, nreb, npart = _fire(self.pos, rad, self.hard, self.mass, self.box,
+                                             self.periodic_z, self.k_soft, self.k_hard, ftol,
+                                             maxit, skin, _DT_MAX)
         self.rebuilds += int(nreb)
         self.partial_rebuilds += int(npart)
         self.iterations += int(it)
         self.fmax = float(fmax)
         return float(e)
+
+
+def minimiser_used(s: PackingParams, n: int, n_hard: int) -> str:
+    """``structure.minimiser`` resolved for ``n`` particles of which ``n_hard`` are hard:
+    ``auto`` is ``fire-imex`` from ``_PARALLEL_MIN_PARTICLES`` particles when both hard and soft
+    particles exist (the implicit springs are the hard-soft contrast), else ``fire``."""
+    if s.minimiser == "auto":
+        big = n >= _PARALLEL_MIN_PARTICLES and 0 < n_hard < n
+        return "fire-imex" if big else "fire"
+    return s.minimiser
 
 
 def pack(params: Params | None = None, *, quiet: bool = True) -> Packing:
