@@ -337,12 +337,7 @@ def fire_imex(pos, rad, hard, box, periodic_z, k_soft, k_hard, ftol, maxit, skin
     part = np.zeros((pk._NCHUNK, 6))
     d2 = np.zeros(n)
     ref = pos.copy()
-    caps = None
-    if threaded:
-        pairs, caps = pk._pair_list_threaded(pos, rad, box, periodic_z, skin)
-    else:
-        pairs = pk._pair_list_cap(pos, rad, box, periodic_z, skin, 8 * n)
-    pairs = pk._sort_pairs(pairs, n)
+    pairs, caps = pk._first_pairs(pos, rad, box, periodic_z, skin, threaded)
 
     def system():  # the implicit set and its buffers, renewed with the pair list
         hp = _hard_pairs(pairs, hard)
@@ -364,37 +359,16 @@ def fire_imex(pos, rad, hard, box, periodic_z, k_soft, k_hard, ftol, maxit, skin
         if fmax < ftol or it >= maxit:
             break
         it += 1
-        if pw > 0.0:  # FIRE's rules, as in esim.packing._fire
-            keep, mix = 1.0 - alpha, alpha * vn / fn
-            n_pos += 1
-            if n_pos > pk._FIRE_NMIN:
-                dt = min(dt * 1.1, dt_max)
-                alpha *= 0.99
-        else:
-            keep, mix = 0.0, 0.0
-            n_pos = 0
-            dt *= 0.5
-            alpha = pk._FIRE_ALPHA0
+        keep, mix, dt, alpha, n_pos = pk._fire_rules(pw, vn, fn, dt, alpha, n_pos, dt_max)
         c = dt * dt * k_hard
         na = _prepare(pos, rad, sub, lij, box, periodic_z, vel, frc, keep, mix + dt, c,
                       lpos, apair, nrm, lwall, binv, rhs, x)
         _pcg(rhs, x, apair, na, nrm, lwall, c, binv, _CG_TOL, _CG_MAX)
         if _move(pos, vel, frc, keep, mix + dt, dt, sub, x, ref, box, periodic_z, d2) > skin:
-            pk._wrap(pos, box, periodic_z)
-            fresh = pk._partial_rebuild(pos, rad, box, periodic_z, skin, ref, d2, pairs)
-            if fresh is not None:
-                pairs = fresh
-                npartial += 1
-            else:
-                ref[:] = pos
-                if threaded:
-                    room = None if caps is None else caps + caps // 4 + 64
-                    pairs, caps = pk._pair_list_threaded(pos, rad, box, periodic_z, skin, room)
-                else:
-                    pairs = pk._pair_list_cap(pos, rad, box, periodic_z, skin,
-                                              pairs.shape[0] + pairs.shape[0] // 4 + 16)
-                pairs = pk._sort_pairs(pairs, n)
-                nrebuild += 1
+            pairs, caps, full = pk._renew_pairs(pos, rad, box, periodic_z, skin, ref, d2, pairs,
+                                                threaded, caps)
+            nrebuild += full
+            npartial += not full
             sub, lij, lpos, apair, nrm, lwall, binv, rhs, x = system()
     pk._wrap(pos, box, periodic_z)
     return it, fmax, e, nrebuild, npartial

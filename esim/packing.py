@@ -1032,14 +1032,9 @@ def _fire(pos, rad, hard, mass, box, periodic_z, k_soft, k_hard, ftol, maxit, sk
     d2 = np.zeros(n)
     ref = pos.copy()
     threaded = forces is _PAR[0]
-    caps = None
-    if threaded:
-        pairs, caps = _pair_list_threaded(pos, rad, box, periodic_z, skin)
-    else:
-        pairs = _pair_list_cap(pos, rad, box, periodic_z, skin, 8 * n)
-    pairs = _sort_pairs(pairs, n)
+    pairs, caps = _first_pairs(pos, rad, box, periodic_z, skin, threaded)
     dt = 0.25 * dt_max
-    alpha0 = alpha = _FIRE_ALPHA0
+    alpha = _FIRE_ALPHA0
     n_pos = 0
     it = 0
     nrebuild = 0
@@ -1050,35 +1045,60 @@ def _fire(pos, rad, hard, mass, box, periodic_z, k_soft, k_hard, ftol, maxit, sk
         if fmax < ftol or it >= maxit:
             break
         it += 1
-        if pw > 0.0:  # downhill: mix the velocity towards the force, speed up
-            keep, mix = 1.0 - alpha, alpha * vn / fn
-            n_pos += 1
-            if n_pos > _FIRE_NMIN:
-                dt = min(dt * 1.1, dt_max)
-                alpha *= 0.99
-        else:  # uphill: stop, shorten the step, restart the mixing
-            keep, mix = 0.0, 0.0
-            n_pos = 0
-            dt *= 0.5
-            alpha = alpha0
+        keep, mix, dt, alpha, n_pos = _fire_rules(pw, vn, fn, dt, alpha, n_pos, dt_max)
         if move(pos, vel, frc, mass, ref, box, periodic_z, keep, mix, dt, d2) > skin:
-            _wrap(pos, box, periodic_z)
-            fresh = _partial_rebuild(pos, rad, box, periodic_z, skin, ref, d2, pairs)
-            if fresh is not None:
-                pairs = fresh
-                npartial += 1
-                continue
-            ref[:] = pos
-            if threaded:
-                room = None if caps is None else caps + caps // 4 + 64
-                pairs, caps = _pair_list_threaded(pos, rad, box, periodic_z, skin, room)
-            else:
-                pairs = _pair_list_cap(pos, rad, box, periodic_z, skin,
-                                       pairs.shape[0] + pairs.shape[0] // 4 + 16)
-            pairs = _sort_pairs(pairs, n)
-            nrebuild += 1
+            pairs, caps, full = _renew_pairs(pos, rad, box, periodic_z, skin, ref, d2, pairs,
+                                             threaded, caps)
+            nrebuild += full
+            npartial += not full
     _wrap(pos, box, periodic_z)
     return it, fmax, e, nrebuild, npartial
+
+
+def _first_pairs(pos, rad, box, periodic_z, skin, threaded):
+    """The first Verlet list of a minimisation, sorted by first particle, and the threaded
+    search's per-slab sizes (``caps``, None when serial)."""
+    n = pos.shape[0]
+    caps = None
+    if threaded:
+        pairs, caps = _pair_list_threaded(pos, rad, box, periodic_z, skin)
+    else:
+        pairs = _pair_list_cap(pos, rad, box, periodic_z, skin, 8 * n)
+    return _sort_pairs(pairs, n), caps
+
+
+def _fire_rules(pw, vn, fn, dt, alpha, n_pos, dt_max):
+    """FIRE's update (Bitzek et al. 2006) from the power ``pw = F . v`` and the norms of
+    ``v`` and ``F``: returns (keep, mix, dt, alpha, n_pos) with the velocity to become
+    ``keep v + mix F`` before the step."""
+    if pw > 0.0:  # downhill: mix the velocity towards the force, speed up
+        keep, mix = 1.0 - alpha, alpha * vn / fn
+        n_pos += 1
+        if n_pos > _FIRE_NMIN:
+            dt = min(dt * 1.1, dt_max)
+            alpha *= 0.99
+        return keep, mix, dt, alpha, n_pos
+    # uphill: stop, shorten the step, restart the mixing
+    return 0.0, 0.0, dt * 0.5, _FIRE_ALPHA0, 0
+
+
+def _renew_pairs(pos, rad, box, periodic_z, skin, ref, d2, pairs, threaded, caps):
+    """The Verlet list after a move beyond the skin: renewed for the fast particles only where
+    that suffices (:func:`_partial_rebuild`), else in full (``ref`` reset).  Positions are
+    folded first.  Returns (pairs, caps, full)."""
+    n = pos.shape[0]
+    _wrap(pos, box, periodic_z)
+    fresh = _partial_rebuild(pos, rad, box, periodic_z, skin, ref, d2, pairs)
+    if fresh is not None:
+        return fresh, caps, False
+    ref[:] = pos
+    if threaded:
+        room = None if caps is None else caps + caps // 4 + 64
+        pairs, caps = _pair_list_threaded(pos, rad, box, periodic_z, skin, room)
+    else:
+        pairs = _pair_list_cap(pos, rad, box, periodic_z, skin,
+                               pairs.shape[0] + pairs.shape[0] // 4 + 16)
+    return _sort_pairs(pairs, n), caps, True
 
 
 @nb.njit(**_NB)
