@@ -567,3 +567,35 @@ def test_implicit_minimiser_is_reproducible(small_params):
     np.testing.assert_array_equal(a.contact_force, b.contact_force)
     c = pack(p.replace(structure={"seed": p.structure.seed + 1}))
     assert not np.array_equal(a.centers_m[:10], c.centers_m[:10])
+
+
+def test_implicit_minimiser_same_bytes_on_any_thread_count():
+    """fire-imex with the serial or the threaded force kernels, on 1 or 2 threads: identical."""
+    import numba
+
+    import esim.packing as P
+    from esim._fire_imex import fire_imex
+
+    rng = np.random.default_rng(4)
+    n = 600
+    box = np.array([14.0, 14.0, 10.0])
+    pos0 = rng.random((n, 3)) * box
+    rad = rng.lognormal(np.log(0.6), 0.3, n).clip(0.2, 1.5)
+    hard = rng.random(n) < 0.4
+    runs = []
+    nt0 = numba.get_num_threads()
+    lim = P._PARALLEL_MIN_PARTICLES
+    try:
+        for threshold, threads in ((10**9, 1), (0, 1), (0, min(2, numba.config.NUMBA_NUM_THREADS))):
+            P._PARALLEL_MIN_PARTICLES = threshold
+            numba.set_num_threads(threads)
+            x = pos0.copy()
+            out = fire_imex(x, rad, hard, box, False, 1.0, 100.0, 1e-3, 400, 0.5, 0.3)
+            runs.append((x, out))
+    finally:
+        P._PARALLEL_MIN_PARTICLES = lim
+        numba.set_num_threads(nt0)
+    assert runs[0][1][0] > 50 and runs[0][1][3] + runs[0][1][4] > 0
+    for x, out in runs[1:]:
+        assert out == runs[0][1]
+        np.testing.assert_array_equal(x, runs[0][0])
