@@ -129,6 +129,9 @@ class Packing:
         FIRE iterations, all minimisations together.
     max_force_residual : float, model units
         Largest net force on a particle at the end.
+    minimiser : str
+        The minimiser that ran on the main box, ``fire`` or ``fire-imex``
+        (``structure.minimiser`` resolved; files written before it existed: ``fire``).
     """
 
     params: Params
@@ -151,6 +154,7 @@ class Packing:
     fraction_stderr: float = 0.0
     iterations: int = 0
     max_force_residual: float = 0.0
+    minimiser: str = "fire"
 
     def __repr__(self) -> str:
         return (f"Packing(N={self.n_particles} (NMC {int((self.phase == PHASE_NMC).sum())}, "
@@ -270,10 +274,7 @@ class Packing:
             "nmc_nmc_contact_radius_p90_m": q(a_nn, 90),
             "nmc_nmc_overlap_max_rel": float(overlap_rel.max()) if overlap_rel.size else 0.0,
             "iterations": self.iterations,
-            "minimiser": minimiser_used(
-                self.params.structure, self.n_particles,
-                int(np.count_nonzero(self.phase == PHASE_NMC)) if self.params.structure
-                .se_overlap_allowed else self.n_particles),
+            "minimiser": self.minimiser,
             "max_force_residual": self.max_force_residual,
             "seed": self.params.structure.seed,
         }
@@ -1506,6 +1507,7 @@ def _finish(params: Params, sysm: _System, rad: np.ndarray, solid: float, nmc_sh
         nmc_fraction_of_solid=nmc_share,
         fraction_stderr=err,
         iterations=sysm.iterations,
+        minimiser="fire-imex" if sysm.implicit else "fire",
         max_force_residual=sysm.fmax,
     )
 
