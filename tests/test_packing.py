@@ -236,8 +236,9 @@ def test_pair_search_large_boxes_and_unwrapped_positions(seed, periodic_z):
     assert got == set(zip(i.tolist(), j.tolist()))
 
 
-def test_fire_same_bytes_on_any_thread_count():
-    """Serial and threaded FIRE kernels, on 1 or 2 threads, give bit-identical states."""
+def _runs_on_thread_counts(minimise):
+    """``minimise(pos, rad, hard, box)`` on one 600-particle state with the serial kernels, the
+    threaded ones on 1 thread and on 2: [(final positions, its return value)] for each."""
     import numba
 
     import esim.packing as P
@@ -248,7 +249,6 @@ def test_fire_same_bytes_on_any_thread_count():
     pos0 = rng.random((n, 3)) * box
     rad = rng.lognormal(np.log(0.6), 0.3, n).clip(0.2, 1.5)
     hard = rng.random(n) < 0.4
-    mass = np.where(hard, 100.0, 1.0)
     runs = []
     nt0 = numba.get_num_threads()
     lim = P._PARALLEL_MIN_PARTICLES
@@ -257,11 +257,19 @@ def test_fire_same_bytes_on_any_thread_count():
             P._PARALLEL_MIN_PARTICLES = threshold
             numba.set_num_threads(threads)
             x = pos0.copy()
-            out = P._fire(x, rad, hard, mass, box, False, 1.0, 100.0, 1e-3, 400, 0.5, 0.3)
-            runs.append((x, out))
+            runs.append((x, minimise(x, rad, hard, box)))
     finally:
         P._PARALLEL_MIN_PARTICLES = lim
         numba.set_num_threads(nt0)
+    return runs
+
+
+def test_fire_same_bytes_on_any_thread_count():
+    """Serial and threaded FIRE kernels, on 1 or 2 threads, give bit-identical states."""
+    import esim.packing as P
+
+    runs = _runs_on_thread_counts(lambda x, rad, hard, box: P._fire(
+        x, rad, hard, np.where(hard, 100.0, 1.0), box, False, 1.0, 100.0, 1e-3, 400, 0.5, 0.3))
     assert runs[0][1][0] > 50  # it really iterated
     assert runs[0][1][3] > 0 and runs[0][1][4] > 0  # with full and partial pair-list rebuilds
     for x, out in runs[1:]:
@@ -571,30 +579,10 @@ def test_implicit_minimiser_is_reproducible(small_params):
 
 def test_implicit_minimiser_same_bytes_on_any_thread_count():
     """fire-imex with the serial or the threaded force kernels, on 1 or 2 threads: identical."""
-    import numba
-
-    import esim.packing as P
     from esim._fire_imex import fire_imex
 
-    rng = np.random.default_rng(4)
-    n = 600
-    box = np.array([14.0, 14.0, 10.0])
-    pos0 = rng.random((n, 3)) * box
-    rad = rng.lognormal(np.log(0.6), 0.3, n).clip(0.2, 1.5)
-    hard = rng.random(n) < 0.4
-    runs = []
-    nt0 = numba.get_num_threads()
-    lim = P._PARALLEL_MIN_PARTICLES
-    try:
-        for threshold, threads in ((10**9, 1), (0, 1), (0, min(2, numba.config.NUMBA_NUM_THREADS))):
-            P._PARALLEL_MIN_PARTICLES = threshold
-            numba.set_num_threads(threads)
-            x = pos0.copy()
-            out = fire_imex(x, rad, hard, box, False, 1.0, 100.0, 1e-3, 400, 0.5, 0.3)
-            runs.append((x, out))
-    finally:
-        P._PARALLEL_MIN_PARTICLES = lim
-        numba.set_num_threads(nt0)
+    runs = _runs_on_thread_counts(lambda x, rad, hard, box: fire_imex(
+        x, rad, hard, box, False, 1.0, 100.0, 1e-3, 400, 0.5, 0.3))
     assert runs[0][1][0] > 50 and runs[0][1][3] + runs[0][1][4] > 0
     for x, out in runs[1:]:
         assert out == runs[0][1]
