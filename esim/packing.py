@@ -948,6 +948,7 @@ _NCHUNK = 4
 # thread, the serial kernels run.  (On a loaded machine fine-grained threads were measured up
 # to 30x slower than serial for 1600 particles.)
 _PARALLEL_MIN_PARTICLES = 20_000
+_PARALLEL_MIN_POINTS = 100_000  # sample points of the union fractions: threaded from here
 _FIRST_FTOL = 1e-2  # tolerance of the quench before the SE radii are calibrated
 _PILOT_MIN_PARTICLES = 5000  # larger boxes take their SE scale from a pilot box
 _PILOT_PARTICLES = 2000  # particles in the pilot box
@@ -1117,10 +1118,10 @@ def _contacts_kernel(pos, rad, pairs, box, periodic_z, tol_rel):
     return keep, gap
 
 
-@nb.njit(**_NB)
-def _union_sample(pts, pos, rad, phase, box, periodic_z):
+def _union_sample_impl(pts, pos, rad, phase, box, periodic_z):
     """Phase of each sample point: NMC (1) if inside any NMC sphere, else SE (2) if inside any
-    SE sphere, else pore (0).  Cell lists of size r_max: only 27 cells are searched."""
+    SE sphere, else pore (0).  Cell lists of size r_max: only 27 cells are searched.  Each
+    point is independent (the threaded twin gives the same labels)."""
     n = pos.shape[0]
     rmax = 0.0
     for i in range(n):
@@ -1129,17 +1130,17 @@ def _union_sample(pts, pos, rad, phase, box, periodic_z):
     ox, oy = _offsets(ncell[0]), _offsets(ncell[1])
     oz = _offsets(ncell[2]) if periodic_z else np.array([-1, 0, 1], np.int64)
     out = np.zeros(pts.shape[0], np.int8)
-    c = np.empty(3, np.int64)
-    for p in range(pts.shape[0]):
-        for d in range(3):
-            c[d] = min(max(int(pts[p, d] / box[d] * ncell[d]), 0), ncell[d] - 1)
+    for p in nb.prange(pts.shape[0]):
+        c0 = min(max(int(pts[p, 0] / box[0] * ncell[0]), 0), ncell[0] - 1)
+        c1 = min(max(int(pts[p, 1] / box[1] * ncell[1]), 0), ncell[1] - 1)
+        c2 = min(max(int(pts[p, 2] / box[2] * ncell[2]), 0), ncell[2] - 1)
         best = 0
         for dx in ox:
-            cx = (c[0] + dx) % ncell[0]
+            cx = (c0 + dx) % ncell[0]
             for dy in oy:
-                cy = (c[1] + dy) % ncell[1]
+                cy = (c1 + dy) % ncell[1]
                 for dz in oz:
-                    cz = c[2] + dz
+                    cz = c2 + dz
                     if periodic_z:
                         cz = cz % ncell[2]
                     elif cz < 0 or cz >= ncell[2]:
@@ -1156,6 +1157,11 @@ def _union_sample(pts, pos, rad, phase, box, periodic_z):
                             best = phase[j]
         out[p] = best
     return out
+
+
+_union_sample = nb.njit(**_NB)(_union_sample_impl)
+_union_sample_par = nb.njit(cache=True, nogil=True, parallel=True)(
+    _twin(_union_sample_impl, "_par"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1211,7 +1217,9 @@ def _lens_radius(r1: np.ndarray, r2: np.ndarray, d: np.ndarray, a_min: float) ->
 def _sample_fractions(rng_pts: np.ndarray, pos: np.ndarray, rad: np.ndarray, phase: np.ndarray,
                       box: np.ndarray, periodic_z: bool) -> tuple[float, float, float]:
     """Union solid fraction, NMC share of solid, and the standard error, from sample points."""
-    lab = _union_sample(rng_pts, pos, rad, phase, box, periodic_z)
+    big = rng_pts.shape[0] >= _PARALLEL_MIN_POINTS and nb.get_num_threads() > 1
+    lab = (_union_sample_par if big else _union_sample)(rng_pts, pos, rad, phase, box,
+                                                        periodic_z)
     m = lab.size
     solid = float(np.count_nonzero(lab)) / m
     nmc = float(np.count_nonzero(lab == PHASE_NMC)) / m

@@ -483,11 +483,14 @@ def test_threaded_kernels_load_from_the_disk_cache():
 # ------------------------------------------------------------------------------------------
 # the fire-imex minimiser (esim/_fire_imex.py)
 # ------------------------------------------------------------------------------------------
-def test_implicit_step_builds_and_solves_the_contact_system():
+@pytest.mark.parametrize("threaded", [False, True])
+def test_implicit_step_builds_and_solves_the_contact_system(threaded):
     """_prepare's system against a dense assembly of I + dt^2 K_h (normal stiffness of the
-    overlapping hard pairs and hard-wall contacts), and _pcg's solution against a dense solve."""
+    overlapping hard pairs and hard-wall contacts), and _pcg's solution against a dense solve,
+    for the serial kernels and their threaded twins."""
     from esim import _fire_imex as F
 
+    hard_pairs, prepare, pcg, _ = F._kernels(threaded)
     rng = np.random.default_rng(5)
     n = 80
     box = np.array([6.0, 6.0, 6.0])
@@ -495,27 +498,38 @@ def test_implicit_step_builds_and_solves_the_contact_system():
     rad = rng.uniform(0.4, 0.8, n)
     hard = rng.random(n) < 0.6
     pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, n)], np.int64)
-    hp = F._hard_pairs(pairs, hard)
+    hp = hard_pairs(pairs, hard)
     assert (hard[hp[:, 0]] & hard[hp[:, 1]]).all() and hp.shape[0] == np.count_nonzero(
         hard[pairs[:, 0]] & hard[pairs[:, 1]])
-    sub, lij = F._implicit_set(n, hp, hard, pos, rad, box, False, 0.0)
-    k = sub.shape[0]
+    sub, loc, lij, gptr = F._implicit_set(n, hp, hard, pos, rad, box, False, 0.0)
+    k, m = sub.shape[0], lij.shape[0]
+    assert (np.diff(sub) > 0).all() and (loc[sub] == np.arange(k)).all()
+    assert np.count_nonzero(loc >= 0) == k
+    # the hard pairs, grouped: internal to a row chunk (both rows in it), then the rest
+    assert sorted(map(tuple, sub[lij].tolist())) == sorted(map(tuple, hp.tolist()))
+    chunk = np.searchsorted([k * c // F._NCH for c in range(1, F._NCH)], np.arange(k), "right")
+    group = np.repeat(np.arange(F._NCH + 1), np.diff(gptr))
+    ci, cj = chunk[lij[:, 0]], chunk[lij[:, 1]]
+    np.testing.assert_array_equal(group, np.where(ci == cj, ci, F._NCH))
+    assert (group < F._NCH).any() and (group == F._NCH).any()
     vel, frc = rng.standard_normal((n, 3)), rng.standard_normal((n, 3))
     keep, mixdt, c = 0.9, 0.35, 9.0
-    lpos, apair, nrm = np.empty((k, 4)), np.empty_like(lij), np.empty((lij.shape[0], 3))
-    lwall, binv = np.zeros(k, bool), np.empty((k, 6))
+    lpos, apair, nrm = np.empty((k, 4)), np.empty_like(lij), np.empty((m, 3))
+    acnt, lwall, blk, binv = np.zeros(F._NCH + 1, np.int64), np.zeros(k, bool), *np.empty((2, k, 6))
     rhs, x = np.empty((k, 3)), np.empty((k, 3))
-    na = F._prepare(pos, rad, sub, lij, box, False, vel, frc, keep, mixdt, c, lpos, apair, nrm,
-                    lwall, binv, rhs, x)
+    work = np.zeros((F._NCH, 3))
+    na, bn = prepare(pos, rad, sub, lij, gptr, box, False, vel, frc, keep, mixdt, c, lpos, apair,
+                     nrm, acnt, lwall, blk, binv, rhs, x, work)
     # dense reference
     A = np.eye(3 * k)
-    d = pos[hp[:, 1]] - pos[hp[:, 0]]
+    d = pos[sub[lij[:, 1]]] - pos[sub[lij[:, 0]]]
     d[:, :2] -= box[:2] * np.rint(d[:, :2] / box[:2])
     dist = np.linalg.norm(d, axis=1)
-    over = dist < rad[hp[:, 0]] + rad[hp[:, 1]]
-    assert na == np.count_nonzero(over) > 5
-    np.testing.assert_array_equal(apair[:na], lij[over])
-    np.testing.assert_allclose(nrm[:na], (d / dist[:, None])[over])
+    over = dist < rad[sub[lij[:, 0]]] + rad[sub[lij[:, 1]]]
+    assert na == np.count_nonzero(over) > 5 and (~over).any()
+    active = np.concatenate([np.arange(gptr[g], gptr[g] + acnt[g]) for g in range(F._NCH + 1)])
+    np.testing.assert_array_equal(apair[active], lij[over])  # compacted, in order, per group
+    np.testing.assert_allclose(nrm[active], (d / dist[:, None])[over])
     for (i, j), u in zip(lij[over], (d / dist[:, None])[over]):
         B = c * np.outer(u, u)
         for a_, b_, sgn in ((i, i, 1), (j, j, 1), (i, j, -1), (j, i, -1)):
@@ -528,7 +542,9 @@ def test_implicit_step_builds_and_solves_the_contact_system():
         np.testing.assert_allclose(binv[q][sym], np.linalg.inv(A[3 * q:3 * q + 3, 3 * q:3 * q + 3]),
                                    rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(rhs, keep * vel[sub] + mixdt * frc[sub])
-    its = F._pcg(rhs, x, apair, na, nrm, lwall, c, binv, 1e-12, 1000)
+    assert bn == pytest.approx(float((rhs**2).sum()), rel=1e-12)
+    its = pcg(rhs, x, bn, apair, gptr, acnt, nrm, lwall, c, binv, 1e-12, 1000,
+              *np.empty((4, k, 3)), work)
     assert its > 1
     np.testing.assert_allclose(x.ravel(), np.linalg.solve(A, rhs.ravel()), rtol=1e-8,
                                atol=1e-10)
