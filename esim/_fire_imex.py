@@ -282,16 +282,25 @@ def _pcg_impl(rhs, x, bn, apair, gptr, acnt, nrm, lwall, c, binv, tol, maxit, r,
 
     The product ``(I + c K) v`` runs per row chunk (the identity, the wall term and the chunk's
     internal pairs), then adds the boundary pairs.  Its first call applies it to ``x`` (the
-    residual); later calls to ``p``."""
+    residual); later calls to ``p``, whose update is fused into the same pass."""
     k = rhs.shape[0]
     it = -1
     rz = 0.0
     rn = 0.0
+    beta = 0.0
     while True:
         v = x if it < 0 else p
         for ch in nb.prange(_NCH):
             vav = 0.0
             for q in range(k * ch // _NCH, k * (ch + 1) // _NCH):
+                if it == 0:  # the first direction
+                    p[q, 0] = z[q, 0]
+                    p[q, 1] = z[q, 1]
+                    p[q, 2] = z[q, 2]
+                elif it > 0:  # the next direction (a chunk's internal pairs read its own rows)
+                    p[q, 0] = z[q, 0] + beta * p[q, 0]
+                    p[q, 1] = z[q, 1] + beta * p[q, 1]
+                    p[q, 2] = z[q, 2] + beta * p[q, 2]
                 w = c * v[q, 2] if lwall[q] else 0.0
                 ap[q, 0] = v[q, 0]
                 ap[q, 1] = v[q, 1]
@@ -342,16 +351,6 @@ def _pcg_impl(rhs, x, bn, apair, gptr, acnt, nrm, lwall, c, binv, tol, maxit, r,
         it += 1
         if it >= maxit or rn <= tol * tol * bn:
             return it
-        for ch in nb.prange(_NCH):
-            for q in range(k * ch // _NCH, k * (ch + 1) // _NCH):
-                if it == 0:  # the first direction (p is not yet set)
-                    p[q, 0] = z[q, 0]
-                    p[q, 1] = z[q, 1]
-                    p[q, 2] = z[q, 2]
-                else:
-                    p[q, 0] = z[q, 0] + beta * p[q, 0]
-                    p[q, 1] = z[q, 1] + beta * p[q, 1]
-                    p[q, 2] = z[q, 2] + beta * p[q, 2]
 
 
 def _move_impl(pos, vel, frc, keep, mixdt, dt, loc, x, ref, box, periodic_z, d2, top):
