@@ -27,17 +27,24 @@ preconditioned with each particle's 3 x 3 diagonal block, from the block-Jacobi 
 ``_CG_MAX`` iterations (measured on the default box: 8 iterations suffice; 2 or 4 cost more FIRE
 iterations than they save).
 
-The kernels are serial, so results do not depend on the number of threads (the force and
-pair-list kernels are :mod:`esim.packing`'s own, threaded with fixed chunks).
+Threading.  Every loop runs over ``_NCH`` fixed chunks of rows, in serial kernels and their
+threaded twins (``esim.packing._twin``; threaded when the force kernel is, from
+``_PARALLEL_MIN_PARTICLES`` particles).  The rows are the implicit particles in ascending, i.e.
+cell, order, so a hard pair is nearly always *internal* to one chunk (both rows in it: 95 % at
+1e5 particles) and its scatter writes only that chunk's rows; the few *boundary* pairs are
+added serially after each parallel pass, and partial sums are added in chunk order.  Results
+are therefore the same bytes on any number of threads (``tests/test_packing.py``).  (A
+conflict-free gather over each row's pairs was measured first: twice the memory traffic of the
+scatter, and slower on 2 threads than the serial scatter.)
 
-Measured (``benchmarks/results/packing_1e5_minimisers.md``; default composite, 1e5 particles,
-seeds 20200824, 1 and 2, 2 threads, one run): 7.5k, 8.7k and 7.9k FIRE iterations against
-38.3k, 24.4k and 16.0k for plain FIRE, but 14.5 ms per iteration against 6.0 ms (the implicit
-solve is serial: ~8 CG iterations over ~43k NMC contacts, plus the system's set-up), so
-117.5, 126.3 and 97.7 s against 250.5, 147.5 and 92.1 s: the median 1.26x and the slowest seed
-2.1x faster.  The gain grows with the stiffness ratio, which plain FIRE pays for in iterations
-and this step does not: at ratio 1000 on the default box, 11.6k and 12.9k against 71.6k and
-72.6k iterations, 5.8-6.3 s against 13.4-14.7 s.
+Measured (default composite, 1e5 particles, seeds 20200824, 1 and 2, 2 threads, one run of
+``benchmarks/results/packing_1e5_imex_threaded.md``): 5.8k, 6.8k and 5.3k FIRE iterations at
+10.5 ms, 52.3, 71.8 and 56.1 s (median 56.1 s; an earlier run of the same code: 56.7 s), against
+38.3k, 24.4k and 16.0k iterations at 5.4 ms, 203, 141 and 86 s for plain FIRE (median 141 s,
+ratio 2.5).  The serial implicit solve before it took 14.5 ms per iteration and a median of
+118 s (``packing_1e5_minimisers.md``).  The gain grows with the stiffness ratio, which plain
+FIRE pays for in iterations and this step does not: at ratio 1000 on the default box (serial
+kernels), 11.6k and 12.9k against 71.6k and 72.6k iterations, 5.8-6.3 s against 13.4-14.7 s.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ Examples
 >>> raw = params_with_charge(None, ocv_x_scale=1.0)      # the table itself
 >>> u, du = nmc_ocv(np.array([0.1, 0.59]), raw)
 >>> np.round(u, 3).tolist()
-[3.73, 4.126]
+[3.73, 4.128]
 """
 
 from __future__ import annotations

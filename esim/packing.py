@@ -1344,7 +1344,7 @@ def pack(params: Params | None = None, *, quiet: bool = True) -> Packing:
     Examples
     --------
     >>> from esim.params import Params
-    >>> p = Params().replace(structure={"box_x_m": 15e-6, "box_y_m": 15e-6,
+    >>> p = Params().replace(structure={"box_x_m": 20e-6, "box_y_m": 20e-6,
     ...                                 "electrode_thickness_m": 15e-6, "sample_points": 20000})
     >>> pk = pack(p)
     >>> abs(pk.solid_fraction - 0.85) < 0.01

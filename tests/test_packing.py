@@ -480,6 +480,29 @@ def test_threaded_kernels_load_from_the_disk_cache():
     assert int(runs[1][2]) == 3  # all three threaded kernels came from the cache
 
 
+def test_threaded_union_sampling_gives_the_serial_labels():
+    """Union sampling labels each point on its own: the threaded twin gives the serial labels,
+    and they are those of a brute-force check against every sphere."""
+    import esim.packing as P
+
+    rng = np.random.default_rng(11)
+    n = 400
+    box = np.array([12.0, 12.0, 8.0])
+    pos = rng.random((n, 3)) * box
+    rad = rng.uniform(0.5, 1.2, n)
+    phase = np.where(rng.random(n) < 0.5, P.PHASE_NMC, P.PHASE_SE).astype(np.int8)
+    pts = rng.random((20_000, 3)) * box
+    serial = P._union_sample(pts, pos, rad, phase, box, False)
+    np.testing.assert_array_equal(P._union_sample_par(pts, pos, rad, phase, box, False), serial)
+    d = pts[:, None, :] - pos[None, :, :]
+    d[..., :2] -= box[:2] * np.rint(d[..., :2] / box[:2])
+    inside = (d**2).sum(-1) < rad**2
+    want = np.where((inside & (phase == P.PHASE_NMC)).any(1), P.PHASE_NMC,
+                    np.where(inside.any(1), P.PHASE_SE, P.PORE))
+    np.testing.assert_array_equal(serial, want)
+    assert len(set(serial.tolist())) == 3
+
+
 # ------------------------------------------------------------------------------------------
 # the fire-imex minimiser (esim/_fire_imex.py)
 # ------------------------------------------------------------------------------------------
