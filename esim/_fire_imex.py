@@ -54,7 +54,7 @@ import math
 import numba as nb
 import numpy as np
 
-from esim.packing import _twin
+from esim.packing import _top2, _top2_merged, _twin
 
 _NB = dict(cache=True, nogil=True)
 _CG_TOL = 1e-2  # relative residual of the implicit solve
@@ -384,23 +384,10 @@ def _move_impl(pos, vel, frc, keep, mixdt, dt, loc, x, ref, box, periodic_z, d2,
                         d += box[a]
                 g += d * d
             d2[m] = g
-            if g > m1:
-                m2 = m1
-                m1 = g
-            elif g > m2:
-                m2 = g
+            m1, m2 = _top2(m1, m2, g)
         top[ch, 0] = m1
         top[ch, 1] = m2
-    m1 = 0.0
-    m2 = 0.0
-    for ch in range(_NCH):
-        for g in (top[ch, 0], top[ch, 1]):
-            if g > m1:
-                m2 = m1
-                m1 = g
-            elif g > m2:
-                m2 = g
-    return math.sqrt(m1) + math.sqrt(m2)
+    return _top2_merged(top[:, :2])
 
 
 def _kernels(threaded: bool) -> tuple:

@@ -886,6 +886,28 @@ def _fire_forces_impl(pos, rad, hard, pairs, box, periodic_z, k_soft, k_hard, ve
     return e, math.sqrt(fmax), pw, math.sqrt(vn), math.sqrt(fn)
 
 
+@nb.njit(**_NB)
+def _top2(m1, m2, g):
+    """The two largest of ``m1 >= m2`` and ``g``, in order."""
+    if g > m1:
+        return g, m1
+    if g > m2:
+        return m1, g
+    return m1, m2
+
+
+@nb.njit(**_NB)
+def _top2_merged(top):
+    """The sum of the square roots of the two largest entries of the chunks' (largest, second)
+    table ``top`` (squared displacements: the two largest displacements)."""
+    m1 = 0.0
+    m2 = 0.0
+    for c in range(top.shape[0]):
+        m1, m2 = _top2(m1, m2, top[c, 0])
+        m1, m2 = _top2(m1, m2, top[c, 1])
+    return math.sqrt(m1) + math.sqrt(m2)
+
+
 def _fire_move_impl(pos, vel, frc, mass, ref, box, periodic_z, keep, mix, dt, d2):
     """Velocity mixing and a semi-implicit Euler step,
     ``v <- keep v + mix F + dt F / m; x <- x + dt v``; fills ``d2`` with the squared
@@ -908,23 +930,10 @@ def _fire_move_impl(pos, vel, frc, mass, ref, box, periodic_z, keep, mix, dt, d2
             ddz = _mi_inv(pos[m, 2] - ref[m, 2], box[2], ibz, periodic_z)
             g = ddx * ddx + ddy * ddy + ddz * ddz
             d2[m] = g
-            if g > m1:
-                m2 = m1
-                m1 = g
-            elif g > m2:
-                m2 = g
+            m1, m2 = _top2(m1, m2, g)
         top[c, 0] = m1
         top[c, 1] = m2
-    m1 = 0.0
-    m2 = 0.0
-    for c in range(nch):
-        for g in (top[c, 0], top[c, 1]):
-            if g > m1:
-                m2 = m1
-                m1 = g
-            elif g > m2:
-                m2 = g
-    return math.sqrt(m1) + math.sqrt(m2)
+    return _top2_merged(top)
 
 
 @nb.njit(**_NB)
