@@ -42,6 +42,7 @@ def plot_packing(packing: Packing, path: str | os.PathLike, *, voxel_size_m: flo
     """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
+    from matplotlib.transforms import ScaledTranslation
 
     from esim.voxel import voxelize
 
@@ -61,8 +62,10 @@ def plot_packing(packing: Packing, path: str | os.PathLike, *, voxel_size_m: flo
     ax[0].set_title(f"(a) section y = {packing.box_m[1] * um / 2:.1f} µm")
     ax[0].legend(handles=[Patch(color=PHASE_COLORS[k], label=n) for k, n in
                           [(1, "NMC"), (2, "Li3PS4 (SE)"), (0, "pore")]],
-                 loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=7,
-                 frameon=False)
+                 loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=7,
+                 frameon=False,  # a fixed 0.4 inch below the axes: clear of the x label at any
+                 bbox_transform=ax[0].transAxes  # box aspect (a wide box's section is flat)
+                 + ScaledTranslation(0.0, -0.4, fig.dpi_scale_trans))
 
     pi, pj = packing.phase[packing.contacts[:, 0]], packing.phase[packing.contacts[:, 1]]
     nn = (pi == PHASE_NMC) & (pj == PHASE_NMC)
@@ -87,7 +90,8 @@ def plot_packing(packing: Packing, path: str | os.PathLike, *, voxel_size_m: flo
                color=[PHASE_COLORS[1], "#c9a227"])
     ax[2].set_xlabel("contacts per NMC particle")
     ax[2].set_ylabel("NMC particles")
-    ax[2].set_title(f"(c) mean Z: NMC–NMC {z_nn.mean():.2f}, NMC–SE {z_ns.mean():.2f}")
+    ax[2].set_title(f"(c) mean Z: NMC–NMC {z_nn.mean():.2f}, NMC–SE {z_ns.mean():.2f}",
+                    fontsize="medium")
     ax[2].legend(fontsize=7)
     fr = img.fractions()
     fig.suptitle(f"esim packing: {packing.n_particles} particles, solid fraction "
