@@ -18,7 +18,8 @@ import numpy as np
 from esim.errors import InvalidParameters
 
 __all__ = ["ParticleValues", "histogram_peak", "particle_table", "linear_gradient", "HIGH_R_OHM",
-           "SSRM_HISTOGRAM", "CAFM_HISTOGRAM", "KPFM_HISTOGRAM"]
+           "SSRM_HISTOGRAM", "CAFM_HISTOGRAM", "KPFM_HISTOGRAM", "wilson_interval",
+           "prob_at_least"]
 
 HIGH_R_OHM = 5e8
 """The "high-resistance" NMC threshold, ohm: the paper's point-contact particles read at or above
@@ -161,3 +162,31 @@ def linear_gradient(z_m: np.ndarray, value: np.ndarray) -> dict[str, float]:
     se = float(np.sqrt(s2 / np.sum((z - z.mean()) ** 2)))
     return {"slope_per_m": float(coef[0]), "cc_minus_se": float(-coef[0] * (z.max() - z.min())),
             "slope_stderr_per_m": se, "n": int(z.size)}
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> list[float]:
+    """Wilson score interval ``[low, high]`` of a proportion ``k / n`` (NaNs when ``n == 0``).
+
+    >>> [round(x, 3) for x in wilson_interval(3, 14)]  # the paper's 3 of 14 particles
+    [0.076, 0.476]
+    """
+    from scipy import stats
+
+    if n == 0:
+        return [float("nan"), float("nan")]
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence,
+                                                       method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
+def prob_at_least(k: int, n: int, p: float) -> float:
+    """Binomial probability of at least ``k`` successes in ``n`` trials of probability ``p``:
+    how likely one window of ``n`` particles shows ``k`` or more high-resistance ones when
+    each is high with probability ``p``.
+
+    >>> round(prob_at_least(3, 14, 0.2), 3)
+    0.552
+    """
+    from scipy import stats
+
+    return float(stats.binom.sf(int(k) - 1, int(n), float(p)))

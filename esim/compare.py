@@ -58,7 +58,7 @@ import numpy as np
 from scipy import ndimage, stats
 
 from esim.analysis import (CAFM_HISTOGRAM, HIGH_R_OHM, KPFM_HISTOGRAM, SSRM_HISTOGRAM,
-                           ParticleValues, linear_gradient, particle_table)
+                           ParticleValues, linear_gradient, particle_table, wilson_interval)
 from esim.errors import InputFileError, InvalidParameters
 from esim.io.atomic import atomic_write_json, atomic_write_text
 from esim.io.maps import MapChannel, read_map
@@ -549,13 +549,6 @@ def _quartiles(t: np.ndarray, spec: ChannelSpec) -> dict[str, float]:
     return {"median": _back(q[0], spec), "q25": _back(q[1], spec), "q75": _back(q[2], spec)}
 
 
-def _wilson(k: int, n: int) -> list[float]:
-    if n == 0:
-        return [float("nan"), float("nan")]
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return [float(ci.low), float(ci.high)]
-
-
 def _channel_comparison(channel: str, measured: MapSet, sims: Sequence[MapSet],
                         high_ohm: float) -> dict[str, Any]:
     spec = CHANNEL_SPECS[channel]
@@ -581,7 +574,7 @@ def _channel_comparison(channel: str, measured: MapSet, sims: Sequence[MapSet],
             ok = np.isfinite(peaks)
             k, n = int(np.count_nonzero(peaks[ok] >= high_ohm)), int(np.count_nonzero(ok))
             out[f"high_fraction_{side}"] = k / n if n else float("nan")
-            out[f"high_fraction_{side}_wilson95"] = _wilson(k, n)
+            out[f"high_fraction_{side}_wilson95"] = wilson_interval(k, n)
         out["high_threshold_ohm"] = float(high_ohm)
     # depth gradient of the per-particle values: collector side minus SE side
     def grad(p: ParticleValues) -> float:

@@ -23,12 +23,13 @@ def test_report_structure(quick_report):
     qty = [r["quantity"] for r in rep["rows"]]
     assert len(qty) >= 14
     for r in rep["rows"]:
-        assert set(r) >= {"quantity", "reported", "simulated", "within", "tolerance"}
+        assert set(r) >= {"quantity", "reported", "simulated", "within", "tolerance",
+                          "n_within", "n_values"}
     md = (out / "report.md").read_text()
     table = [ln for ln in md.splitlines() if ln.startswith("|")]
     assert len(table) == len(qty) + 2  # header, rule, one line per row
-    # six cells per line: no stray "|" inside a cell breaks the Markdown table
-    assert all(ln.count("|") == 7 for ln in table), [ln for ln in table if ln.count("|") != 7]
+    # seven cells per line: no stray "|" inside a cell breaks the Markdown table
+    assert all(ln.count("|") == 8 for ln in table), [ln for ln in table if ln.count("|") != 8]
     assert "What produces each finding" in md
     for png in ("fig2_pristine_maps.png", "fig3_charged_maps.png", "fig4b_iv_pristine.png",
                 "fig4d_iv_charged.png", "fig5ef_particles.png", "figS4_position.png",
@@ -49,6 +50,20 @@ def test_report_numbers(quick_report):
               "...of which point-contact-limited *and* charged",
               "KPFM V_CPD' gradient after charge (V, CC - SE)"}
     assert {q for q, r in rows.items() if not r["within"]} <= missed
+    # the count of single windows that pass is each window's own number put through the row's
+    # test: recount two rows from the per-window numbers
+    win = [w["numbers"] for w in rep["windows"]]
+    frac = rows["charged NMC at >= 5e8 ohm (fraction)"]
+    assert frac["n_values"] == len(win) == rep["n_windows"]
+    assert frac["n_within"] == sum(0.10 <= w["high_r_fraction"] <= 0.35 for w in win)
+    grad = rows["KPFM V_CPD' gradient after charge (V, CC - SE)"]
+    assert grad["n_within"] == sum(0.1 <= w["vcpd_gradient_cc_minus_se_V"] <= 0.3 for w in win)
+    assert rows["first-charge capacity (mAh/g NMC)"]["n_values"] == len(rep["seeds"])
+    # the pooled count behind the binomial statement
+    k = sum(w["n_high_r"] for w in win)
+    n = sum(w["n_counted"] for w in win)
+    assert f"pooled {k}/{n}" in frac["note"]
+    assert k == round(sum(w["high_r_fraction"] * w["n_counted"] for w in win))
     # every analysed particle is numbered 1..P from the current-collector side
     w = rep["windows"][0]["particles"]
     z = [p["z_m"] for p in w]
