@@ -616,14 +616,17 @@ class _Preconditioner:
     iterations and steps while it stays good.
 
     ``S`` is a grounded weighted graph Laplacian (symmetric positive definite, non-positive
-    off-diagonals).  ``direct``: SuperLU of the ``S`` it was built from (symmetric ordering);
-    ``amg``: a smoothed-aggregation V-cycle (pyamg) of the diagonally scaled ``S``.  The current
-    ``S`` is then solved by preconditioned CG; a fresh factorisation is exact (no CG).
+    off-diagonals).  ``direct``: SuperLU of the ``S`` it was built from (symmetric ordering),
+    the current ``S`` then solved by scipy's CG; a fresh factorisation is exact (no CG).
+    ``amg``: the smoothed-aggregation V-cycle of :mod:`esim.solver` (hierarchy in CSR, one
+    symmetric Gauss-Seidel sweep each way) of the diagonally scaled ``S``, with that module's
+    flexible CG (numba vector kernels), so a slightly stale hierarchy stays a valid
+    preconditioner.
     """
 
     DIRECT_MAX = 6000
 
-    def __init__(self, S: sp.csc_matrix, c: Any):
+    def __init__(self, S: sp.csr_matrix, c: Any):
         method = c.linear_solver
         if method == "auto":
             method = "direct" if S.shape[0] <= self.DIRECT_MAX else "amg"
@@ -631,22 +634,20 @@ class _Preconditioner:
         self.fresh = True
         self.first_iterations = 0  # CG iterations of the first solve (AMG)
         if method == "direct":
-            self.lu = spla.splu(S, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+            self.lu = spla.splu(sp.csc_matrix(S), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
                                 options={"SymmetricMode": True})
             self.op = spla.LinearOperator(S.shape, matvec=self.lu.solve, dtype=np.float64)
             return
-        import pyamg
+        from esim.solver import _sa_hierarchy, _vcycle_operator
 
         dg = S.diagonal()
         if np.any(dg <= 0):
             raise RuntimeError("non-positive diagonal")
         d = 1.0 / np.sqrt(dg)
-        Dm = sp.diags(d)
-        ml = pyamg.smoothed_aggregation_solver((Dm @ S @ Dm).tocsr(), symmetry="symmetric",
-                                               max_coarse=300, coarse_solver="splu")
-        P = ml.aspreconditioner(cycle="V")
-        self.op = spla.LinearOperator(S.shape, matvec=lambda v: d * P.matvec(d * v),
-                                      dtype=np.float64)
+        Ss = S.copy()
+        Ss.data *= np.repeat(d, np.diff(S.indptr)) * d[Ss.indices]
+        V = _vcycle_operator(*_sa_hierarchy(Ss, 1.0 / d, max_coarse=300))
+        self.precond = lambda r: d * V.matvec(d * r)
 
     def solve(self, S: sp.spmatrix, b: np.ndarray, rtol: float, maxiter: int
               ) -> tuple[np.ndarray | None, int]:
@@ -655,6 +656,15 @@ class _Preconditioner:
             self.fresh = False
             return self.lu.solve(b), 0
         self.fresh = False
+        if self.method == "amg":
+            from esim.solver import _pcg_threads
+
+            with np.errstate(all="ignore"):  # a stale hierarchy may blow up: rebuilt then
+                y, k, ok = _pcg_threads(S, b, self.precond, rtol, maxiter)
+            ok = ok and bool(np.all(np.isfinite(y)))
+            if self.first_iterations == 0:
+                self.first_iterations = k
+            return (y if ok else None), k
         count = [0]
 
         def cb(_):
@@ -757,7 +767,7 @@ class _Stepper:
                            (np.concatenate([e, e_i]), np.concatenate([e, s]))),
                           shape=(ne, n_y))
         tri = self.shell_matrix(np.bincount(e, dUd, minlength=ne))
-        S = (A - B @ sp.diags(1.0 / tri[2][:, -1]) @ C).tocsc()
+        S = (A - B @ sp.diags(1.0 / tri[2][:, -1]) @ C).tocsr()  # symmetric: CSR = CSC^T
         return R, I, (S, tri, B, C)
 
     def shell_matrix(self, surf_extra: np.ndarray):

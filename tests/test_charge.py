@@ -397,3 +397,20 @@ def test_lateral_tiling_charges_identically(small, full_small):
     r = charge(t, _params(t, rest_time_s=0.0))
     assert r.capacity_at_end_of_charge_mAh_per_g == pytest.approx(
         full_small.capacity_at_end_of_charge_mAh_per_g, rel=1e-6)
+
+
+def test_amg_preconditioner_charges_like_the_direct_one(small, full_small):
+    """The AMG path (auto above 6000 potentials: every electrode of 1e4 particles and more) on
+    the small electrode, forced: the same charge as the factorisation-preconditioned CG, to the
+    Newton tolerance, with its hierarchy reused across iterations."""
+    r = charge(small, _params(small, rest_time_s=600.0, linear_solver="amg"))
+    d = full_small
+    assert r.stop_reason == "cutoff"
+    assert r.conservation_error < 1e-6
+    assert r.capacity_at_end_of_charge_mAh_per_g == pytest.approx(
+        d.capacity_at_end_of_charge_mAh_per_g, rel=1e-6)
+    assert r.ocv_after_rest_V_vs_Li == pytest.approx(d.ocv_after_rest_V_vs_Li, abs=1e-6)
+    assert r.n_steps == d.n_steps
+    np.testing.assert_allclose(r.x[-1], d.x[-1], atol=1e-6)
+    # a preconditioner serves many Newton iterations (rebuilt only when CG slows down)
+    assert 1 <= r.n_factorizations < r.n_newton / 2
