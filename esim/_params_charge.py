@@ -172,7 +172,8 @@ class ChargeParams:
         "auto", unit="", choices=("auto", "direct", "amg"),
         source="preconditioner of the CG solves of Newton's linear step (the Schur complement "
                "on the potentials, a grounded graph Laplacian): direct = SuperLU "
-               "factorisation (symmetric ordering), amg = smoothed-aggregation AMG (pyamg); "
+               "factorisation (symmetric ordering), amg = smoothed-aggregation AMG "
+               "(esim.solver's CSR hierarchy, pyamg's aggregation) with a flexible CG; "
                "either is built from one Jacobian and reused while CG converges fast; "
                "auto = direct up to 6000 potentials")
     krylov_rtol: float = param(

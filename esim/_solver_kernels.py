@@ -177,6 +177,37 @@ def reduced_csr(pos, conns, g, vfixed, nf):
 
 
 @nb.njit(**_SERIAL)
+def schur_fill(pos, lvals, d, ion_k, slot_start, slot_bd, slot_c, data):
+    """Sum the contributions of the charge's Schur complement into CSR ``data`` (zeroed here)
+    at their precomputed positions ``pos``, in the order of ``esim.charge._SchurPattern``:
+    the Laplacian values, ``d`` on every interface's (e, e), ``d`` on (s, s) and ``-d`` on
+    (e, s) and (s, e) of the glass interfaces ``ion_k``, then each NMC's dense block over its
+    slots ``slot_start[e]:slot_start[e + 1]``, ``-slot_bd[a] * slot_c[b]`` (a-major)."""
+    data[:] = 0.0
+    t = 0
+    for i in range(lvals.size):
+        data[pos[t]] += lvals[i]
+        t += 1
+    for k in range(d.size):
+        data[pos[t]] += d[k]
+        t += 1
+    for j in range(ion_k.size):
+        data[pos[t]] += d[ion_k[j]]
+        t += 1
+    for _ in range(2):  # (e, s), then (s, e)
+        for j in range(ion_k.size):
+            data[pos[t]] -= d[ion_k[j]]
+            t += 1
+    for e in range(slot_start.size - 1):
+        a0, a1 = slot_start[e], slot_start[e + 1]
+        for a in range(a0, a1):
+            ba = slot_bd[a]
+            for b in range(a0, a1):
+                data[pos[t]] -= ba * slot_c[b]
+                t += 1
+
+
+@nb.njit(**_SERIAL)
 def edge_currents(conns, g, potential, active):
     """Edge currents ``g (v_i - v_j)`` (0 unless both ends are active) and each node's net
     outgoing current."""

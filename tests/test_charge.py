@@ -414,3 +414,33 @@ def test_amg_preconditioner_charges_like_the_direct_one(small, full_small):
     np.testing.assert_allclose(r.x[-1], d.x[-1], atol=1e-6)
     # a preconditioner serves many Newton iterations (rebuilt only when CG slows down)
     assert 1 <= r.n_factorizations < r.n_newton / 2
+
+
+@pytest.mark.parametrize("shells", [1, 3])
+def test_schur_assembly_equals_the_sparse_product(small, shells):
+    """The Schur complement summed by the numba kernel into its fixed pattern equals
+    ``A - B D^-1 C`` formed with scipy's sparse products (the assembly it replaced)."""
+    kw = {"solid_diffusion": "shells", "n_shells": shells} if shells > 1 else {}
+    p = _params(small, interface_asr_ohm_m2=2e-3, **kw)
+    M = C._Model(small, p)
+    st = C._Stepper(M)
+    rng = np.random.default_rng(3)
+    x_old = rng.uniform(0.1, 0.5, M.nx)
+    st.begin_step(x_old, 50.0, M.I_app)
+    u = np.zeros(M.n_u)
+    u[M.ox:] = x_old
+    U = nmc_ocv(u[M.ox:].reshape(M.ne, M.ns)[:, -1], p)[0]
+    u[:M.ne] = U + rng.normal(0, 2e-3, M.ne)
+    u[M.oi:M.ox] = rng.normal(0, 2e-3, M.ni)
+    _, _, (S, tri, B, Cm) = st.residual(u, True)
+    _, dI, dU = st.interfaces(u)
+    ion = ~M.k_sep
+    e, s = M.k_e, M.oi + M.k_i[ion]
+    di = dI[ion]
+    A = sp.csr_matrix((np.concatenate([st.Lvals_y, dI, di, -di, -di]),
+                       (np.concatenate([st.Lrows_y, e, s, e[ion], s]),
+                        np.concatenate([st.Lcols_y, e, s, s, e[ion]]))), shape=S.shape)
+    ref = (A - B @ sp.diags(1.0 / tri[2][:, -1]) @ Cm).toarray()
+    assert M.k_sep.any() and ion.any()  # both kinds of interface are exercised
+    np.testing.assert_allclose(S.toarray(), ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+    assert S.has_sorted_indices
