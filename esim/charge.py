@@ -903,6 +903,7 @@ class _Stepper:
                                        self.pre.max_iterations(c.cg_max_iterations))
                 self.n_cg += k
             if dy is None:
+                self.pre = None  # freed before its successor is built
                 try:
                     self.pre = _Preconditioner(S, c)
                 except RuntimeError:  # exactly singular
