@@ -92,11 +92,16 @@ Linear algebra: each Newton step eliminates the x unknowns (one per particle, co
 its own interfaces) and solves the Schur complement on the potentials, which is a grounded
 weighted graph Laplacian (symmetric positive definite, checked against finite differences in
 the tests), by CG preconditioned with a SuperLU factorisation (up to 6000 potentials) or a
-smoothed-aggregation AMG hierarchy (pyamg) of an earlier Jacobian, rebuilt only when CG slows
-down.  Measured (2 cores): default electrode (2191 particles) 7.5 s to the cut-off; 10041
-particles 60-64 s; 107 359 particles (the default packing tiled 7 x 7) did not finish within
-25 min: the scaling beyond 1e4 (AMG-CG iteration counts, step count set by the fastest
-particle) is not yet understood.
+smoothed-aggregation AMG hierarchy (:mod:`esim.solver`'s, CSR throughout) of an earlier
+Jacobian, rebuilt only when CG slows down.  The Schur complement's sparsity never changes, so
+its positions are found once and each Newton iteration sums its values in one numba pass
+(:class:`_SchurPattern`).  Measured on an idle 2-core machine, one harness run
+(``benchmarks/results/charge_amg.md``): 10 188 particles 49 s (255 MiB peak), 107 359
+particles (the default packing tiled 7 x 7) 538 s (748 MiB), 189 steps and 588 Newton
+iterations; the same run of the previous version (pyamg's hierarchy and V-cycle, scipy's CG
+and sparse products): 66 s and 1367 s.  At 1e5 the time is ~75 % CG (~16 iterations a
+solve at ~24 ms: four symmetric Gauss-Seidel sweeps over 3.5e6 entries, the restriction and
+the exact coarse solve), ~15 % the residual and Jacobian.
 
 Errors: a charge that cannot finish (cut-off unreachable within ``max_time_s`` or
 ``max_steps``, a particle delithiated beyond ``x_limit``, a Newton failure below ``dt_min_s``,

@@ -649,101 +649,14 @@ class GridAMGBackend:
         coarse = _grid_lu(*levels[-1])
         return (Ap, perm, cell[perm], n_red, invd), levels, coarse
 
-    def preconditioner(self, hierarchy):
-        """The cycle ``z = M r`` of a hierarchy from :meth:`setup`, as a function.
+    def preconditioner(self, hierarchy) -> "_GridCycle":
+        """The cycle ``z = M r`` of a hierarchy from :meth:`setup`, as a callable.
 
         Levels smaller than :attr:`parallel_min_cells` run their kernels on one thread: a
         parallel region costs more than the work there (milliseconds when the machine is
         busy), and the K-cycle visits the coarse levels many times.
         """
-        import numba
-
-        (A, _, cell, n_red, invd), levels, (active, lu) = hierarchy
-        last = len(levels) - 1
-        ncells = levels[0][0].size
-        nt = numba.get_num_threads()
-        nts = [nt if lv[0].size >= self.parallel_min_cells else 1 for lv in levels]
-        nt = nt if A.shape[0] >= self.parallel_min_cells else 1  # the fine level
-        set_threads = numba.set_num_threads
-
-        def grid_cycle(lvl, b):
-            set_threads(nts[lvl])
-            d, wx, wy, wz = levels[lvl]
-            x = np.zeros_like(b)
-            if lvl == last:
-                x[active] = lu.solve(b[active])
-                return x
-            _K.grid_gs_colour(d, wx, wy, wz, x, b, 0)
-            _K.grid_gs_colour(d, wx, wy, wz, x, b, 1)
-            r = np.empty_like(b)
-            _K.grid_residual(d, wx, wy, wz, x, b, r)
-            rc = np.empty(levels[lvl + 1][0].shape)
-            _K.grid_restrict(r, rc)
-            ec = coarse_solve(lvl + 1, rc)
-            set_threads(nts[lvl])
-            _K.grid_prolong_add(x, ec, 1.0)
-            _K.grid_gs_colour(d, wx, wy, wz, x, b, 1)
-            _K.grid_gs_colour(d, wx, wy, wz, x, b, 0)
-            return x
-
-        def coarse_solve(lvl, rc):
-            """Level ``lvl``'s correction by the K-cycle (Notay & Vassilevski 2008): two
-            steps of flexible CG preconditioned by the level's cycle, the second skipped when
-            the first already reduces the residual 4-fold.  Plain aggregation with a single
-            V-cycle would under-correct smooth errors, and the CG iteration count would grow
-            with the number of levels."""
-            e1 = grid_cycle(lvl, rc)
-            if lvl == last:
-                return e1
-            set_threads(nts[lvl])
-            d, wx, wy, wz = levels[lvl]
-            v = np.empty_like(rc)
-            _K.grid_matvec(d, wx, wy, wz, e1, v)
-            e1f, vf, rcf = e1.ravel(), v.ravel(), rc.ravel()
-            rho1 = _K.dot(e1f, vf)
-            if not rho1 > 0:
-                return e1
-            a1 = _K.dot(e1f, rcf) / rho1
-            rt = rc - a1 * v
-            rtf = rt.ravel()
-            if _K.dot(rtf, rtf) <= 0.0625 * _K.dot(rcf, rcf):
-                return a1 * e1
-            e2 = grid_cycle(lvl, rt)
-            set_threads(nts[lvl])
-            w = np.empty_like(rc)
-            _K.grid_matvec(d, wx, wy, wz, e2, w)
-            e2f = e2.ravel()
-            gam = _K.dot(e2f, vf)
-            bet = _K.dot(e2f, w.ravel())
-            a2 = _K.dot(e2f, rtf)
-            rho2 = bet - gam * gam / rho1
-            if not rho2 > 0:
-                return a1 * e1
-            return (a1 - gam * a2 / (rho1 * rho2)) * e1 + (a2 / rho2) * e2
-
-        ip, ind, dat = A.indptr, A.indices, A.data
-        n = A.shape[0]
-        r = np.empty(n)
-        rc = np.empty(ncells)
-
-        def cycle(b):
-            set_threads(nt)
-            # forward red-black Gauss-Seidel from x = 0: the red half-sweep sees only zeros,
-            # and after the black one the black residuals are exactly 0
-            x = np.empty_like(b)
-            _K.scale_range(x, b, invd, 0, n_red)
-            _K.csr_gs_range(ip, ind, dat, x, b, n_red, n)
-            _K.csr_residual_range(ip, ind, dat, x, b, r, 0, n_red)
-            _K.restrict_cells(r, cell, ncells, rc)
-            ec = coarse_solve(0, rc.reshape(levels[0][0].shape))
-            set_threads(nt)
-            _K.prolong_cells_add(x, cell, ec.ravel(), 1.0)
-            # backward sweep (black, red): the adjoint of the forward one
-            _K.csr_gs_range(ip, ind, dat, x, b, n_red, n)
-            _K.csr_gs_range(ip, ind, dat, x, b, 0, n_red)
-            return x
-
-        return cycle
+        return _GridCycle(hierarchy, self.parallel_min_cells)
 
     def solve(self, A: sp.spmatrix, b: np.ndarray) -> tuple[np.ndarray, dict]:
         """Solve ``A x = b``; ``info`` has ``iterations`` and ``converged``.  Falls back to
@@ -769,6 +682,105 @@ class GridAMGBackend:
         return x, {"iterations": it, "converged": converged, "backend": self.name,
                    "setup_s": t_setup, "time_s": time.perf_counter() - t0,
                    "levels": 1 + len(hierarchy[1])}
+
+
+class _GridCycle:
+    """One cycle of :class:`GridAMGBackend`'s hierarchy, ``z = M r`` (``__call__``).
+
+    A class rather than nested functions: the level cycle and the K-cycle call each other, and
+    as closures they would form a reference cycle that keeps the whole hierarchy (GBs at 200^3)
+    alive after the solve until Python's cyclic collector happens to run.
+    """
+
+    def __init__(self, hierarchy, parallel_min_cells: int):
+        import numba
+
+        (A, _, self.cell, self.n_red, self.invd), self.levels, (self.active, self.lu) = \
+            hierarchy
+        self.last = len(self.levels) - 1
+        self.ncells = self.levels[0][0].size
+        nt = numba.get_num_threads()
+        self.nts = [nt if lv[0].size >= parallel_min_cells else 1 for lv in self.levels]
+        self.nt = nt if A.shape[0] >= parallel_min_cells else 1  # the fine level
+        self.set_threads = numba.set_num_threads
+        self.ip, self.ind, self.dat = A.indptr, A.indices, A.data
+        self.n = A.shape[0]
+        self.r = np.empty(self.n)
+        self.rc = np.empty(self.ncells)
+
+    def grid_cycle(self, lvl, b):
+        self.set_threads(self.nts[lvl])
+        d, wx, wy, wz = self.levels[lvl]
+        x = np.zeros_like(b)
+        if lvl == self.last:
+            x[self.active] = self.lu.solve(b[self.active])
+            return x
+        _K.grid_gs_colour(d, wx, wy, wz, x, b, 0)
+        _K.grid_gs_colour(d, wx, wy, wz, x, b, 1)
+        r = np.empty_like(b)
+        _K.grid_residual(d, wx, wy, wz, x, b, r)
+        rc = np.empty(self.levels[lvl + 1][0].shape)
+        _K.grid_restrict(r, rc)
+        ec = self.coarse_solve(lvl + 1, rc)
+        self.set_threads(self.nts[lvl])
+        _K.grid_prolong_add(x, ec, 1.0)
+        _K.grid_gs_colour(d, wx, wy, wz, x, b, 1)
+        _K.grid_gs_colour(d, wx, wy, wz, x, b, 0)
+        return x
+
+    def coarse_solve(self, lvl, rc):
+        """Level ``lvl``'s correction by the K-cycle (Notay & Vassilevski 2008): two
+        steps of flexible CG preconditioned by the level's cycle, the second skipped when
+        the first already reduces the residual 4-fold.  Plain aggregation with a single
+        V-cycle would under-correct smooth errors, and the CG iteration count would grow
+        with the number of levels."""
+        e1 = self.grid_cycle(lvl, rc)
+        if lvl == self.last:
+            return e1
+        self.set_threads(self.nts[lvl])
+        d, wx, wy, wz = self.levels[lvl]
+        v = np.empty_like(rc)
+        _K.grid_matvec(d, wx, wy, wz, e1, v)
+        e1f, vf, rcf = e1.ravel(), v.ravel(), rc.ravel()
+        rho1 = _K.dot(e1f, vf)
+        if not rho1 > 0:
+            return e1
+        a1 = _K.dot(e1f, rcf) / rho1
+        rt = rc - a1 * v
+        rtf = rt.ravel()
+        if _K.dot(rtf, rtf) <= 0.0625 * _K.dot(rcf, rcf):
+            return a1 * e1
+        e2 = self.grid_cycle(lvl, rt)
+        self.set_threads(self.nts[lvl])
+        w = np.empty_like(rc)
+        _K.grid_matvec(d, wx, wy, wz, e2, w)
+        e2f = e2.ravel()
+        gam = _K.dot(e2f, vf)
+        bet = _K.dot(e2f, w.ravel())
+        a2 = _K.dot(e2f, rtf)
+        rho2 = bet - gam * gam / rho1
+        if not rho2 > 0:
+            return a1 * e1
+        return (a1 - gam * a2 / (rho1 * rho2)) * e1 + (a2 / rho2) * e2
+
+    def __call__(self, b):
+        ip, ind, dat, n, n_red, r, rc = self.ip, self.ind, self.dat, self.n, self.n_red, \
+            self.r, self.rc
+        self.set_threads(self.nt)
+        # forward red-black Gauss-Seidel from x = 0: the red half-sweep sees only zeros,
+        # and after the black one the black residuals are exactly 0
+        x = np.empty_like(b)
+        _K.scale_range(x, b, self.invd, 0, n_red)
+        _K.csr_gs_range(ip, ind, dat, x, b, n_red, n)
+        _K.csr_residual_range(ip, ind, dat, x, b, r, 0, n_red)
+        _K.restrict_cells(r, self.cell, self.ncells, rc)
+        ec = self.coarse_solve(0, rc.reshape(self.levels[0][0].shape))
+        self.set_threads(self.nt)
+        _K.prolong_cells_add(x, self.cell, ec.ravel(), 1.0)
+        # backward sweep (black, red): the adjoint of the forward one
+        _K.csr_gs_range(ip, ind, dat, x, b, n_red, n)
+        _K.csr_gs_range(ip, ind, dat, x, b, 0, n_red)
+        return x
 
 
 def _grid_lu(d, wx, wy, wz):

@@ -297,3 +297,37 @@ def test_voxel_face_edges_match_numpy(boundary):
     np.testing.assert_array_equal(conns, ref_c)
     np.testing.assert_allclose(g, ref_g, rtol=1e-15)
     np.testing.assert_array_equal(net.conns[: conns.shape[0]], conns)
+
+
+def test_multigrid_cycles_hold_no_reference_cycles():
+    """A discarded hierarchy is freed by reference counting alone (no reference cycle through
+    the cycle's recursion): the charge rebuilds its preconditioner tens of times, and a voxel
+    hierarchy at 200^3 holds gigabytes."""
+    import gc
+    import weakref
+
+    _net, A, b, pos = _voxel_system((12, 10, 9), 0.7, 2, "face")
+    shape = (12, 10, 9)
+    gc.disable()
+    try:
+        # smoothed aggregation (the particle networks' and the charge's V-cycle)
+        d = 1.0 / np.sqrt(A.diagonal())
+        As = sp.csr_matrix(A.multiply(d[:, None]).multiply(d[None, :]))
+        hier = S._sa_hierarchy(As, 1.0 / d, max_coarse=20)
+        assert len(hier[0]) >= 2
+        probe = weakref.ref(hier[0][-1])
+        V = S._vcycle_operator(*hier)
+        V.matvec(b)
+        del hier, V
+        assert probe() is None
+        # the voxel grid's K-cycle
+        be = S.GridAMGBackend(shape, pos, rtol=1e-10)
+        be.max_coarse = 10
+        h = be.setup(A)
+        probe = weakref.ref(h[1][-1][0])  # the coarsest level's diagonal
+        M = be.preconditioner(h)
+        M(b[h[0][1]])
+        del h, M
+        assert probe() is None
+    finally:
+        gc.enable()
