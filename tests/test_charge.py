@@ -104,11 +104,12 @@ def test_ocv_custom_table_and_errors():
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shells", [1, 3])
-def test_jacobian_matches_finite_differences(small, shells):
+def _newton_state(packing, shells):
+    """A stepper mid-step on ``packing`` (``shells`` radial shells, a series interface ASR)
+    and a Newton iterate near its solution: ``(M, st, u, rng)``, the generator to go on."""
     kw = {"solid_diffusion": "shells", "n_shells": shells} if shells > 1 else {}
-    p = _params(small, interface_asr_ohm_m2=2e-3, **kw)
-    M = C._Model(small, p)
+    p = _params(packing, interface_asr_ohm_m2=2e-3, **kw)
+    M = C._Model(packing, p)
     st = C._Stepper(M)
     rng = np.random.default_rng(0)
     x_old = rng.uniform(0.1, 0.5, M.nx)
@@ -118,6 +119,12 @@ def test_jacobian_matches_finite_differences(small, shells):
     U = nmc_ocv(u[M.ox:].reshape(M.ne, M.ns)[:, -1], p)[0]
     u[:M.ne] = U + rng.normal(0, 2e-3, M.ne)
     u[M.oV] = float(np.mean(U))
+    return M, st, u, rng
+
+
+@pytest.mark.parametrize("shells", [1, 3])
+def test_jacobian_matches_finite_differences(small, shells):
+    M, st, u, rng = _newton_state(small, shells)
     u[M.oi:M.ox] = rng.normal(0, 2e-3, M.ni)
     R0, _, (S, tri, B, Cm) = st.residual(u, True)
     diag, off, piv = tri
@@ -420,17 +427,7 @@ def test_amg_preconditioner_charges_like_the_direct_one(small, full_small):
 def test_schur_assembly_equals_the_sparse_product(small, shells):
     """The Schur complement summed by the numba kernel into its fixed pattern equals
     ``A - B D^-1 C`` formed with scipy's sparse products (the assembly it replaced)."""
-    kw = {"solid_diffusion": "shells", "n_shells": shells} if shells > 1 else {}
-    p = _params(small, interface_asr_ohm_m2=2e-3, **kw)
-    M = C._Model(small, p)
-    st = C._Stepper(M)
-    rng = np.random.default_rng(3)
-    x_old = rng.uniform(0.1, 0.5, M.nx)
-    st.begin_step(x_old, 50.0, M.I_app)
-    u = np.zeros(M.n_u)
-    u[M.ox:] = x_old
-    U = nmc_ocv(u[M.ox:].reshape(M.ne, M.ns)[:, -1], p)[0]
-    u[:M.ne] = U + rng.normal(0, 2e-3, M.ne)
+    M, st, u, rng = _newton_state(small, shells)
     u[M.oi:M.ox] = rng.normal(0, 2e-3, M.ni)
     _, _, (S, tri, B, Cm) = st.residual(u, True)
     _, dI, dU = st.interfaces(u)
