@@ -93,6 +93,11 @@ class ChargeParams:
     nmc_density_kg_per_m3: float = param(
         4750.0, unit="kg/m3", range=(1000.0, 10000.0),  # 4.75 g/cm3
         source="NMC111 X-ray density 4.75 g/cm3 (materials_literature.md [S])")
+    se_density_kg_per_m3: float = param(
+        1880.0, unit="kg/m3", range=(500.0, 10000.0),  # 1.88 g/cm3
+        source="Li3PS4 glass 1.88 g/cm3 (Sakuda, Hayashi & Tatsumisago, Sci. Rep. 3, 2261, "
+               "2013; materials_literature.md [S]); only for the electrode's mass and weight "
+               "ratio in reports")
     x_limit: float = param(
         0.98, unit="1", range=(0.1, 1.0),
         source="numerical guard: a particle delithiated beyond this x stops the run with an "

@@ -19,7 +19,7 @@ from esim.errors import InvalidParameters
 
 __all__ = ["ParticleValues", "histogram_peak", "particle_table", "linear_gradient", "HIGH_R_OHM",
            "SSRM_HISTOGRAM", "CAFM_HISTOGRAM", "KPFM_HISTOGRAM", "wilson_interval",
-           "prob_at_least"]
+           "prob_at_least", "poisson_interval"]
 
 HIGH_R_OHM = 5e8
 """The "high-resistance" NMC threshold, ohm: the paper's point-contact particles read at or above
@@ -190,3 +190,20 @@ def prob_at_least(k: int, n: int, p: float) -> float:
     from scipy import stats
 
     return float(stats.binom.sf(int(k) - 1, int(n), float(p)))
+
+
+def poisson_interval(k: int, confidence: float = 0.95) -> list[float]:
+    """Exact (Garwood) interval ``[low, high]`` of a Poisson mean from one observed count ``k``:
+    the spread of a count of particles seen in one window.  Poisson counts are an upper bound on
+    that spread (the sections of a dense packing are more regular than random points).
+
+    >>> [round(x, 2) for x in poisson_interval(14)]  # the paper's 14 particles in one window
+    [7.65, 23.49]
+    """
+    from scipy import stats
+
+    if k < 0:
+        raise InvalidParameters(f"k: a count must be >= 0, got {k}")
+    a = 1.0 - confidence
+    low = 0.0 if k == 0 else float(stats.chi2.ppf(a / 2, 2 * k) / 2)
+    return [low, float(stats.chi2.ppf(1 - a / 2, 2 * k + 2) / 2)]
