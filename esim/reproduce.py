@@ -153,37 +153,39 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool) -> tu
         tabs[name] = (r, v)
     r_b, v_b = tabs["before"]
     r_a, v_a = tabs["after"]
-    klass = dict(zip(charged.window_particles.tolist(), charged.window_class.tolist()))
-    r_net = dict(zip(charged.window_particles.tolist(), charged.window_resistance_ohm.tolist()))
+    ids = r_a.ids
+    # every window particle's connection class and network resistance, looked up by id (the
+    # window lists are sorted by id; a particle not in them has class -1 and no resistance)
+    wp = charged.window_particles
+    at = np.clip(np.searchsorted(wp, ids), 0, max(wp.size - 1, 0))
+    listed = (wp[at] == ids) if wp.size else np.zeros(ids.size, bool)
+    klass = np.where(listed, charged.window_class[at] if wp.size else -1, -1).astype(np.int64)
+    net = np.where(listed, charged.window_resistance_ohm[at] if wp.size else np.nan, np.nan)
     # the tip spreading term of the reading, median over the particle's pixels (model truth)
-    tip = (np.asarray(ndimage.median(charged.tip_resistance_ohm, charged.particle, r_a.ids),
-                      float) if r_a.ids.size else np.zeros(0))
+    tipr = (np.asarray(ndimage.median(charged.tip_resistance_ohm, charged.particle, ids),
+                       float) if ids.size else np.zeros(0))
     # the KPFM model's V_CPD' of each particle without blur or noise (its U), at the end of the
     # charge (no rest) and after the rest: the truth behind the measured gradient
     kinds = np.asarray(chg.snapshot_kind)
     end = int(np.flatnonzero(kinds == 1)[0]) if (kinds == 1).any() else -1
-    v_end = -spm.kpfm_beta * _ocp_of_state(chg, params, end)
-    v_rest = -spm.kpfm_beta * _ocp_of_state(chg, params, -1)
-    soc0 = chg.soc[0]
-    rows = []
-    for k in range(r_a.ids.size):
-        pid = int(r_a.ids[k])
-        rows.append({
-            "number": int(r_a.number[k]), "particle": pid, "z_m": float(r_a.z_m[k]),
-            "ssrm_before_ohm": float(r_b.peak[k]), "ssrm_after_ohm": float(r_a.peak[k]),
-            "vcpd_prime_before_V": float(v_b.peak[k]), "vcpd_prime_after_V": float(v_a.peak[k]),
-            "soc_after": float(soc_end[pid]),
-            "delta_soc": float(soc_end[pid] - np.nan_to_num(soc0[pid])),
-            "connection_class": int(klass.get(pid, -1)),
-            "network_after_ohm": float(r_net.get(pid, float("nan"))),
-            "tip_spreading_after_ohm": float(tip[k]),
-            "vcpd_truth_end_of_charge_V": float(v_end[pid]),
-            "vcpd_truth_after_rest_V": float(v_rest[pid]),
-        })
+    v_end = (-spm.kpfm_beta * _ocp_of_state(chg, params, end))[ids]
+    v_rest = (-spm.kpfm_beta * _ocp_of_state(chg, params, -1))[ids]
+    soc_after = soc_end[ids]
+    delta_soc = soc_after - np.nan_to_num(chg.soc[0][ids])
+    z, r_before, r_after = r_a.z_m, r_b.peak, r_a.peak
+    v_before, v_after = v_b.peak, v_a.peak
+    # one record per particle for the report (columns of the arrays above)
+    cols = {"number": r_a.number, "particle": ids, "z_m": z, "ssrm_before_ohm": r_before,
+            "ssrm_after_ohm": r_after, "vcpd_prime_before_V": v_before,
+            "vcpd_prime_after_V": v_after, "soc_after": soc_after, "delta_soc": delta_soc,
+            "connection_class": klass, "network_after_ohm": net,
+            "tip_spreading_after_ohm": tipr, "vcpd_truth_end_of_charge_V": v_end,
+            "vcpd_truth_after_rest_V": v_rest}
+    rows = [dict(zip(cols, rec, strict=True))
+            for rec in zip(*(c.tolist() for c in cols.values()), strict=True)]
     # numbers of this window
-    r_after = np.array([row["ssrm_after_ohm"] for row in rows])
-    charged_mask = np.array([row["delta_soc"] > 0.01 for row in rows])
-    iso = np.array([row["connection_class"] == 2 for row in rows]) if rows else np.zeros(0, bool)
+    charged_mask = delta_soc > 0.01
+    iso = klass == 2
     counted = ~iso
     high = (r_after >= HIGH_R_OHM) & counted
     se_px = charged.phase == PHASE_SE
@@ -194,33 +196,29 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool) -> tu
         x = x[np.isfinite(x) & (x > 0)]
         return float(10 ** np.median(np.log10(x))) if x.size else float("nan")
 
-    v_after = np.array([row["vcpd_prime_after_V"] for row in rows])
-    z = np.array([row["z_m"] for row in rows])
+    def nan_if_empty(f, x):
+        return float(f(x)) if x.size else float("nan")
+
     low = ~high & counted
     grad_v = linear_gradient(z[low], v_after[low]) if low.sum() >= 3 else \
         linear_gradient(z, v_after)
     grad_r = linear_gradient(z[counted], np.log10(r_after[counted]))
     sel = low if low.sum() >= 3 else np.ones(z.size, bool)
-    grad_end = linear_gradient(z[sel], np.array([r["vcpd_truth_end_of_charge_V"]
-                                                 for r in rows])[sel])
-    grad_rest = linear_gradient(z[sel], np.array([r["vcpd_truth_after_rest_V"]
-                                                  for r in rows])[sel])
-    net = np.array([row["network_after_ohm"] for row in rows])
-    tipr = np.array([row["tip_spreading_after_ohm"] for row in rows])
+    grad_end = linear_gradient(z[sel], v_end[sel])
+    grad_rest = linear_gradient(z[sel], v_rest[sel])
     numbers = {
-        "n_nmc_particles": len(rows),
+        "n_nmc_particles": int(ids.size),
         "n_isolated": int(iso.sum()),
         "n_counted": int(counted.sum()),
         "n_high_r": int(high.sum()),
         "high_r_fraction": float(high.sum() / max(counted.sum(), 1)),
         "high_r_and_charged_fraction": float((high & charged_mask).sum() / max(counted.sum(), 1)),
-        "ssrm_nmc_before_ohm": logmedian(np.array([row["ssrm_before_ohm"] for row in rows])),
+        "ssrm_nmc_before_ohm": logmedian(r_before),
         "ssrm_se_before_ohm": logmedian(pristine.ssrm_ohm[se_px_b]),
         "ssrm_nmc_after_low_ohm": logmedian(r_after[low]),
         "ssrm_se_after_ohm": logmedian(charged.ssrm_ohm[se_px]),
-        "kpfm_nmc_before_V": float(np.nanmedian([row["vcpd_prime_before_V"] for row in rows]))
-        if rows else float("nan"),
-        "kpfm_nmc_after_V": float(np.nanmedian(v_after)) if rows else float("nan"),
+        "kpfm_nmc_before_V": nan_if_empty(np.nanmedian, v_before),
+        "kpfm_nmc_after_V": nan_if_empty(np.nanmedian, v_after),
         "kpfm_se_before_V": float(np.median(pristine.kpfm_vcpd_prime_V[se_px_b])),
         "kpfm_se_after_V": float(np.median(charged.kpfm_vcpd_prime_V[se_px])),
         "vcpd_gradient_cc_minus_se_V": grad_v["cc_minus_se"],
@@ -230,16 +228,14 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool) -> tu
         "nmc_pixel_fraction": float(nmc_px.mean()),
         "ssrm_after_low_network_part_ohm": logmedian(net[low]),
         "ssrm_after_low_tip_part_ohm": logmedian(tipr[low]),
-        "network_after_max_ohm": float(np.max(net[counted])) if counted.any() else float("nan"),
-        "n_point_contact_class": int(sum(row["connection_class"] == 1 for row in rows)),
+        "network_after_max_ohm": nan_if_empty(np.max, net[counted]),
+        "n_point_contact_class": int((klass == 1).sum()),
         "vcpd_gradient_truth_end_of_charge_V": grad_end["cc_minus_se"],
         "vcpd_gradient_truth_after_rest_V": grad_rest["cc_minus_se"],
         # the paper's Fig. 5e: "the V_CPD and resistance values of all the NMC particles were
         # ~2.1 V and 2.1e9 ohm" before the charge (means of the particles' peaks)
-        "ssrm_nmc_before_particle_mean_ohm": float(np.mean(
-            [row["ssrm_before_ohm"] for row in rows])) if rows else float("nan"),
-        "kpfm_nmc_before_particle_mean_V": float(np.mean(
-            [row["vcpd_prime_before_V"] for row in rows])) if rows else float("nan"),
+        "ssrm_nmc_before_particle_mean_ohm": nan_if_empty(np.mean, r_before),
+        "kpfm_nmc_before_particle_mean_V": nan_if_empty(np.mean, v_before),
         "ssrm_nmc_after_high_ohm": logmedian(r_after[high]),
     }
     numbers["kpfm_nmc_shift_V"] = numbers["kpfm_nmc_after_V"] - numbers["kpfm_nmc_before_V"]
