@@ -208,3 +208,38 @@ def test_electrode_mass_and_c_afm_rows(quick_report):
     count = rows["NMC particles analysed in a 15 x 15 um window"]
     assert count["simulated"] == pytest.approx(np.mean([w["n_nmc_particles"] for w in win]))
     assert "7.7-23.5" in count["tolerance"]
+
+
+def test_iv_numbers_pick_the_se_points_and_rank_nmc_by_their_reading():
+    """The C-AFM numbers of a window on hand-made curves: the SE maximum ignores the sweep above
+    1 V and the NMC points; the NMC are ranked by their SSRM reading, not by their order."""
+    from types import SimpleNamespace
+
+    from esim.packing import PHASE_NMC, PHASE_SE
+    from esim.reproduce import _iv_numbers
+
+    v = np.linspace(-2.0, 2.0, 401)
+    phase = np.array([[PHASE_NMC, PHASE_SE], [PHASE_SE, PHASE_NMC]])
+    se_curve = np.where(v > 1.0, 1e-12 * (v - 1.0), 2e-13)  # 1 pA at +2 V, 0.2 pA below 1 V
+    pristine = SimpleNamespace(
+        phase=phase, iv_voltage_V=v, iv_pixels=np.array([[0, 0], [0, 1], [1, 0]]),
+        iv_current_A=np.stack([1e-9 * v, se_curve, se_curve]))
+    # four NMC points listed in a shuffled order; the readings say which are low and high
+    ssrm = np.array([[3e8, 1e8], [2e9, 5e8]])
+    charged = SimpleNamespace(
+        phase=np.full((2, 2), PHASE_NMC), ssrm_ohm=ssrm, iv_voltage_V=v,
+        iv_pixels=np.array([[1, 0], [0, 1], [1, 1], [0, 0]]),
+        iv_current_A=np.stack([v / ssrm[1, 0], v / ssrm[0, 1], v / ssrm[1, 1], v / ssrm[0, 0]]))
+    out = _iv_numbers(pristine, charged, -2.0)
+    assert out["cafm_se_max_abs_below_1V_A"] == pytest.approx(2e-13)
+    assert out["cafm_se_at_2V_A"] == pytest.approx(1e-12)
+    # low pair 1e8 and 3e8 ohm, high pair 5e8 and 2e9 ohm, currents 2 V / R
+    low = (2 / 1e8 + 2 / 3e8) / 2
+    high = (2 / 5e8 + 2 / 2e9) / 2
+    assert out["cafm_low_to_high_r_current_ratio"] == pytest.approx(low / high)
+    # no SE point and a single NMC point: no numbers rather than wrong ones
+    pristine.phase = np.full((2, 2), PHASE_NMC)
+    charged.iv_pixels = charged.iv_pixels[:1]
+    charged.iv_current_A = charged.iv_current_A[:1]
+    out = _iv_numbers(pristine, charged, -2.0)
+    assert all(np.isnan(x) for x in out.values())
