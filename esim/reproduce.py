@@ -154,13 +154,11 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool) -> tu
     r_b, v_b = tabs["before"]
     r_a, v_a = tabs["after"]
     ids = r_a.ids
-    # every window particle's connection class and network resistance, looked up by id (the
-    # window lists are sorted by id; a particle not in them has class -1 and no resistance)
-    wp = charged.window_particles
-    at = np.clip(np.searchsorted(wp, ids), 0, max(wp.size - 1, 0))
-    listed = (wp[at] == ids) if wp.size else np.zeros(ids.size, bool)
-    klass = np.where(listed, charged.window_class[at] if wp.size else -1, -1).astype(np.int64)
-    net = np.where(listed, charged.window_resistance_ohm[at] if wp.size else np.nan, np.nan)
+    # each particle's connection class and network resistance: ids are a subset of the window
+    # particles, which are sorted by id
+    at = np.searchsorted(charged.window_particles, ids)
+    klass = charged.window_class[at].astype(np.int64)
+    net = charged.window_resistance_ohm[at].astype(np.float64)
     # the tip spreading term of the reading, median over the particle's pixels (model truth)
     tipr = (np.asarray(ndimage.median(charged.tip_resistance_ohm, charged.particle, ids),
                        float) if ids.size else np.zeros(0))
