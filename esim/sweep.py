@@ -18,8 +18,10 @@ Each point packs the electrode from its own parameters and runs one stage:
   point's packing seed, with the point's differences from the built-in defaults applied to the
   paper's preset as ``esim reproduce --set`` applies them: the means over its windows of the
   per-window numbers (``high_r_fraction``, ``ssrm_nmc_after_low_ohm``,
-  ``vcpd_gradient_cc_minus_se_V``, ...), the charge's numbers, and ``rows_within`` of
-  ``rows_total`` rows of the paper's table within their tolerance.  ``quick`` runs it in its
+  ``vcpd_gradient_cc_minus_se_V``, ...), the charge's numbers, ``rows_within`` of
+  ``rows_total`` rows of the paper's table within their tolerance, and of these rows the
+  predictions alone (``predictions_within`` of ``predictions_total``; the others check
+  calibrations, inputs and the instrument's range).  ``quick`` runs it in its
   quick mode (24 x 24 um box unless the point sets one, 2 windows, 128^2 pixels).
 
 Results
@@ -266,6 +268,9 @@ def _otoyama2020_numbers(params: Params, quick: bool, save_dir: Path | None) -> 
     numbers.update(rep["charge"])
     numbers["rows_within"] = sum(bool(r["within"]) for r in rep["rows"])
     numbers["rows_total"] = len(rep["rows"])
+    pred = rep["summary"].get("prediction", {"n": 0, "within": 0})
+    numbers["predictions_within"] = pred["within"]  # the rows that test the model
+    numbers["predictions_total"] = pred["n"]
     numbers["n_windows"] = rep["n_windows"]
     return numbers
 

@@ -164,6 +164,30 @@ def test_set_runs_a_recorded_variant(tmp_path, capsys):
         assert not bad.exists()
 
 
+def test_summary_counts_predictions_apart_from_calibrations(quick_report):
+    """The report's headline counts only the rows that test the model (predictions); the
+    calibrated, instrument-limited and input rows are counted apart."""
+    out, rep = quick_report
+    rows = {r["quantity"]: r for r in rep["rows"]}
+    kinds = {q: r["kind"] for q, r in rows.items()}
+    assert kinds["first-charge capacity (mAh/g NMC)"] == "calibrated"
+    assert kinds["KPFM V_CPD' NMC shift (V)"] == "calibrated"
+    assert kinds["pristine SSRM, SE (ohm)"] == "instrument"
+    assert kinds["C-AFM current of SE at +2 V, before charge (A)"] == "input"
+    for q in ("OCV after charge and rest (V vs In-Li)", "charged SSRM, most NMC (ohm)",
+              "charged NMC at >= 5e8 ohm (fraction)",
+              "KPFM V_CPD' gradient after charge (V, CC - SE)"):
+        assert kinds[q] == "prediction", q
+    summ = rep["summary"]
+    assert sum(v["n"] for v in summ.values()) == len(rows)
+    for kind, v in summ.items():
+        sel = [r for r in rows.values() if r["kind"] == kind]
+        assert v == {"n": len(sel), "within": sum(r["within"] for r in sel)}
+    p = summ["prediction"]
+    assert (f"**{p['within']} of the {p['n']} predictions are within tolerance.**"
+            in (out / "report.md").read_text())
+
+
 def test_every_number_of_the_targets_file_is_compared_or_listed_as_taken(quick_report):
     """Issue 6: one row per number of the targets file.  Each key is either a compared row or a
     number the preset takes as given, and neither table names a key the file does not have."""

@@ -225,6 +225,9 @@ def test_otoyama2020_stage_is_esim_reproduce_and_responds_to_the_tip(tmp_path):
     assert default["capacity_mAh_per_g"] == rep["charge"]["capacity_mAh_per_g"]
     assert default["rows_within"] == sum(r["within"] for r in rep["rows"])
     assert default["rows_total"] == len(rep["rows"])
+    pred = [r for r in rep["rows"] if r["kind"] == "prediction"]
+    assert default["predictions_total"] == len(pred) < len(rep["rows"])
+    assert default["predictions_within"] == sum(r["within"] for r in pred)
     # a wider tip lowers the spreading part rho/(4a) of the charged NMC reading, and nothing
     # upstream of the imaging changes
     assert wide["ssrm_nmc_after_low_ohm"] < 0.8 * default["ssrm_nmc_after_low_ohm"]
