@@ -54,6 +54,18 @@ def test_harness_quick_packing(quick_run):
     assert (tmp_path / "quick.md").read_text().count("|") > 10
 
 
+def test_harness_quick_reproduce(quick_run):
+    """The main job is timed as a user runs it: the command's wall time holds the report's own
+    elapsed time (figures included) plus the interpreter's start; memory is the command's."""
+    _, rows = quick_run
+    r = next(r for r in rows if r["suite"] == "reproduce")
+    assert r["n_windows"] == 1 and r["n_seeds"] == 1
+    assert 0 < r["report_elapsed_s"] < r["time_s"]
+    assert r["reproduce_peak_rss_MiB"] > r["peak_rss_MiB"]  # the subprocess, not the harness
+    within, total = map(int, r["predictions_within"].split("/"))
+    assert 0 <= within <= total > 0
+
+
 def test_fire_alpha_study_toy(tmp_path):
     """The alpha0 study runs at toy size, writes its tables, and its alpha0 reaches the FIRE
     loop (two values on the same seed minimise along different paths)."""
