@@ -72,3 +72,21 @@ def test_numbering_from_current_collector():
 def test_bad_shapes():
     with pytest.raises(InvalidParameters):
         histogram_peak(np.zeros((3, 3)), np.zeros((3, 4), int), np.array([0]))
+
+
+def test_poisson_interval_covers_the_mean_at_its_level():
+    """The exact (Garwood) interval is conservative: for any Poisson mean, the intervals of the
+    counts it produces cover it with probability >= 95 % (summed exactly over the counts),
+    and not much more (a too-wide interval would pass every window count)."""
+    from scipy import stats
+
+    from esim.analysis import poisson_interval
+
+    ks = np.arange(0, 80)
+    lo, hi = np.array([poisson_interval(int(k)) for k in ks]).T
+    assert lo[0] == 0.0 and hi[0] == pytest.approx(3.689, abs=1e-3)  # -ln(0.025)
+    for lam in (0.5, 2.0, 9.0, 14.0, 30.0):
+        cover = stats.poisson.pmf(ks, lam)[(lo <= lam) & (lam <= hi)].sum()
+        assert 0.95 <= cover < 0.99, (lam, cover)
+    with pytest.raises(InvalidParameters, match="count"):
+        poisson_interval(-1)
