@@ -316,10 +316,6 @@ def _row(name: str, reported: Any, simulated: float, ok, tolerance: str, note: s
             "kind": kind}
 
 
-def _finite(v: float) -> bool:
-    return v is not None and math.isfinite(v)
-
-
 def _compare(agg: dict[str, dict], charge_nums: dict[str, float], t: dict,
              windows: list[dict[str, Any]] | None = None,
              seed_numbers: list[dict[str, float]] | None = None) -> list[dict]:
@@ -338,8 +334,7 @@ def _compare(agg: dict[str, dict], charge_nums: dict[str, float], t: dict,
         return [c[key] for c in seed_numbers]
 
     def seed_mean(key: str) -> float:
-        v = [x for x in per_seed(key) if _finite(x)]
-        return float(np.mean(v)) if v else float("nan")
+        return _spread(per_seed(key))["mean"]
 
     rows = []
     # -- the electrode: the weighed composite and its weight ratio follow from the packing's
