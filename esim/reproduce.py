@@ -132,13 +132,14 @@ def image_states(pk, params, chg, spm) -> dict[str, Any]:
     return out
 
 
-def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool) -> tuple[
-        WindowResult, Any, Any]:
-    """Pristine and charged maps of one cross-section and their per-particle numbers."""
+def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool,
+                    pixels: int | None = None) -> tuple[WindowResult, Any, Any]:
+    """Pristine and charged maps of one cross-section and their per-particle numbers, on
+    ``pixels``^2 maps (default 256, or 128 in quick mode)."""
     from esim.analysis import KPFM_HISTOGRAM, SSRM_HISTOGRAM, linear_gradient, particle_table
     from esim.packing import PHASE_NMC, PHASE_SE
 
-    pixels = 128 if quick else 256
+    pixels = pixels or (128 if quick else 256)
     spm = params.replace(spm={"plane_position_m": plane, "pixels_u": pixels,
                               "pixels_z": pixels, "seed": seed}).spm
     images = image_states(pk, params, chg, spm)
