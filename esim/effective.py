@@ -18,6 +18,11 @@ Definitions
     and ``sigma_bulk`` its bulk conductivity (NMC electronic at the given SOC; glass ionic).
     A uniform block of the phase has tau = 1; no path gives ``inf``.  Contacts and films are
     part of tau (this is an effective, "network" tortuosity factor, not a path length ratio).
+``bruggeman_e``, ``bruggeman_ion``
+    The same results as Bruggeman exponents, what cell models such as PyBaMM take:
+    ``sigma_eff = sigma_bulk eps^b``, i.e. ``b = ln(sigma_eff / sigma_bulk) / ln(eps)``
+    (so ``tau = eps^(1 - b)``; b = 1.5 is Bruggeman's random spheres).  NaN where it is not
+    defined: ``eps`` of 0 or 1, or no path (``sigma_eff`` of 0).
 ``nmc_connected_fraction``
     Volume fraction of NMC (sphere volumes) in clusters of NMC-NMC contacts that touch the
     current collector.  Connectivity is topological over the phase that carries the carrier:
@@ -52,7 +57,8 @@ from esim.materials import materials_of, nmc_sigma_e, se_sigma_ion, soc_to_x
 from esim.network import build_network
 from esim.packing import PHASE_NMC, PHASE_SE, WALL_CC, WALL_SEP, Packing
 
-__all__ = ["connected_to_wall", "effective_properties", "interface_cap_area", "soc_sweep"]
+__all__ = ["bruggeman_exponent", "connected_to_wall", "effective_properties",
+           "interface_cap_area", "soc_sweep"]
 
 
 def connected_to_wall(packing: Packing, phase: int, wall_side: int) -> np.ndarray:
@@ -107,6 +113,18 @@ def interface_cap_area(packing: Packing) -> tuple[np.ndarray, np.ndarray]:
     h = np.clip(rn - x, 0.0, 2.0 * rn)
     a = packing.contact_radius_m[mixed]
     return mixed, np.maximum(2.0 * np.pi * rn * h, np.pi * a * a)
+
+
+def bruggeman_exponent(eps: float, sigma_bulk: float, sigma_eff: float) -> float:
+    """``b`` of ``sigma_eff = sigma_bulk eps^b`` (NaN for ``eps`` outside (0, 1) or a zero
+    conductivity).
+
+    >>> round(bruggeman_exponent(0.4, 1.0, 0.4**1.5), 12)  # Bruggeman's 1.5
+    1.5
+    """
+    if not (0.0 < eps < 1.0) or not (sigma_bulk > 0.0 and sigma_eff > 0.0):
+        return math.nan
+    return math.log(sigma_eff / sigma_bulk) / math.log(eps)
 
 
 def _conductivity(packing: Packing, params: Any, carrier: str, soc: float,
@@ -183,6 +201,8 @@ def effective_properties(packing: Packing, params: Any = None, soc: float = 0.0
                     else math.inf)
     out["tau_ion"] = (solver.tortuosity_factor(phi_se, bulk_i, sig_i) if phi_se > 0
                       else math.inf)
+    out["bruggeman_e"] = bruggeman_exponent(phi_nmc, bulk_e, sig_e)
+    out["bruggeman_ion"] = bruggeman_exponent(phi_se, bulk_i, sig_i)
 
     vol = packing.radii_m**3
     nmc = packing.phase == PHASE_NMC

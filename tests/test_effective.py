@@ -180,3 +180,21 @@ def test_bad_soc(small_packing):
         effective_properties(small_packing, None, 1.5)
     with pytest.raises(InvalidParameters, match="soc"):
         effective_properties(small_packing, None, math.nan)
+
+
+def test_bruggeman_exponents_restate_the_tortuosity(props):
+    """b of sigma_eff = sigma_bulk eps^b and tau of sigma_eff = eps sigma_bulk / tau are one
+    result: tau = eps^(1 - b).  A composite obeys the Wiener bound sigma_eff <= eps sigma_bulk
+    (tau >= 1), so b >= 1; random packings of spheres sit near or above Bruggeman's 1.5."""
+    from esim.effective import bruggeman_exponent
+
+    for out in props.values():
+        for carrier, eps_key in (("e", "nmc_volume_fraction"), ("ion", "se_volume_fraction")):
+            b, tau, eps = out[f"bruggeman_{carrier}"], out[f"tau_{carrier}"], out[eps_key]
+            assert tau == pytest.approx(eps ** (1.0 - b), rel=1e-9)
+            assert b >= 1.0
+    assert 1.5 <= props[1.0]["bruggeman_ion"] <= 4.0
+    # undefined: no phase, the whole volume, no path
+    assert math.isnan(bruggeman_exponent(0.0, 1.0, 0.1))
+    assert math.isnan(bruggeman_exponent(1.0, 1.0, 1.0))
+    assert math.isnan(bruggeman_exponent(0.5, 1.0, 0.0))

@@ -22,7 +22,9 @@ Reported (SI units, named in the keys; definitions in :mod:`esim.effective`)
 * each conductivity with its solver checks beside it: ``*_flux_mismatch`` (relative difference
   of the currents into and out of the sample), ``*_iterations`` (0 for the direct solver) and
   ``*_residual`` (relative Kirchhoff residual);
-* ``tau_e``, ``tau_ion``: tortuosity factors (``sigma_eff = eps sigma_bulk / tau``);
+* ``tau_e``, ``tau_ion``: tortuosity factors (``sigma_eff = eps sigma_bulk / tau``), and the
+  same as Bruggeman exponents ``bruggeman_e``, ``bruggeman_ion`` (``sigma_eff = sigma_bulk
+  eps^b``), the form cell models such as PyBaMM take;
 * ``nmc_connected_fraction``: NMC volume fraction electronically connected to the current
   collector; ``se_connected_fraction``: SE volume fraction ionically connected to the separator;
 * ``active_interface_area_m2``: NMC/SE interface of connected NMC touching connected SE
@@ -68,6 +70,8 @@ TABLE_ROWS: list[tuple[str, str, str | None]] = [
     ("se_sigma_ion_bulk_S_per_m", "S/m", None),
     ("tau_e", "1", None),
     ("tau_ion", "1", None),
+    ("bruggeman_e", "1", None),
+    ("bruggeman_ion", "1", None),
     ("nmc_volume_fraction", "1", None),
     ("se_volume_fraction", "1", None),
     ("nmc_connected_fraction", "1", None),
