@@ -64,7 +64,8 @@ def _once(case: dict, env: dict) -> tuple[float, float, dict]:
             last = (log.read_text(errors="replace").strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"esim reproduce exited {code}: {last}")
         report = json.loads((out / "report.json").read_text())
-    return wall, usage.ru_maxrss / 1024, report  # Linux reports KiB
+    kib = usage.ru_maxrss / (1024 if sys.platform == "darwin" else 1)  # macOS reports bytes
+    return wall, kib / 1024, report
 
 
 def run(case: dict) -> dict:
