@@ -39,8 +39,8 @@ def test_report_structure(quick_report):
     table, inputs = tables
     assert len(table) == len(qty) + 2  # header, rule, one line per row
     assert len(inputs) == len(rep["inputs"]) + 2
-    # seven (four) cells per line: no stray "|" inside a cell breaks the Markdown table
-    assert all(ln.count("|") == 8 for ln in table), [ln for ln in table if ln.count("|") != 8]
+    # eight (four) cells per line: no stray "|" inside a cell breaks the Markdown table
+    assert all(ln.count("|") == 9 for ln in table), [ln for ln in table if ln.count("|") != 9]
     assert all(ln.count("|") == 5 for ln in inputs), [ln for ln in inputs if ln.count("|") != 5]
     assert "What produces each finding" in md
     for png in ("fig2_pristine_maps.png", "fig3_charged_maps.png", "fig4b_iv_pristine.png",
