@@ -33,7 +33,8 @@ from esim import analysis
 from esim.errors import InvalidParameters
 from esim.params import Params
 
-__all__ = ["EXPERIMENTS", "load_targets", "preset_otoyama2020", "run_otoyama2020"]
+__all__ = ["EXPERIMENTS", "image_states", "load_targets", "preset_otoyama2020",
+           "run_otoyama2020"]
 
 log = logging.getLogger(__name__)
 
