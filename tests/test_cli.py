@@ -72,3 +72,92 @@ def test_console_script_runs_as_subprocess(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.startswith("esim: error:") and "Traceback" not in r.stderr
+
+
+# -- --set SECTION.KEY=VALUE, the same on every subcommand --------------------------------------
+
+SMALL_SET = ["--set", "structure.box_x_m=2e-5", "--set", "structure.box_y_m=2e-5",
+             "--set", "structure.electrode_thickness_m=2e-5",
+             "--set", "structure.sample_points=50000"]
+
+
+@pytest.fixture(scope="module")
+def small_packing(tmp_path_factory):
+    """A ~190-particle packing made with ``esim pack --set`` (the box from the command line)."""
+    out = tmp_path_factory.mktemp("pk") / "p.h5"
+    assert main(["pack", "-q", "-o", str(out), "--no-figure", *SMALL_SET]) == 0
+    return out
+
+
+def test_params_set_prints_the_changed_set(tmp_path, capsys):
+    assert main(["params", "--default", "--set", "charge.rest_time_s=7",
+                 "--set", "network.contact_model=mechanical"]) == 0
+    f = tmp_path / "my.toml"
+    f.write_text(capsys.readouterr().out)
+    p = load_params(f)
+    assert p.charge.rest_time_s == 7.0 and p.network.contact_model == "mechanical"
+
+
+def test_pack_set_changes_the_box(small_packing):
+    from esim.packing import Packing
+
+    pk = Packing.load(small_packing)
+    assert pk.params.structure.box_x_m == 2e-5
+    assert pk.box_m[0] == pytest.approx(2e-5) and pk.box_m[2] == pytest.approx(2e-5)
+
+
+def test_solve_set_applies_to_a_saved_packing(small_packing, tmp_path, capsys):
+    """A materials change on a saved packing reaches the solve: the pristine NMC conduction is
+    thermally activated, so 320 K conducts better than 298.15 K on the same electrode."""
+    sig = {}
+    for t in (298.15, 320.0):
+        assert main(["solve", str(small_packing), "-o", str(tmp_path / f"s{t}"), "--no-figure",
+                     "--json", "--set", f"materials.temperature_K={t}"]) == 0
+        d = json.loads(capsys.readouterr().out)
+        assert d["temperature_K"] == t
+        sig[t] = d["sigma_e_S_per_m"]
+    assert sig[320.0] > 1.5 * sig[298.15]
+
+
+def test_spm_set_reaches_the_maps(small_packing, tmp_path):
+    from esim.spm.maps import SPMMaps
+
+    out = tmp_path / "spm"
+    assert main(["spm", str(small_packing), "-q", "-o", str(out), "--no-figures", "--pixels", "64",
+                 "--no-noise", "--set", "spm.tip_radius_m=5e-8"]) == 0
+    maps = SPMMaps.load(out / "spm.h5")
+    assert maps.spm["tip_radius_m"] == 5e-8 and maps.spm["pixels_u"] == 64
+
+
+@pytest.mark.parametrize("cmd", ["solve", "charge", "spm"])
+def test_saved_packing_refuses_structure_set(cmd, small_packing, tmp_path, capsys):
+    """The structure of a saved packing is fixed: a structure.* item is an error naming the field
+    and the file, not silently ignored, and nothing is written."""
+    out = tmp_path / ("o.h5" if cmd == "charge" else "o")
+    flag = "--outdir" if cmd == "solve" else "--output"
+    assert main([cmd, str(small_packing), flag, str(out), "--set", "structure.seed=3"]) == 2
+    err = capsys.readouterr().err
+    assert "structure.seed" in err and "p.h5" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("cmd", ["params", "pack", "solve", "charge", "spm"])
+@pytest.mark.parametrize("item,needle", [
+    ("charge.rest_time_s=-5", "charge.rest_time_s (allowed range"),
+    ("materials.colour=blue", "materials.colour: unknown parameter"),
+    ("rest_time_s=5", "expected SECTION.KEY=VALUE"),
+])
+def test_bad_set_exit_2_before_any_work(cmd, item, needle, tmp_path, capsys):
+    """A bad --set item is refused before anything is packed or written, on every command."""
+    args = {"params": ["params", "--default"],
+            "pack": ["pack", "-o", str(tmp_path / "o.h5")],
+            "solve": ["solve", "--outdir", str(tmp_path / "o")],
+            "charge": ["charge", "-o", str(tmp_path / "o.h5")],
+            "spm": ["spm", "-o", str(tmp_path / "o")]}[cmd]
+    assert main([*args, "--set", item]) == 2
+    captured = capsys.readouterr()
+    assert needle in captured.err and "Traceback" not in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+    if cmd == "params":
+        assert captured.out == ""

@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from esim.cli._common import print_json, print_table
+from esim.cli._common import add_set_argument, apply_overrides, print_json, print_table
 
 HELP = "galvanostatic first charge of the electrode (HDF5 + figure)"
 log = logging.getLogger("esim")
@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--quick", action="store_true",
                    help="a small electrode (25 x 25 x 20 um, ~330 particles): seconds")
+    add_set_argument(p, "the parameter set (after the input file, --config and --quick)")
 
 
 def _read_toml(path: str) -> dict[str, Any]:
@@ -86,6 +87,8 @@ def _params_and_packing(args: argparse.Namespace):
         params = params_with_charge(params, **charge_kw)
     except InvalidParameters as exc:
         raise InvalidParameters(f"{args.config or src}: {exc}") from None
+    params = apply_overrides(params, args.set,
+                             packing_input=src if packing is not None else None)
     return params, packing
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from esim.cli._common import params_from_arg, print_json, print_table
+from esim.cli._common import add_set_argument, params_from_arg, print_json, print_table
 
 HELP = "synthetic ground-truth dataset: SPM maps of many electrodes with per-pixel truth"
 
@@ -40,8 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--states", nargs="+", choices=["pristine", "charged"],
                    default=["pristine", "charged"],
                    help="states to image (default: both)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="change one field of the base set (repeatable)")
+    add_set_argument(p, "the base set")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes (default: %(default)s)")
     p.add_argument("-o", "--outdir", default="dataset",

@@ -8,7 +8,7 @@ import logging
 import time
 from pathlib import Path
 
-from esim.cli._common import params_from_arg, print_json, print_table
+from esim.cli._common import add_set_argument, params_from_arg, print_json, print_table
 
 HELP = "generate a two-phase particle packing (HDF5 + figure)"
 log = logging.getLogger("esim")
@@ -21,12 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--figure", help="figure path (default: OUTPUT with .png)")
     p.add_argument("--no-figure", action="store_true", help="do not draw the figure")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_set_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from esim.packing import pack
 
-    params = params_from_arg(args.config)
+    params = params_from_arg(args.config, args.set)
     out = Path(args.output)
     if out.suffix.lower() not in (".h5", ".hdf5"):
         from esim.errors import InvalidParameters

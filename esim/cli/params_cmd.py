@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from esim.cli._common import params_from_arg
+from esim.cli._common import add_set_argument, params_from_arg
 
 HELP = "print the default parameters (--default) or validate a TOML file"
 
@@ -15,9 +15,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--default", action="store_true",
                    help="print the full default parameter set as TOML (with units and sources)")
     g.add_argument("config", nargs="?", help="a TOML parameter file to validate and print")
+    add_set_argument(p, "the set printed (e.g. esim params --default --set "
+                        "charge.rest_time_s=0 > my.toml)")
 
 
 def run(args: argparse.Namespace) -> int:
-    p = params_from_arg(None if args.default else args.config)
+    p = params_from_arg(None if args.default else args.config, args.set)
     sys.stdout.write(p.to_toml())
     return 0

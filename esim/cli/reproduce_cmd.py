@@ -19,6 +19,8 @@ import json
 import logging
 from pathlib import Path
 
+from esim.cli._common import add_set_argument
+
 HELP = "reproduce a published experiment (otoyama2020) with a report"
 
 
@@ -28,9 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small box, one seed (CI mode)")
     p.add_argument("--seeds", type=int, nargs="+", help="packing seeds")
     p.add_argument("--windows", type=int, help="cross-sections per seed")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="change one parameter of the preset (repeatable), e.g. "
-                        "--set network.contact_model=mechanical; the report says so")
+    add_set_argument(p, "the preset (the report then says it compares a variant)")
     p.add_argument("--json", action="store_true", help="print the report rows as JSON")
 
 

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from esim.cli._common import format_value, print_json, print_table
+from esim.cli._common import add_set_argument, format_value, print_json, print_table
 
 HELP = "effective electronic/ionic conductivity, tortuosity and percolation at a state of charge"
 log = logging.getLogger("esim")
@@ -98,6 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder of the table and figures (default: %(default)s)")
     p.add_argument("--no-figure", action="store_true", help="do not draw the figures")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    add_set_argument(p)
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -124,13 +125,17 @@ def _is_hdf5(path: Path) -> bool:
         return False
 
 
-def load_input(arg: str | None, quiet: bool = True) -> tuple[Any, Any, str]:
+def load_input(arg: str | None, quiet: bool = True,
+               overrides: list[str] | tuple[str, ...] = ()) -> tuple[Any, Any, str]:
     """The packing and parameters named by the command-line input.
 
     Parameters
     ----------
     arg : str or None
         TOML parameter file, packing HDF5 file, or None for the built-in defaults.
+    overrides : list of str
+        ``--set SECTION.KEY=VALUE`` items, validated before anything is packed; a saved
+        packing refuses ``structure.*`` items (its structure is fixed).
 
     Returns
     -------
@@ -144,7 +149,7 @@ def load_input(arg: str | None, quiet: bool = True) -> tuple[Any, Any, str]:
     InputFileError
         Missing, unreadable or corrupt file (named in the message).
     """
-    from esim.cli._common import params_from_arg
+    from esim.cli._common import apply_overrides, params_from_arg
     from esim.errors import EsimError, InputFileError
     from esim.packing import Packing, pack
 
@@ -162,8 +167,9 @@ def load_input(arg: str | None, quiet: bool = True) -> tuple[Any, Any, str]:
             except (OSError, KeyError, ValueError, TypeError) as exc:
                 raise InputFileError(f"{path}: not a readable esim packing "
                                      f"({type(exc).__name__}: {exc})") from None
-            return packing, packing.params, "loaded"
-    params = params_from_arg(arg)
+            return packing, apply_overrides(packing.params, overrides,
+                                            packing_input=str(path)), "loaded"
+    params = params_from_arg(arg, overrides)
     return pack(params, quiet=quiet), params, "packed"
 
 
@@ -225,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     quiet = bool(args.quiet or args.json)
     t0 = time.perf_counter()
-    packing, params, source = load_input(args.input, quiet=quiet)
+    packing, params, source = load_input(args.input, quiet=quiet, overrides=args.set)
     t_pack = time.perf_counter() - t0
 
     t1 = time.perf_counter()

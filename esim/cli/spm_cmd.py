@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from esim.cli._common import print_json, print_table
+from esim.cli._common import add_set_argument, apply_overrides, print_json, print_table
 
 HELP = "virtual SPM of a cross-section: SSRM, C-AFM, KPFM, SEM/EDX maps (HDF5 + GSF + PNG)"
 
@@ -35,27 +35,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-noise", action="store_true", help="noise-free maps")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_set_argument(p, "the parameter set (e.g. --set spm.tip_radius_m=2e-8)")
 
 
-def _load(arg: str | None):
-    """(packing, params, spm) from the input argument."""
+def _load(arg: str | None, overrides: list[str] | tuple[str, ...] = ()):
+    """(packing, params, spm) from the input argument, with the ``--set`` items applied (checked
+    before anything is packed)."""
     from esim._params_spm import SPMParams
     from esim.errors import InputFileError
     from esim.packing import Packing, pack
     from esim.params import Params
 
     if arg is None:
-        params = Params()
-        return pack(params), params, SPMParams()
+        params = apply_overrides(Params(), overrides)
+        return pack(params), params, params.spm
     path = Path(arg)
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
     if path.suffix.lower() in (".h5", ".hdf5"):
         pk = Packing.load(path)
-        return pk, pk.params, getattr(pk.params, "spm", None) or SPMParams()
+        params = apply_overrides(pk.params, overrides, packing_input=str(path))
+        return pk, params, getattr(params, "spm", None) or SPMParams()
     from esim.params import load_params
 
-    params = load_params(path)
+    params = apply_overrides(load_params(path), overrides)
     return pack(params), params, params.spm
 
 
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.soc <= 1.0:
         raise InvalidParameters(f"--soc: must lie in [0, 1], got {args.soc}")
     t0 = time.perf_counter()
-    packing, params, spm = _load(args.input)
+    packing, params, spm = _load(args.input, args.set)
     changes = {}
     if args.plane_position is not None:
         changes["plane_position_m"] = args.plane_position

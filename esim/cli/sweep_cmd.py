@@ -35,7 +35,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from esim.cli._common import params_from_arg, print_json, print_table
+from esim.cli._common import add_set_argument, params_from_arg, print_json, print_table
 
 HELP = "run one stage for a grid of parameter values (Dask), with a table and a figure"
 
@@ -48,8 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vary", action="append", default=[], metavar="SECTION.KEY=VALUES",
                    help="a field and its values (repeatable): V1,V2,... or lin(A, B, N) or "
                         "log(A, B, N)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="change one field of the base set for every point (repeatable)")
+    add_set_argument(p, "the base set, for every point")
     p.add_argument("--zip", action="store_true",
                    help="take the --vary lists element by element instead of every combination")
     p.add_argument("--stage", choices=list(STAGES), default="solve",
