@@ -47,7 +47,9 @@ class MaterialsParams:
                "2.2e-6 S/cm, spark-plasma-sintered NMC333 [S]; pressed LiNbO3-coated NMC111 of "
                "the reference group 1e-5..1e-4 S/cm [S]. Default 2.2e-6 S/cm = Wang 2018, the "
                "log-middle of the bracket; the pristine SSRM maps saturate (~2e9 ohm) anywhere "
-               "in it, so the reference paper does not pin it")
+               "in it, so the reference paper's maps do not pin it. Its charge at 0.13 mA/cm2 "
+               "bounds it from below: in this model the charge starts only above 0.6-1.9e-4 "
+               "S/m (3 seeds, both contact models; experiments/pristine_sigma_bound.py)")
     nmc_sigma_e_x010_S_per_m: float = param(
         2.1e-3, unit="S/m", range=(1e-8, 1e4),  # 2.1e-5 S/cm
         source=f"{_AMIN}: 2.1e-5 S/cm at x = 0.10")

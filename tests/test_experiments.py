@@ -105,3 +105,24 @@ def test_nmc_percolation_quick(tmp_path):
     assert (tmp_path / "nmc_percolation.png").stat().st_size > 0
     assert "Bielefeld" in (tmp_path / "nmc_percolation.md").read_text()
     assert perc.main(["--quick", "--seeds", "0", "-o", str(tmp_path)]) == 2
+
+
+def test_pristine_sigma_bound_quick(tmp_path):
+    """The charge starts above one pristine conductivity and not below it; the start voltage
+    falls as the conductivity rises; and the pristine NMC-collector contacts, in series with the
+    rest of the cell, explain most but not more than all of the start's resistance."""
+    psb = _load("pristine_sigma_bound")
+    assert psb.main(["--quick", "-o", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "pristine_sigma_bound.json").read_text())
+    (row,) = r["rows"]
+    lo, hi = row["sigma_min_bracket"]
+    assert row["crossings"] == 1 and hi / lo <= 1.25 and hi == row["sigma_min_S_per_m"]
+    assert r["bracket_S_per_m"][0] < lo < hi < r["bracket_S_per_m"][1]
+    scan = row["scan"]
+    assert [x["starts"] for x in scan] == [x["sigma_S_per_m"] >= hi for x in scan]
+    v = [x["v_start_V"] for x in scan if x["starts"]]
+    assert len(v) >= 3 and v == sorted(v, reverse=True)
+    assert r["u_pristine_V_vs_Li"] < v[-1] < v[0] < r["cutoff_V_vs_Li"]
+    assert row["default_sigma_starts"] == (r["default_sigma_S_per_m"] >= hi)
+    assert 0.5 * row["r_start_ohm_m2"] < row["r_cc_ohm_m2"] <= row["r_start_ohm_m2"]
+    assert (tmp_path / "pristine_sigma_bound.png").stat().st_size > 0
