@@ -606,16 +606,33 @@ def _is_seed(key: str) -> bool:
     return key.rsplit(".", 1)[-1] == "seed"
 
 
+#: at most this many series (values of a second varied field) in one panel of the sweep figure
+MAX_SERIES = 8
+
+
+def _axis_values(raw: list[Any]) -> tuple[np.ndarray, list[Any], bool]:
+    """Plot coordinates of one field's values: ``(x, labels, numeric)``; non-numeric values are
+    placed at the index of their sorted label."""
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)
+    if numeric:
+        return np.array(raw, float), [], True
+    labels = sorted(set(raw), key=lambda v: (str(type(v)), v))
+    return np.array([labels.index(v) for v in raw], float), labels, False
+
+
 def plot_sweep(result: SweepResult, path: str | Path,
                metrics: Sequence[str] | None = None) -> Path:
     """Each metric against the first non-seed field given more than one value (log axes for
     conductivities and resistances): one marker per point, and the mean with its standard
-    deviation over seeds (or over the other varied fields) where a value repeats."""
+    deviation over seeds where a value repeats.  A second varied non-seed field (up to
+    :data:`MAX_SERIES` values) is drawn as one series per value, so its effect is not pooled
+    into the spread; further fields are pooled, and the legend says over how many points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from esim.cli._common import format_value
     from esim.plot import save_figure
 
     metrics = list(metrics or STAGES[result.stage][1])
@@ -625,12 +642,16 @@ def plot_sweep(result: SweepResult, path: str | Path,
     xkeys = ([k for k in result.keys if not _is_seed(k) and distinct[k] > 1]
              or [k for k in result.keys if distinct[k] > 1] or result.keys)
     xkey = xkeys[0] if xkeys else None
+    gkey = next((k for k in xkeys[1:] if not _is_seed(k) and distinct[k] <= MAX_SERIES), None)
     ok = np.array([r["status"] != "failed" for r in result.rows], bool)
-    xs_raw = [r["overrides"].get(xkey) if xkey else r["index"] for r in result.rows]
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs_raw)
-    labels = sorted({v for v in xs_raw}, key=lambda v: (str(type(v)), v)) if not numeric else []
-    x = (np.array(xs_raw, float) if numeric
-         else np.array([labels.index(v) for v in xs_raw], float))
+    x, labels, numeric = _axis_values(
+        [r["overrides"].get(xkey) if xkey else r["index"] for r in result.rows])
+    if gkey is None:
+        series = [(np.ones(len(result.rows), bool), None)]
+    else:
+        graw = [r["overrides"].get(gkey) for r in result.rows]
+        gx, glabels, gnum = _axis_values(graw)
+        series = [(gx == u, u if gnum else glabels[int(u)]) for u in np.unique(gx)]
     ux_all = np.unique(x)
     log_x = bool(numeric and ux_all.size > 2 and np.all(ux_all > 0)
                  and ux_all.max() / ux_all.min() >= 20)
@@ -638,19 +659,29 @@ def plot_sweep(result: SweepResult, path: str | Path,
     for ax, m in zip(axes[0], metrics):
         y = result.column(m)
         good = ok & np.isfinite(y)
-        ax.plot(x[good], y[good], "o", ms=4, alpha=0.5, color="0.45", label="points")
-        ux = np.unique(x[good])
-        if ux.size < good.sum():
-            mean = np.array([y[good & (x == u)].mean() for u in ux])
-            std = np.array([y[good & (x == u)].std() for u in ux])
-            ax.errorbar(ux, mean, yerr=std, fmt="-s" if numeric else "s", ms=5, capsize=3,
-                        color="C0",
-                        label=f"mean ± std ({good.sum() / ux.size:.3g} points each)")
+        repeats = False
+        for k, (gm, gval) in enumerate(series):
+            sel = good & gm
+            name = None if gkey is None else f"{gkey.rsplit('.', 1)[-1]} = {format_value(gval)}"
+            ax.plot(x[sel], y[sel], "o", ms=4, alpha=0.5,
+                    color="0.45" if gkey is None else f"C{k}",
+                    label="points" if gkey is None else None)
+            ux = np.unique(x[sel])
+            if ux.size < sel.sum():
+                repeats = True
+                mean = np.array([y[sel & (x == u)].mean() for u in ux])
+                std = np.array([y[sel & (x == u)].std() for u in ux])
+                each = f"mean ± std ({sel.sum() / ux.size:.3g} points each)"
+                ax.errorbar(ux, mean, yerr=std, fmt="-s" if numeric else "s", ms=5, capsize=3,
+                            color=f"C{k}", label=each if name is None else f"{name}: {each}")
+            elif name is not None:
+                ax.plot(x[sel][np.argsort(x[sel])], y[sel][np.argsort(x[sel])],
+                        "-" if numeric else "", color=f"C{k}", label=name)
         if (~ok).any():  # where the failed points lie, along the bottom edge
             ax.plot(x[~ok], np.zeros(int((~ok).sum())), "x", color="C3", ms=7, mew=1.5,
                     clip_on=False, transform=ax.get_xaxis_transform(),
                     label=f"failed ({int((~ok).sum())}, see sweep.md)")
-        if ux.size < good.sum() or (~ok).any():
+        if repeats or gkey is not None or (~ok).any():
             ax.legend(fontsize=7, frameon=False)
         if m.endswith(_LOG_SUFFIXES) and np.all(y[good] > 0) and good.any():
             ax.set_yscale("log")

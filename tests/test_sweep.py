@@ -4,6 +4,7 @@ resume, failures recorded per point, bad input."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 
 import numpy as np
@@ -232,3 +233,32 @@ def test_otoyama2020_stage_is_esim_reproduce_and_responds_to_the_tip(tmp_path):
     # upstream of the imaging changes
     assert wide["ssrm_nmc_after_low_ohm"] < 0.8 * default["ssrm_nmc_after_low_ohm"]
     assert wide["capacity_mAh_per_g"] == default["capacity_mAh_per_g"]
+
+
+def test_figure_draws_a_second_varied_field_as_series(tmp_path, monkeypatch):
+    """A second varied non-seed field is one series per value, averaged over the seeds only,
+    not pooled into the spread; a single varied field keeps one pooled series."""
+    import esim.plot
+    from esim.sweep import SweepResult, plot_sweep
+
+    figs = []
+    monkeypatch.setattr(esim.plot, "save_figure", lambda fig, path: figs.append(fig) or path)
+    rows = []
+    for k, (a, barrier, seed) in enumerate(itertools.product([1e-8, 2e-8], [True, False], [1, 2])):
+        rows.append({"index": k, "status": "ok", "y_ohm": a * 1e16 * (2 if barrier else 1) + seed,
+                     "overrides": {"spm.tip_radius_m": a, "spm.nonohmic": barrier,
+                                   "structure.seed": seed}})
+    keys = ["spm.tip_radius_m", "spm.nonohmic", "structure.seed"]
+    plot_sweep(SweepResult(keys=keys, stage="spm", rows=rows), tmp_path / "a.png", ["y_ohm"])
+    ax = figs[-1].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["nonohmic = False: mean ± std (2 points each)",
+                      "nonohmic = True: mean ± std (2 points each)"]
+    means = sorted(np.ptp(c.get_children()[0].get_ydata()) for c in ax.containers)
+    assert means == pytest.approx([1e8, 2e8])  # each series rises with the radius on its own
+    one = [r | {"overrides": {k: v for k, v in r["overrides"].items() if k != "spm.nonohmic"}}
+           for r in rows if r["overrides"]["spm.nonohmic"]]
+    plot_sweep(SweepResult(keys=[keys[0], keys[2]], stage="spm", rows=one), tmp_path / "b.png",
+               ["y_ohm"])
+    labels = [t.get_text() for t in figs[-1].axes[0].get_legend().get_texts()]
+    assert labels == ["points", "mean ± std (2 points each)"]
