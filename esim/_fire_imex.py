@@ -5,7 +5,7 @@ step is set by the stiffest ones: it gives each NMC particle a mass equal to the
 stiffness (``structure.nmc_stiffness_ratio``), which keeps the step stable but makes the NMC
 network respond to the glass's forces ~100 times more slowly.  The iteration count then grows
 with the stiffness contrast (at 3e4 particles, seed 3: 16.9k iterations at ratio 100 against
-4.4k at ratio 1; README, Known limitations).
+4.4k at ratio 1; docs/packing.md).
 
 Here every mass is 1 and each FIRE step treats the hard springs (overlapping NMC-NMC pairs and
 the NMC-wall contacts) by linearised backward Euler, the soft ones explicitly (an
