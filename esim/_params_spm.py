@@ -48,6 +48,13 @@ class SPMParams:
         -1.0, unit="m", range=(-1.0, 1.0),
         source="coordinate of the plane along its normal; a negative value means the middle of "
                "the box [A]; must lie inside the box")
+    mill_contacts: bool = param(
+        True, unit="",
+        source="the milling takes away every contact centred beyond the face with the part of "
+               "the particle that held it, so a section keeps only the contacts on its remaining "
+               "part (esim.spm.section.half_space); false keeps every contact of a particle the "
+               "face cuts, as if the material beyond it had been lifted off the contacts: a "
+               "counterfactual for the causal checks, not a sample one can make")
     fov_width_m: float = param(15e-6, unit="m", range=(1e-9, 1.0),
                                source=f"lateral size of the window: 15 x 15 um, '15 um^2 near the "
                                       f"SE layer' holding 14 NMC particles of ~5 um "

@@ -155,9 +155,14 @@ def _compare(agg: dict[str, dict], charge_nums: dict[str, float], t: dict,
                      "0.10-0.35", note, per("high_r_fraction"),
                      target="ssrm.particles_high_resistance_after_charge"))
     fc = agg["high_r_and_charged_fraction"]
-    rows.append(_row("...of which point-contact-limited *and* charged", round(rep, 3),
-                     fc["mean"], in_band, "0.10-0.35",
-                     "isolated particles are excluded from both rows",
+    n_pc, n_cut = int(sum(per("n_high_r_point_contact"))), int(sum(per("n_high_r_cut_off")))
+    rows.append(_row("...of which charged (point-contact-limited or cut off by the milling)",
+                     round(rep, 3), fc["mean"], in_band, "0.10-0.35",
+                     f"of the {k} at >= 5e8 ohm: {n_pc} point-contact-limited (one contact "
+                     f"carries most of the path), {n_cut} cut off by the milling (no NMC "
+                     "contact left on the part behind the face; they read the ceiling, like "
+                     f"the SE), {k - n_pc - n_cut} other; isolated particles (no electronic "
+                     "path before the milling, so never charged) are excluded from both rows",
                      per("high_r_and_charged_fraction"),
                      target="ssrm.particles_high_resistance_after_charge"))
     hr = agg["ssrm_nmc_after_high_ohm"]

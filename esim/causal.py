@@ -1,8 +1,10 @@
 """Causal checks of the reference experiment, and what controls its missed rows.
 
 Otoyama et al. (2020) explain their high-resistance NMC particles (>= 5e8 ohm in the charged
-SSRM map, 3 of 14) by *point contacts* between NMC particles in a carbon-free electrode.  This
-module repeats :func:`esim.reproduce.run_otoyama2020` on the same electrodes (same packing
+SSRM map, 3 of 14) by *point contacts* between NMC particles in a carbon-free electrode.  In
+esim two causes make them: point contacts, and the milling, which takes away the contacts
+centred beyond the face, so a section whose centre lay beyond it (a cap) may keep no NMC path
+(``CLASS_CUT_OFF``: it charged, but reads like the glass).  This module repeats :func:`esim.reproduce.run_otoyama2020` on the same electrodes (same packing
 seeds, same cross-section planes, same pixels and noise seeds) with one cause changed at a
 time, and reports the per-particle charged SSRM, the network part of it, the C-AFM current and
 the KPFM numbers of every case side by side:
@@ -33,13 +35,18 @@ the KPFM numbers of every case side by side:
     so this case reuses the baseline charge: in the baseline every connected NMC already
     charges and the 1 h rest equalises U(x), so the bypass could change the charged state only
     by the baseline's residual spread, which the report states.
+``contacts_unmilled``
+    ``spm.mill_contacts = false``: the section keeps every contact of a particle the face cuts,
+    as if the material beyond the face had been lifted off its contacts (a counterfactual: no
+    sample can be made so).  It isolates the milling's share of the high-resistance particles;
+    the charge is the baseline's (imaging does not change it).
 
 Each case is imaged with the same windows; per particle the charged SSRM and C-AFM readings are
 histogram peaks of the maps (:func:`esim.analysis.particle_table`), as in the reproduction.
 The network part of each reading (the half-space path resistance to the collector, without the
 tip spreading and barrier terms, which are the same in every case) is reported beside it,
-because at the default parameters the threshold count is already 0: the causal effect then
-shows in the distribution (median, p90, max), not in the count.
+because the count moves in steps of one particle: the causal effect also shows in the
+distribution (median, p90, max).
 
 Sensitivities of the missed rows (first seed only):
 
@@ -135,6 +142,10 @@ def cases_of(quick: bool) -> list[dict[str, Any]]:
                                    "S/m (imaging; baseline charge)",
          "scale": 1.0, "min_radius_m": 0.0,
          "materials": {"se_sigma_e_S_per_m": CARBON_SIGMA_E_S_PER_M}, "recharge": False},
+        {"name": "contacts_unmilled", "what": "the section keeps every contact of a particle the "
+                                              "face cuts (counterfactual; baseline charge)",
+         "scale": 1.0, "min_radius_m": 0.0, "materials": {}, "spm": {"mill_contacts": False},
+         "recharge": False},
     ]
     return cases
 
@@ -155,7 +166,7 @@ def _window(pk, params, chg, plane: float, seed: int, quick: bool) -> dict[str, 
     """Per-particle charged readings of one window: SSRM and C-AFM peaks, network part."""
     from esim.analysis import histogram_peak
     from esim.reproduce import HIGH_R_OHM, _analyse_window
-    from esim.spm.maps import CLASS_ISOLATED, CLASS_POINT_CONTACT
+    from esim.spm.maps import CLASS_CUT_OFF, CLASS_ISOLATED, CLASS_POINT_CONTACT
 
     res, _, charged = _analyse_window(pk, params, chg, plane, seed, quick)
     ids = np.array([r["particle"] for r in res.rows], dtype=np.int64)
@@ -175,6 +186,7 @@ def _window(pk, params, chg, plane: float, seed: int, quick: bool) -> dict[str, 
         "tip_ohm": tip[counted],
         "cafm_after_A": cafm[counted],
         "point_contact": (cls == CLASS_POINT_CONTACT)[counted],
+        "cut_off": (cls == CLASS_CUT_OFF)[counted],
         "high": (ssrm >= HIGH_R_OHM)[counted],
         "n_isolated": int((~counted).sum()),
     }
@@ -194,7 +206,8 @@ def _summarise(name: str, what: str, wins: list[dict], chg_info: list[dict]) -> 
     from esim.reproduce import HIGH_R_OHM
 
     cat = {k: np.concatenate([w[k] for w in wins]) for k in
-           ("ssrm_after_ohm", "network_ohm", "tip_ohm", "cafm_after_A", "point_contact", "high")}
+           ("ssrm_after_ohm", "network_ohm", "tip_ohm", "cafm_after_A", "point_contact",
+            "cut_off", "high")}
     n = int(cat["ssrm_after_ohm"].size)
     per_window_high = [float(w["high"].mean()) if w["high"].size else float("nan")
                        for w in wins]
@@ -212,6 +225,9 @@ def _summarise(name: str, what: str, wins: list[dict], chg_info: list[dict]) -> 
         "high_r_fraction_per_window": per_window_high,
         "point_contact_class_fraction": float(cat["point_contact"].mean()) if n
         else float("nan"),
+        "cut_off_class_fraction": float(cat["cut_off"].mean()) if n else float("nan"),
+        "high_r_cut_off_count": int((cat["high"] & cat["cut_off"]).sum()),
+        "high_r_point_contact_count": int((cat["high"] & cat["point_contact"]).sum()),
         "ssrm_after_ohm": _dist(cat["ssrm_after_ohm"]),
         "network_ohm": _dist(cat["network_ohm"]),
         "tip_spreading_ohm": _dist(cat["tip_ohm"]),
@@ -346,6 +362,8 @@ def run_causal_checks(out_dir: str | Path, *, quick: bool = False,
             pk = scale_nmc_contacts(pk0, c["scale"], c["min_radius_m"]) \
                 if (c["scale"] != 1.0 or c["min_radius_m"] > 0) else pk0
             p = params0.replace(materials=c["materials"]) if c["materials"] else params0
+            if c.get("spm"):
+                p = p.replace(spm=c["spm"])
             if c["recharge"]:
                 chg, msg = _charge(pk, p)
             else:
@@ -411,12 +429,13 @@ def _fmt(v: float, unit: str = "") -> str:
 
 
 def _markdown(rep: dict[str, Any]) -> str:
-    lines = ["# Causal checks: point contacts, film, conductive additive", "",
+    lines = ["# Causal checks: point contacts, film, conductive additive, milling", "",
              (f"esim {rep['esim_version']}, seeds {rep['seeds']}, {rep['windows_per_seed']} "
              f"windows per seed, quick={rep['quick']}, {rep['elapsed_s']:.0f} s.  Same packings, "
              "same cross-sections and pixels in every case; per-particle charged readings are "
              "histogram peaks of the maps; isolated NMC excluded."), "",
-             ("| case | what | NMC | >= 5e8 ohm | SSRM median / p90 / max (ohm) | network "
+             ("| case | what | NMC | >= 5e8 ohm (cut off by the milling / point-contact-limited) "
+              "| SSRM median / p90 / max (ohm) | network "
              "median / p90 / max (ohm) | C-AFM median / p10 (A) | KPFM NMC after (V) | "
              "V_CPD' gradient CC-SE (V) | SE SSRM (ohm) | capacity (mAh/g) |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -424,7 +443,8 @@ def _markdown(rep: dict[str, Any]) -> str:
         s, nw, ca = c["ssrm_after_ohm"], c["network_ohm"], c["cafm_after_A"]
         lines.append(
             f"| {c['name']} | {c['what']} | {c['n_particles']} | {c['high_r_count']} "
-            f"({c['high_r_fraction']:.2f}) | {_fmt(s['median'])} / {_fmt(s['p90'])} / "
+            f"({c['high_r_fraction']:.2f}; {c['high_r_cut_off_count']} / "
+            f"{c['high_r_point_contact_count']}) | {_fmt(s['median'])} / {_fmt(s['p90'])} / "
             f"{_fmt(s['max'])} | {_fmt(nw['median'])} / {_fmt(nw['p90'])} / {_fmt(nw['max'])} "
             f"| {_fmt(ca['median'])} / {_fmt(ca['p10'])} | {c['kpfm_nmc_after_V']:.3f} | "
             f"{c['vcpd_gradient_cc_minus_se_V']:+.3f} ± {c['vcpd_gradient_std_V']:.3f} | "

@@ -64,10 +64,27 @@ def test_half_space_matches_naive_loop(small_packing):
     node = {p: k for k, p in enumerate(kept)}
     node[pk.n_particles] = hs.cc_node
     node[pk.n_particles + 1] = hs.sep_node
-    edges = []
+
+    def side(y):  # signed minimum-image distance from the plane
+        d = (y - c) % L
+        return d - L if d >= L / 2 else d
+
+    edges, milled = [], 0
     for e, (a, b) in enumerate(net.conns.tolist()):
         if a in node and b in node:
-            edges.append((node[a], node[b], net.g[e]))
+            if b >= pk.n_particles:  # a wall contact sits at the particle's foot
+                at = side(pk.centers_m[a, 1])
+            else:  # centre of the circle where the two spheres meet
+                v = pk.centers_m[b] - pk.centers_m[a]
+                v[:2] -= pk.box_m[:2] * np.round(v[:2] / pk.box_m[:2])
+                dist = np.linalg.norm(v)
+                s = (dist**2 + pk.radii_m[a] ** 2 - pk.radii_m[b] ** 2) / (2 * dist)
+                at = side(pk.centers_m[a, 1]) + s * v[1] / dist
+            if at < 0:
+                edges.append((node[a], node[b], net.g[e]))
+            else:
+                milled += 1
+    assert milled > 0  # contacts of kept particles, milled away with the part that held them
     assert [tuple(x) for x in hs.conns.tolist()] == [(a, b) for a, b, _ in edges]
     np.testing.assert_array_equal(hs.g, [g for *_, g in edges])
     # a particle entirely beyond the plane is dropped, a cut one is kept
@@ -141,6 +158,8 @@ def test_ssrm_ohmic_is_tip_plus_network_plus_series(small_packing):
     r_tip = rho / (4 * spm.tip_radius_m) * (
         1 + 1 / (1 + np.pi * m.edge_distance_m[solid] / spm.tip_radius_m))
     expect = r_tip + r_node + spm.r_instrument_ohm
+    # a section that kept no contact at all (a cap milled free) carries no current: the ceiling
+    expect = np.where(np.isfinite(r_node), expect, spm.ssrm_r_max_ohm)
     np.testing.assert_allclose(m.ssrm_ohm[solid], expect, rtol=1e-9)
     # pores carry no current: they read the ceiling
     assert (m.ssrm_ohm[~solid] == spm.ssrm_r_max_ohm).all()
@@ -191,6 +210,45 @@ def test_isolated_particle_reads_ceiling_and_floats(small_packing, pristine):
     # KPFM before blur: the floating particle differs by its own potential
     ref = np.median(m.kpfm_true_vcpd_V[conn])
     np.testing.assert_allclose(m.kpfm_true_vcpd_V[on], ref + 0.25, atol=1e-12)
+
+
+def _skeleton(n_nodes, conns, g, cc, phase_nodes):
+    """Naive twin: the nodes joined to the collector through NMC-NMC / NMC-collector edges."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    ok = np.append(phase_nodes == PHASE_NMC, [True, False])
+    on = (g > 0) & ok[conns[:, 0]] & ok[conns[:, 1]]
+    a = sp.coo_matrix((np.ones(on.sum()), (conns[on, 0], conns[on, 1])), (n_nodes, n_nodes))
+    lab = connected_components(a, directed=False)[1]
+    return lab == lab[cc]
+
+
+def test_milling_cuts_off_charged_particles(small_packing):
+    """Classes of the window's NMC: isolated = no skeleton path in the intact electrode (it
+    never charged); cut off = a path in the intact electrode but none behind the milled face.
+    A cut-off particle reads the ceiling like an isolated one, and the planes of the small
+    electrode hold some."""
+    from esim.spm.maps import CLASS_CUT_OFF
+
+    pk = small_packing
+    net = build_network(pk, carrier="electron", soc=1.0)
+    intact = _skeleton(net.n_nodes, net.conns, net.g, net.cc_node, pk.phase)
+    n_cut = 0
+    for c in np.linspace(0.1, 0.9, 5) * pk.box_m[1]:
+        m = simulate_spm(pk, soc=1.0, spm=_spm(plane_position_m=c, **NOISELESS), noise=False)
+        hs = half_space(pk, net.conns, net.g, plane_axis=1, plane_position_m=c)
+        behind = _skeleton(hs.n_nodes, hs.conns, hs.g, hs.cc_node, pk.phase[hs.index])
+        nmc = m.window_phase == PHASE_NMC
+        ids = m.window_particles[nmc]
+        cls = m.window_class[nmc]
+        np.testing.assert_array_equal(cls == CLASS_ISOLATED, ~intact[ids])
+        cut = intact[ids] & ~behind[hs.local[ids]]
+        np.testing.assert_array_equal(cls == CLASS_CUT_OFF, cut)
+        for p in ids[cut]:
+            assert (m.ssrm_ohm[m.particle == p] == m.spm["ssrm_r_max_ohm"]).all()
+        n_cut += int(cut.sum())
+    assert n_cut > 0
 
 
 def test_charging_lowers_nmc_not_se(pristine, charged):

@@ -83,7 +83,7 @@ def plot_truth(m: "SPMMaps", path: str | os.PathLike) -> Path:
                norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3))
     cb.set_ticks([0, 1, 2], labels=["pore", "NMC", "SE"])
     codes = sorted(CLASS_NAMES)
-    ccol = ["#000000", "#2a9d8f", "#f4a261", "#e63946", "#d9d9d9"]
+    ccol = ["#000000", "#2a9d8f", "#f4a261", "#e63946", "#d9d9d9", "#7b2cbf"]
     cb = _show(axs[0, 1], fig, m.connection_class, m, "connection class of the particle", "",
                cmap=ListedColormap(ccol),
                norm=BoundaryNorm(np.arange(len(codes) + 1) - 1.5, len(codes)))

@@ -16,8 +16,13 @@ and every edge's voltage drop for that injection.
 **Connection class** (NMC particles; SE pixels get :data:`CLASS_ELECTROLYTE`):
 
 * ``CLASS_ISOLATED``: no path to the current collector through NMC-NMC and NMC-collector
-  contacts (the electronic skeleton); its only route is through the glass (1e-9 S/cm, so
-  ``R_p`` > 1e11 ohm and its SSRM reading sits at the ceiling);
+  contacts (the electronic skeleton) in the intact electrode, so it takes no part in the charge;
+  its only route is through the glass (1e-9 S/cm, so ``R_p`` > 1e11 ohm and its SSRM reading
+  sits at the ceiling);
+* ``CLASS_CUT_OFF``: connected in the intact electrode (it charged), but its section kept no
+  skeleton path: the milling took away the part of the particle that held its contacts (a
+  section whose centre lay beyond the plane keeps only the contacts on its remaining cap).  It
+  reads like an isolated particle, yet it charged;
 * ``CLASS_POINT_CONTACT``: connected, but one particle-particle edge carries more than
   ``point_contact_share`` (0.5) of the path: ``max_e |x_i - x_j| / x_p > 0.5`` for the unit
   injection at ``p`` (with ``R_p = x_p``), i.e. most of its path resistance sits in one contact
@@ -85,11 +90,11 @@ from esim.materials import materials_of, nmc_sigma_e, se_sigma_e, soc_to_x
 from esim.packing import PHASE_NMC, PHASE_SE, PORE, Packing
 from esim.solver import laplacian, network_components
 from esim.spm import instrument as ins
-from esim.spm.section import HalfSpace, SectionGrid, half_space, rasterize_section
+from esim.spm.section import SectionGrid, half_space, rasterize_section
 
 __all__ = [
     "CLASS_PORE", "CLASS_CONNECTED", "CLASS_POINT_CONTACT", "CLASS_ISOLATED",
-    "CLASS_ELECTROLYTE", "CLASS_NAMES", "SPMMaps", "simulate_spm", "network_paths",
+    "CLASS_ELECTROLYTE", "CLASS_CUT_OFF", "CLASS_NAMES", "SPMMaps", "simulate_spm", "network_paths",
     "window_of", "tip_contact_of", "nmc_ocp_placeholder", "kpfm_surface_potential",
     "CHANNELS",
 ]
@@ -99,9 +104,10 @@ CLASS_CONNECTED = 0
 CLASS_POINT_CONTACT = 1
 CLASS_ISOLATED = 2
 CLASS_ELECTROLYTE = 3
+CLASS_CUT_OFF = 4
 CLASS_NAMES = {CLASS_PORE: "pore", CLASS_CONNECTED: "connected",
                CLASS_POINT_CONTACT: "point-contact-limited", CLASS_ISOLATED: "isolated",
-               CLASS_ELECTROLYTE: "electrolyte"}
+               CLASS_ELECTROLYTE: "electrolyte", CLASS_CUT_OFF: "cut off by the milling"}
 
 #: Measured channels: field name -> (GSF unit, title).
 CHANNELS = {
@@ -319,12 +325,14 @@ class SPMMaps:
             "window_nmc_connected": int(np.count_nonzero(wc == CLASS_CONNECTED)),
             "window_nmc_point_contact": int(np.count_nonzero(wc == CLASS_POINT_CONTACT)),
             "window_nmc_isolated": int(np.count_nonzero(wc == CLASS_ISOLATED)),
+            "window_nmc_cut_off": int(np.count_nonzero(wc == CLASS_CUT_OFF)),
             "ssrm_median_nmc_ohm": med(self.ssrm_ohm, nmc),
             "ssrm_median_nmc_connected_ohm": med(self.ssrm_ohm, conn_nmc),
             "ssrm_median_se_ohm": med(self.ssrm_ohm, se),
             "ssrm_particle_median_connected_ohm": pmed(CLASS_CONNECTED),
             "ssrm_particle_median_point_contact_ohm": pmed(CLASS_POINT_CONTACT),
             "ssrm_particle_median_isolated_ohm": pmed(CLASS_ISOLATED),
+            "ssrm_particle_median_cut_off_ohm": pmed(CLASS_CUT_OFF),
             "cafm_median_nmc_A": med(self.cafm_A, nmc),
             "cafm_median_se_A": med(self.cafm_A, se),
             "kpfm_vcpd_prime_median_nmc_V": med(self.kpfm_vcpd_prime_V, nmc),
@@ -519,13 +527,15 @@ def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
     return R, share, bottleneck
 
 
-def _skeleton_connected(hs: HalfSpace, phase_local: np.ndarray) -> np.ndarray:
-    """(n_nodes,) bool: nodes joined to the collector through NMC-NMC/NMC-collector edges."""
+def _skeleton_connected(n_nodes: int, conns: np.ndarray, g: np.ndarray, cc_node: int,
+                        phase_local: np.ndarray) -> np.ndarray:
+    """(n_nodes,) bool: nodes joined to the collector through NMC-NMC/NMC-collector edges, in a
+    network whose particle nodes (``phase_local``) come first, then the collector and the
+    separator."""
     ok = np.concatenate([phase_local == PHASE_NMC, [True, False]])  # cc yes, separator no
-    c = hs.conns
-    on = (hs.g > 0) & ok[c[:, 0]] & ok[c[:, 1]]
-    _, labels = network_components(hs.n_nodes, c, np.where(on, 1.0, 0.0))
-    return labels == labels[hs.cc_node]
+    on = (g > 0) & ok[conns[:, 0]] & ok[conns[:, 1]]
+    _, labels = network_components(n_nodes, conns, np.where(on, 1.0, 0.0))
+    return labels == labels[cc_node]
 
 
 def kpfm_surface_potential(phase: np.ndarray, ocp_V: np.ndarray, floating_V: np.ndarray,
@@ -687,20 +697,24 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
                              pixels_z=spm.pixels_z)
     net = build_network(packing, params, carrier="electron", soc=soc_all, mode="cell")
     hs = half_space(packing, net.conns, net.g, plane_axis=spm.plane_axis,
-                    plane_position_m=spm.plane_position_m)
+                    plane_position_m=spm.plane_position_m, mill_contacts=spm.mill_contacts)
     ids = np.unique(grid.particle[grid.particle >= 0]).astype(np.int64)  # window particles
     loc = hs.local[ids]
     phase_k = packing.phase[ids].astype(np.int8)
     R_k, share_k, bott_k = network_paths(hs.n_nodes, hs.conns, hs.g, hs.cc_node, loc)
-    skel = _skeleton_connected(hs, packing.phase[hs.index])
-    isolated_k = (phase_k == PHASE_NMC) & ~skel[loc]
+    skel = _skeleton_connected(hs.n_nodes, hs.conns, hs.g, hs.cc_node, packing.phase[hs.index])
+    # connected in the intact electrode (so it took part in the charge) but not behind the face
+    intact = _skeleton_connected(net.n_nodes, net.conns, net.g, net.cc_node, packing.phase)
+    isolated_k = (phase_k == PHASE_NMC) & ~intact[ids]
+    cut_off_k = (phase_k == PHASE_NMC) & intact[ids] & ~skel[loc]
     # the bottleneck must be a particle-particle contact ("point-contacted with other
     # particles", Otoyama 2020), not the particle's own contact with the collector
     bott_pp = (bott_k >= 0) & (hs.conns[np.maximum(bott_k, 0)] < hs.cc_node).all(axis=1)
     cls_k = np.where(phase_k != PHASE_NMC, CLASS_ELECTROLYTE,
                      np.where(isolated_k, CLASS_ISOLATED,
+                     np.where(cut_off_k, CLASS_CUT_OFF,
                               np.where((share_k > point_contact_share) & bott_pp,
-                                       CLASS_POINT_CONTACT, CLASS_CONNECTED))).astype(np.int8)
+                                       CLASS_POINT_CONTACT, CLASS_CONNECTED)))).astype(np.int8)
 
     # -- per-particle state ---------------------------------------------------------------------
     soc_k = soc_all[ids]

@@ -22,9 +22,12 @@ Network
 -------
 The network used for imaging is the half-space network: :func:`esim.network.build_network` on
 the full packing, then the dropped particles' nodes and every edge touching them are removed
-(vectorised); cut particles keep only their contacts with kept particles.  A cut particle keeps
-its full-sphere resistance [A]: the lost cap changes its bulk term, not its contact
-constrictions, which dominate.
+(vectorised), and so is every contact centred beyond the plane
+(:func:`contact_plane_distance`): the milling takes away the part of a cut particle that held
+it.  A cut particle keeps only the contacts on its remaining part, so a section whose centre lay
+beyond the plane (a cap) keeps few of them.  A cut particle keeps its full-sphere bulk
+resistance [A]: the lost part changes its bulk term, not its contact constrictions, which
+dominate.
 
 Pixels
 ------
@@ -45,8 +48,8 @@ import numpy as np
 from esim.errors import InvalidParameters
 from esim.packing import PHASE_NMC, PORE, Packing
 
-__all__ = ["HalfSpace", "SectionGrid", "half_space", "plane_geometry", "rasterize_section",
-           "signed_plane_distance"]
+__all__ = ["HalfSpace", "SectionGrid", "contact_plane_distance", "half_space", "plane_geometry",
+           "rasterize_section", "signed_plane_distance"]
 
 
 def _shape_repr(obj) -> str:
@@ -135,9 +138,46 @@ def check_plane(packing: Packing, plane_axis: int, plane_position_m: float) -> f
     return c
 
 
+def contact_plane_distance(packing: Packing, conns: np.ndarray, delta_m: np.ndarray,
+                           axis: int) -> np.ndarray:
+    """Signed distance from the milled plane of each edge's contact centre, m (negative: kept).
+
+    A particle-particle contact is centred on the radical plane of its two spheres, at
+    ``c_i + t (c_j - c_i)`` with ``t = 1/2 + (r_i^2 - r_j^2) / (2 d^2)`` (minimum image); a wall
+    contact lies at the particle's foot on the wall, at the particle's own distance.
+
+    Parameters
+    ----------
+    packing : Packing
+    conns : (M, 2) int64
+        Edges over particles ``0..N-1`` and the terminals ``N``, ``N + 1``.
+    delta_m : (N,) float64, m
+        Signed distance of each centre from the plane (:func:`signed_plane_distance`).
+    axis : int
+        The plane's normal axis.
+    """
+    n = packing.n_particles
+    i, j = conns[:, 0], conns[:, 1]
+    out = delta_m[np.minimum(i, n - 1)].copy()
+    pair = (i < n) & (j < n)
+    wall = ~pair
+    out[wall] = delta_m[np.where(i[wall] < n, i[wall], j[wall])]
+    a, b = i[pair], j[pair]
+    box = np.asarray(packing.box_m, dtype=np.float64)
+    d = packing.centers_m[b] - packing.centers_m[a]
+    periodic = np.array([True, True, bool(packing.periodic_z)])
+    d[:, periodic] -= box[periodic] * np.round(d[:, periodic] / box[periodic])
+    d2 = np.maximum(np.einsum("ij,ij->i", d, d), 1e-300)
+    r = packing.radii_m
+    t = 0.5 + (r[a] ** 2 - r[b] ** 2) / (2.0 * d2)
+    out[pair] = delta_m[a] + t * d[:, axis]
+    return out
+
+
 def half_space(packing: Packing, conns: np.ndarray, g: np.ndarray, *, plane_axis: int,
-               plane_position_m: float) -> HalfSpace:
-    """Drop the particles beyond the plane and every edge that touches them.
+               plane_position_m: float, mill_contacts: bool = True) -> HalfSpace:
+    """Drop the particles beyond the plane, every edge that touches them, and every contact
+    centred beyond the plane (milled away with the part of a cut particle that held it).
 
     Parameters
     ----------
@@ -150,6 +190,9 @@ def half_space(packing: Packing, conns: np.ndarray, g: np.ndarray, *, plane_axis
     plane_axis : {0, 1}
     plane_position_m : float, m
         Inside the box; negative: the middle.
+    mill_contacts : bool
+        Drop the contacts centred beyond the plane (the milled sample).  False keeps every
+        contact between kept particles (a counterfactual: ``spm.mill_contacts``).
 
     Returns
     -------
@@ -172,6 +215,8 @@ def half_space(packing: Packing, conns: np.ndarray, g: np.ndarray, *, plane_axis
     conns = np.asarray(conns, dtype=np.int64)
     lc = local_all[conns]
     keep_edge = (lc >= 0).all(axis=1)
+    if mill_contacts:
+        keep_edge &= contact_plane_distance(packing, conns, delta, ax) < 0
     return HalfSpace(kept=kept, index=index, local=local_all[:n].copy(), delta_m=delta, cut=cut,
                      n_nodes=k + 2, cc_node=k, sep_node=k + 1, conns=lc[keep_edge],
                      g=np.asarray(g, dtype=np.float64)[keep_edge],

@@ -1,6 +1,7 @@
 """Causal checks of Otoyama et al. (2020): the same electrodes with the NMC-NMC point contacts
-narrowed or widened, the LiNbO3 film out of the electron path, or a carbon additive; and the
-sensitivities of the rows the reproduction misses.
+narrowed or widened, the LiNbO3 film out of the electron path, a carbon additive, or the
+section keeping every contact the milling takes away (a counterfactual); and the sensitivities
+of the rows the reproduction misses.
 
     python experiments/otoyama2020/causal_checks.py results/causal [--quick]
         [--seeds S ...] [--windows N] [--no-sensitivity]
