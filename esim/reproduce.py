@@ -422,10 +422,11 @@ def _explanations(agg, charge_nums, diag) -> list[str]:
         f"estimate of 5-20 nm; rho of NMC at x ~ 0.59 from Amin & Chiang's sintered pellets), the "
         f"network {net:.2g} ohm, and the non-ohmic tip barrier and instrument the remaining "
         f"~{max(lo - tip - net, 0):.2g} ohm. The band needs the tip and barrier terms together "
-        "below ~5e7 ohm: an effective electrical tip radius of >~ 50 nm (the nominal radius of "
-        "diamond-coated tips is ~100 nm), or a charged NMC several times more conductive than "
-        "the pellet value. Neither is fixed by an independent number, so the row is reported as "
-        "missed rather than fitted; causal_checks.md has the tip-radius sensitivity."),
+        "below ~5e7 ohm: an effective electrical tip radius several times the preset's (the "
+        "nominal radius of diamond-coated tips is ~100 nm), or a charged NMC several times more "
+        "conductive than the pellet value. Neither is fixed by an independent number, so the "
+        "row is reported as missed rather than fitted; causal_checks.md has the tip-radius "
+        "sensitivity."),
         ("V_CPD' gradient after charge (missed): with the work-function KPFM model, higher V_CPD' "
         "means less delithiated, so the paper's CC-side-higher sign means a reaction front from "
         f"the SE side. Measured on the maps: {g['mean']:+.3f} V (std {g['std']:.3f} over "
@@ -459,10 +460,11 @@ def _explanations(agg, charge_nums, diag) -> list[str]:
         "readings: the two lowest-reading NMC of a window carry "
         f"{agg['cafm_low_to_high_r_current_ratio']['mean']:.2g}x the current of the two "
         f"highest-reading ones at -2 V (mean over {agg['cafm_low_to_high_r_current_ratio']['n']} "
-        "windows), since the tip term, common to all, dominates and the windows rarely hold a "
-        "point-contact particle; the paper's \"completely different\" curves are those of its "
-        "1e9 ohm particles (the SSRM reading is bias / current, so a 1e8 ohm particle beside a "
-        "1e9 ohm one carries 10x the current)."),
+        "windows). A window's high-resistance particle (cut off by the milling, or "
+        "point-contact-limited) carries next to no current, which makes the paper's "
+        "\"completely different\" curves; between connected particles the ratio stays small, "
+        "since the tip term, common to all, dominates (the SSRM reading is bias / current, so a "
+        "1e8 ohm particle beside a 1e9 ohm one carries 10x the current)."),
     ]
 
 
