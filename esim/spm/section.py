@@ -25,9 +25,11 @@ the full packing, then the dropped particles' nodes and every edge touching them
 (vectorised), and so is every contact centred beyond the plane
 (:func:`contact_plane_distance`): the milling takes away the part of a cut particle that held
 it.  A cut particle keeps only the contacts on its remaining part, so a section whose centre lay
-beyond the plane (a cap) keeps few of them.  A cut particle keeps its full-sphere bulk
-resistance [A]: the lost part changes its bulk term, not its contact constrictions, which
-dominate.
+beyond the plane (a cap) keeps few of them.  A contact is kept or milled whole, by its centre
+[A]: exact for the ~0.1 um NMC-NMC point contacts, coarse for the glass's um-sized area
+contacts (which carry electrons only when the glass conducts them, e.g. with carbon).  A cut
+particle keeps its full-sphere bulk resistance [A]: the lost part changes its bulk term, not its
+contact constrictions, which dominate.
 
 Pixels
 ------
