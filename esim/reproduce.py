@@ -633,10 +633,16 @@ def _figures(out: Path, first) -> None:
     ra = [r["ssrm_after_ohm"] for r in rows]
     vb = [r["vcpd_prime_before_V"] for r in rows]
     va = [r["vcpd_prime_after_V"] for r in rows]
+    cls = np.array([r["connection_class"] for r in rows], dtype=np.int64)
+    cut = cls == CLASS_CUT_OFF
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax = fig.subplots(1, 2)
     ax[0].scatter(rb, vb, marker="o", color="k", label="before charge")
-    ax[0].scatter(ra, va, marker="s", color="tab:red", label="after charge")
+    ra_a, va_a = np.asarray(ra, float), np.asarray(va, float)
+    ax[0].scatter(ra_a[~cut], va_a[~cut], marker="s", color="tab:red", label="after charge")
+    if cut.any():
+        ax[0].scatter(ra_a[cut], va_a[cut], marker="s", facecolors="none",
+                      edgecolors="tab:red", label="after charge, cut off by the milling")
     ax[0].set_xscale("log")
     # whole decades, as in the paper's panel, so that clustered points are not pressed to an edge
     r_all = np.asarray(ra + rb, float)
@@ -663,6 +669,14 @@ def _figures(out: Path, first) -> None:
     ax[1].set_ylim(lo, hi)  # room above the bars for the legend
     ax[1].yaxis.set_minor_formatter(NullFormatter())
     ax[1].axhline(HIGH_R_OHM, color="grey", ls=":", lw=0.8)
+    # which high-reading particles the milling cut off, which one contact limits
+    tags = {CLASS_CUT_OFF: "C", CLASS_POINT_CONTACT: "P", CLASS_ISOLATED: "I"}
+    for xi, k, r in zip(x, cls, ra):
+        if int(k) in tags and np.isfinite(r):
+            ax[1].text(xi + 0.2, r * 1.15, tags[int(k)], ha="center", va="bottom", fontsize=7)
+    if any(int(k) in tags for k in cls):
+        ax[1].text(0.01, 0.98, "C: cut off by the milling, P: point-contact-limited, "
+                   "I: isolated", transform=ax[1].transAxes, ha="left", va="top", fontsize=7)
     ax[1].set_xticks(x, [f"{n:02d}" for n in num])
     ax[1].set_xlabel("NMC particle (01 = current-collector side)")
     ax[1].set_ylabel("resistance (Ω)")
