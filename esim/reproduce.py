@@ -686,9 +686,12 @@ def _figures(out: Path, first) -> None:
     z = np.array([r["z_m"] for r in rows]) * 1e6
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax = fig.subplots(1, 2)
-    ax[0].scatter(z, va, color="tab:red", label="after charge")
-    ax[0].scatter(z, vb, color="k", label="before charge")
     low = np.asarray(ra) < HIGH_R_OHM
+    ax[0].scatter(z, vb, color="k", label="before charge")
+    ax[0].scatter(z[low], va_a[low], color="tab:red", label="after charge")
+    if (~low).any():  # as the paper left its particles 03 and 08 out of the gradient
+        ax[0].scatter(z[~low], va_a[~low], facecolors="none", edgecolors="tab:red",
+                      label="after charge, >= 5e8 Ω (left out of the fit)")
     if low.sum() >= 3:  # the fitted line behind the reported gradient (low-R particles)
         k, c = np.polyfit(z[low], np.asarray(va)[low], 1)
         zz = np.array([z.min(), z.max()])
@@ -698,8 +701,11 @@ def _figures(out: Path, first) -> None:
     ax[0].set_ylabel("V_CPD' (V)")
     ax[0].set_title(f"(S4) V_CPD' vs position; CC − SE change {g:+.3f} V")
     ax[0].legend(fontsize=8)
-    ax[1].scatter(z, ra, color="tab:red", label="after charge")
     ax[1].scatter(z, rb, color="k", label="before charge")
+    ax[1].scatter(z[~cut], ra_a[~cut], color="tab:red", label="after charge")
+    if cut.any():
+        ax[1].scatter(z[cut], ra_a[cut], facecolors="none", edgecolors="tab:red", s=60,
+                      label="after charge, cut off by the milling")
     ax[1].set_yscale("log")
     ax[1].set_xlabel("depth z of the particle (µm, 0 = current collector)")
     ax[1].set_ylabel("resistance (Ω)")
