@@ -57,11 +57,13 @@ def test_report_numbers(quick_report):
     for k in ("pristine SSRM, NMC (ohm)", "pristine SSRM, SE (ohm)"):
         assert 2e9 / 3 <= rows[k]["simulated"] <= 6e9
         assert 1.8e9 <= rows[k]["simulated"] <= 2.2e9  # the amplifier's ceiling, as measured
-    # every row passes except the three documented misses (README, Known limitations)
+    # every row passes except the two documented misses (README, Known limitations) and the
+    # high-resistance rows, which two quick windows of ~8 NMC sample too thinly to hold
     missed = {"charged SSRM, most NMC (ohm)", "charged NMC at >= 5e8 ohm (fraction)",
-              "...of which point-contact-limited *and* charged",
+              "...of which charged (point-contact-limited or cut off by the milling)",
               "KPFM V_CPD' gradient after charge (V, CC - SE)",
               "charged SSRM, the NMC at >= 5e8 ohm (ohm)"}
+    assert missed <= set(rows)  # the labels are the report's own
     assert {q for q, r in rows.items() if not r["within"]} <= missed
     # the count of single windows that pass is each window's own number put through the row's
     # test: recount two rows from the per-window numbers
