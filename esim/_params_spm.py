@@ -50,9 +50,11 @@ class SPMParams:
                "the box [A]; must lie inside the box")
     mill_contacts: bool = param(
         True, unit="",
-        source="the milling takes away every contact centred beyond the face with the part of "
-               "the particle that held it, so a section keeps only the contacts on its remaining "
-               "part (esim.spm.section.half_space); false keeps every contact of a particle the "
+        source="the milling takes away the part of every contact beyond the face with the part "
+               "of the particle that held it, so a section keeps only the contacts, or the parts "
+               "of them, on its remaining part (esim.spm.section.milled_network; a cut contact "
+               "conducts as a disc of its remaining area [A]); false keeps every contact of a "
+               "particle the "
                "face cuts, as if the material beyond it had been lifted off the contacts: a "
                "counterfactual for the causal checks, not a sample one can make")
     fov_width_m: float = param(15e-6, unit="m", range=(1e-9, 1.0),

@@ -2,9 +2,9 @@
 
 Otoyama et al. (2020) explain their high-resistance NMC particles (>= 5e8 ohm in the charged
 SSRM map, 3 of 14) by *point contacts* between NMC particles in a carbon-free electrode.  In
-esim two causes make them: point contacts, and the milling, which takes away the contacts
-centred beyond the face, so a section whose centre lay beyond it (a cap) may keep no NMC path
-(``CLASS_CUT_OFF``: it charged, but reads like the glass).  This module repeats
+esim two causes make them: point contacts, and the milling, which takes away the contacts (or
+the parts of them) beyond the face, so a section whose centre lay beyond it (a cap) may keep no
+NMC path (``CLASS_CUT_OFF``: it charged, but reads like the glass).  This module repeats
 :func:`esim.reproduce.run_otoyama2020` on the same electrodes (same packing seeds, same
 cross-section planes, same pixels and noise seeds) with one cause changed at a time, and
 reports the per-particle charged SSRM, the network part of it, the C-AFM current and

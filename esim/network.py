@@ -65,6 +65,15 @@ Contact radius a
     the asperity radius.  Contacts involving the glass stay area contacts with the geometric
     lens (the glass is plastic at 360 MPa, Sakuda et al., Sci. Rep. 3, 2261, 2013).
 
+Part of a contact (``contact_area_fraction``)
+    A contact of which only the fraction f of its disc remains (the rest milled away with the
+    part of a cut particle that held it, :func:`esim.spm.section.contact_kept_fraction`) is
+    taken as a disc of the same area, radius ``a sqrt(f)`` [A].  The film term depends on the
+    area only; of all flat contacts of one area the disc has the smallest capacitance, hence
+    the largest constriction resistance (Polya & Szego, Isoperimetric Inequalities in
+    Mathematical Physics, 1951), so the segment's resistance is over- rather than
+    underestimated.  f = 0 opens the edge (``g = 0``).
+
 Force scaling (mechanical model)
     The packing's forces are in model units (soft stiffness x length unit ell, ell = NMC
     median radius = ``structure.nmc_d50_m / 2``), and its virial mean stress
@@ -329,7 +338,7 @@ def _mechanical_radii(packing: Packing, params: Any, a_pair: np.ndarray,
 
 
 def build_network(packing: Packing, params: Any = None, *, carrier: str, soc: Any = None,
-                  mode: str = "cell") -> ParticleNetwork:
+                  mode: str = "cell", contact_area_fraction: Any = None) -> ParticleNetwork:
     """Build the particle resistor network of a packing for electrons or Li ions.
 
     Parameters
@@ -346,6 +355,10 @@ def build_network(packing: Packing, params: Any = None, *, carrier: str, soc: An
     mode : {"cell", "blocking"}
         Terminal contacts: the working electrode, or the blocking-electrode measurement cell
         (see the module docstring).
+    contact_area_fraction : (M,) array_like, 1, optional
+        Fraction of each edge's contact disc that remains, in [0, 1] (edges in the network's
+        order); the contact becomes a disc of that area (see the module docstring).  Default:
+        whole contacts.
 
     Returns
     -------
@@ -355,7 +368,8 @@ def build_network(packing: Packing, params: Any = None, *, carrier: str, soc: An
     ------
     InvalidParameters
         Unknown carrier or mode (the message lists the valid names), a packing without walls,
-        a SOC array of the wrong shape or out of [0, 1].
+        a SOC array of the wrong shape or out of [0, 1], a contact area fraction of the wrong
+        shape or out of [0, 1].
     """
     if carrier not in CARRIERS:
         raise InvalidParameters(f"carrier: unknown {carrier!r}; valid carriers: "
@@ -383,6 +397,17 @@ def build_network(packing: Packing, params: Any = None, *, carrier: str, soc: An
     elif net_p.contact_model != "geometric":
         raise InvalidParameters(f"network.contact_model: unknown {net_p.contact_model!r}; "
                                 "valid: geometric, mechanical")
+    open_ = np.ones(a_pair.size + a_wall.size, dtype=bool)
+    if contact_area_fraction is not None:
+        f = np.asarray(contact_area_fraction, dtype=np.float64)
+        if f.shape != open_.shape or not np.all((f >= 0) & (f <= 1)):
+            raise InvalidParameters(f"contact_area_fraction: expected {open_.size} values in "
+                                    f"[0, 1] (one per edge), got shape {f.shape}"
+                                    + ("" if f.shape != open_.shape else " with values outside"))
+        open_ = f > 0
+        scale = np.sqrt(np.where(open_, f, 1.0))  # a removed contact keeps a finite radius
+        a_pair = a_pair * scale[:a_pair.size]
+        a_wall = a_wall * scale[a_pair.size:]
     film = film_resistance_e if carrier == "electron" else film_resistance_ion
 
     # particle-particle edges
@@ -415,7 +440,7 @@ def build_network(packing: Packing, params: Any = None, *, carrier: str, soc: An
     r_bulk = np.concatenate([rb_pair, rb_wall])
     r_film = np.concatenate([rf_pair, rf_wall])
     total = r_bulk + r_film
-    open_ = np.concatenate([np.ones(i.size, dtype=bool), wall_open])
+    open_ &= np.concatenate([np.ones(i.size, dtype=bool), wall_open])
     with np.errstate(divide="ignore"):
         g = np.where(open_ & np.isfinite(total), 1.0 / total, 0.0)
     kind = np.concatenate([np.full(i.size, EDGE_PARTICLE, np.int8),

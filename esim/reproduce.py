@@ -651,9 +651,16 @@ def _figures(out: Path, first) -> None:
               10.0 ** np.ceil(np.log10(r_all.max())) * 10.0) if r_all.size else (1e6, 1e10)
     v_all = np.asarray(va + vb, float)
     v_span = float(np.ptp(v_all[np.isfinite(v_all)])) if np.isfinite(v_all).any() else 1.0
+    placed: list[tuple[float, float, int]] = []  # (log10 r, V, vertical offset in points)
     for text, r, v in _cluster_labels(num, ra, va, 0.03 * np.log10(hi / lo),
                                       0.03 * max(v_span, 1e-3)):
-        ax[0].annotate(text, (r, v), fontsize=7, xytext=(5, 3), textcoords="offset points")
+        # a label runs ~0.6 decades to the right: step it down below a neighbour's label
+        dy = 3
+        while any(abs(math.log10(r) - x) < 0.6 and abs(v - y) < 0.1 * max(v_span, 1e-3)
+                  and d == dy for x, y, d in placed):
+            dy -= 9
+        placed.append((math.log10(r), v, dy))
+        ax[0].annotate(text, (r, v), fontsize=7, xytext=(5, dy), textcoords="offset points")
     for a in ax:
         a.xaxis.set_minor_formatter(NullFormatter())
     ax[0].set_xlim(lo, hi)

@@ -165,6 +165,34 @@ def test_nmc_nmc_edge_is_spreading_plus_two_films():
     assert net.conns[2].tolist() == [0, net.cc_node] and net.conns[3].tolist() == [1, net.sep_node]
 
 
+def test_partial_contact_is_a_disc_of_its_remaining_area():
+    """A contact of which a fraction f remains (milled) conducts as a disc of radius a sqrt(f):
+    the same closed form as a whole contact of that radius; f = 0 opens the edge; bad
+    fractions are refused by name."""
+    a_um = 0.2
+    pk = _toy([PHASE_NMC, PHASE_NMC, PHASE_SE], [[5, 5, 5], [10, 5, 5], [5, 10, 5]],
+              [2.5, 2.5, 1.5], [[0, 1], [0, 2]], [a_um, 1.0], walls=[(0, 0), (1, 1)],
+              wall_a_um=[0.3, 0.3])
+    m = MaterialsParams()
+    p = _P(structure=pk.params.structure, materials=m)
+    f = np.array([0.25, 1.0, 0.0, 0.5])
+    net = build_network(pk, p, carrier="electron", soc=1.0, mode="blocking",
+                        contact_area_fraction=f)
+    whole = build_network(pk, p, carrier="electron", soc=1.0, mode="blocking")
+    rho = 1 / nmc_sigma_e(1.0, None, m)
+    a, r = 0.5 * a_um * 1e-6, 2.5e-6  # sqrt(0.25) a
+    expect = 2 * rho / r * spreading_factor(a / r) + 2 * m.film_rho_e_thickness_ohm_m2 / (
+        np.pi * a**2)
+    assert 1 / net.g[0] == pytest.approx(expect, rel=1e-12)
+    assert net.r_film_ohm[0] == pytest.approx(whole.r_film_ohm[0] / 0.25, rel=1e-12)
+    assert net.g[1] == whole.g[1]
+    assert net.g[2] == 0.0 and 0 < net.g[3] < whole.g[3]
+    assert net.contact_radius_m[3] == pytest.approx(0.3e-6 * np.sqrt(0.5))
+    for bad in (np.ones(3), np.array([0.5, 1.0, 1.2, 0.0]), np.array([np.nan, 1, 1, 1])):
+        with pytest.raises(InvalidParameters, match="contact_area_fraction"):
+            build_network(pk, p, carrier="electron", contact_area_fraction=bad)
+
+
 def test_terminal_modes():
     pk = _toy([PHASE_NMC, PHASE_SE], [[5, 5, 2.5], [5, 5, 17.5]], [2.5, 2.5], [], [],
               walls=[(0, 0), (1, 1), (0, 1), (1, 0)], wall_a_um=[0.3, 1.0, 0.3, 1.0])

@@ -23,7 +23,8 @@ from esim.solver import resistance_to_terminal
 from esim.spm import instrument as ins
 from esim.spm.maps import (CLASS_CONNECTED, CLASS_ISOLATED, CLASS_POINT_CONTACT, SPMMaps,
                            network_paths, nmc_ocp_placeholder, simulate_spm)
-from esim.spm.section import half_space, rasterize_section, signed_plane_distance
+from esim.spm.section import (contact_kept_fraction, half_space, milled_network,
+                              rasterize_section, signed_plane_distance)
 
 PIX = 64
 NOISELESS = dict(ssrm_noise_decades=0.0, ssrm_saturation_spread_decades=0.0)
@@ -48,11 +49,20 @@ def charged(small_packing):
 # ------------------------------------------------------------------------------------------
 # section: naive twins
 # ------------------------------------------------------------------------------------------
+def _naive_kept_fraction(D, w, n=20000):
+    """Area fraction of a disc (half-width w across the face, centre at D) behind the face,
+    by the midpoint rule over the disc's chords: a twin of the closed-form segment area."""
+    if w <= 0:
+        return float(D < 0)
+    s = (np.arange(n) + 0.5) / n * 2 - 1  # position across the disc, in units of its radius
+    chord = np.sqrt(1 - s * s)
+    return float(chord[D + w * s < 0].sum() / chord.sum())
+
+
 def test_half_space_matches_naive_loop(small_packing):
     pk = small_packing
-    net = build_network(pk, carrier="electron", soc=0.0)
     c = 0.37 * pk.box_m[1]
-    hs = half_space(pk, net.conns, net.g, plane_axis=1, plane_position_m=c)
+    net, hs = milled_network(pk, soc=0.0, plane_axis=1, plane_position_m=c)
     L = pk.box_m[1]
     kept = []
     for p in range(pk.n_particles):  # naive twin: one particle at a time
@@ -69,24 +79,37 @@ def test_half_space_matches_naive_loop(small_packing):
         d = (y - c) % L
         return d - L if d >= L / 2 else d
 
-    edges, milled = [], 0
+    edges, frac, milled, partial = [], [], 0, 0
     for e, (a, b) in enumerate(net.conns.tolist()):
         if a in node and b in node:
-            if b >= pk.n_particles:  # a wall contact sits at the particle's foot
-                at = side(pk.centers_m[a, 1])
-            else:  # centre of the circle where the two spheres meet
+            if b >= pk.n_particles:  # a wall contact: a disc in the wall plane at the foot
+                at, sin_t = side(pk.centers_m[a, 1]), 1.0
+            else:  # the circle where the two spheres meet, normal to their line of centres
                 v = pk.centers_m[b] - pk.centers_m[a]
                 v[:2] -= pk.box_m[:2] * np.round(v[:2] / pk.box_m[:2])
                 dist = np.linalg.norm(v)
                 s = (dist**2 + pk.radii_m[a] ** 2 - pk.radii_m[b] ** 2) / (2 * dist)
                 at = side(pk.centers_m[a, 1]) + s * v[1] / dist
-            if at < 0:
-                edges.append((node[a], node[b], net.g[e]))
+                sin_t = math.sqrt(1 - (v[1] / dist) ** 2)
+            w = net.contact_radius_m[e] * sin_t  # the disc spans at +- w across the face
+            f = _naive_kept_fraction(at, w)
+            if at < w:  # some of it lies behind the face
+                edges.append((node[a], node[b]))
+                frac.append(f)
+                partial += f < 1
             else:
                 milled += 1
     assert milled > 0  # contacts of kept particles, milled away with the part that held them
-    assert [tuple(x) for x in hs.conns.tolist()] == [(a, b) for a, b, _ in edges]
-    np.testing.assert_array_equal(hs.g, [g for *_, g in edges])
+    assert partial > 0  # and contacts the face cuts through
+    assert [tuple(x) for x in hs.conns.tolist()] == edges
+    # the milled contacts conduct as discs of their remaining area; whole ones as before
+    f_hs = contact_kept_fraction(pk, net.conns, net.contact_radius_m, plane_axis=1,
+                                 plane_position_m=c)[hs.edge_index]
+    np.testing.assert_allclose(f_hs, frac, atol=1e-4)
+    whole = f_hs == 1
+    np.testing.assert_array_equal(hs.g[whole], net.g[hs.edge_index][whole])
+    g0 = net.g[hs.edge_index][~whole]
+    assert (hs.g[~whole][g0 > 0] < g0[g0 > 0]).all() and (hs.g[~whole][g0 == 0] == 0).all()
     # a particle entirely beyond the plane is dropped, a cut one is kept
     assert not hs.kept[(hs.delta_m >= pk.radii_m)].any()
     assert hs.kept[hs.cut].all()
@@ -148,9 +171,8 @@ def test_ssrm_ohmic_is_tip_plus_network_plus_series(small_packing):
     pk = small_packing
     spm = _spm(nonohmic=False, ssrm_r_max_ohm=1e16, ssrm_decades=15.0, **NOISELESS)
     m = simulate_spm(pk, soc=1.0, spm=spm, noise=False)
-    net = build_network(pk, carrier="electron", soc=1.0)
-    hs = half_space(pk, net.conns, net.g, plane_axis=spm.plane_axis,
-                    plane_position_m=spm.plane_position_m)
+    _, hs = milled_network(pk, soc=1.0, plane_axis=spm.plane_axis,
+                           plane_position_m=spm.plane_position_m)
     solid = m.particle >= 0
     pid = m.particle[solid]
     r_node = resistance_to_terminal(hs.n_nodes, hs.conns, hs.g, [hs.cc_node], hs.local[pid])
@@ -237,7 +259,7 @@ def test_milling_cuts_off_charged_particles(small_packing):
     n_cut = 0
     for c in np.linspace(0.1, 0.9, 5) * pk.box_m[1]:
         m = simulate_spm(pk, soc=1.0, spm=_spm(plane_position_m=c, **NOISELESS), noise=False)
-        hs = half_space(pk, net.conns, net.g, plane_axis=1, plane_position_m=c)
+        _, hs = milled_network(pk, soc=1.0, plane_axis=1, plane_position_m=c)
         behind = _skeleton(hs.n_nodes, hs.conns, hs.g, hs.cc_node, pk.phase[hs.index])
         nmc = m.window_phase == PHASE_NMC
         ids = m.window_particles[nmc]

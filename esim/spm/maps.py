@@ -7,8 +7,8 @@ any charged state.  Reference experiment: Otoyama et al., Research Square prepri
 
 Models
 ------
-**Network.**  The electron network of the half-space behind the face
-(:func:`esim.spm.section.half_space`), current collector grounded.  One sparse LU factorisation
+**Network.**  The electron network of the half-space behind the face, its contacts milled
+(:func:`esim.spm.section.milled_network`), current collector grounded.  One sparse LU factorisation
 serves all particles in the window: the unit-injection solve ``A x = e_p`` gives the particle's
 resistance to ground ``R_p = x_p`` (the same number as :func:`esim.solver.resistance_to_terminal`)
 and every edge's voltage drop for that injection.
@@ -90,7 +90,7 @@ from esim.materials import materials_of, nmc_sigma_e, se_sigma_e, soc_to_x
 from esim.packing import PHASE_NMC, PHASE_SE, PORE, Packing
 from esim.solver import laplacian, network_components
 from esim.spm import instrument as ins
-from esim.spm.section import SectionGrid, half_space, rasterize_section
+from esim.spm.section import SectionGrid, milled_network, rasterize_section
 
 __all__ = [
     "CLASS_PORE", "CLASS_CONNECTED", "CLASS_POINT_CONTACT", "CLASS_ISOLATED",
@@ -676,7 +676,6 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
         Cut plane outside the box, field of view larger than the section, zero pixels, inputs
         of the wrong shape.
     """
-    from esim.network import build_network
 
     params = packing.params if params is None else params
     spm = spm or spm_params_of(params)
@@ -695,9 +694,9 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
                              plane_position_m=spm.plane_position_m, origin_u_m=u0,
                              origin_z_m=z0, width_m=w, height_m=h, pixels_u=spm.pixels_u,
                              pixels_z=spm.pixels_z)
-    net = build_network(packing, params, carrier="electron", soc=soc_all, mode="cell")
-    hs = half_space(packing, net.conns, net.g, plane_axis=spm.plane_axis,
-                    plane_position_m=spm.plane_position_m, mill_contacts=spm.mill_contacts)
+    net, hs = milled_network(packing, params, soc=soc_all, plane_axis=spm.plane_axis,
+                             plane_position_m=spm.plane_position_m,
+                             mill_contacts=spm.mill_contacts)
     ids = np.unique(grid.particle[grid.particle >= 0]).astype(np.int64)  # window particles
     loc = hs.local[ids]
     phase_k = packing.phase[ids].astype(np.int8)

@@ -22,14 +22,20 @@ Network
 -------
 The network used for imaging is the half-space network: :func:`esim.network.build_network` on
 the full packing, then the dropped particles' nodes and every edge touching them are removed
-(vectorised), and so is every contact centred beyond the plane
-(:func:`contact_plane_distance`): the milling takes away the part of a cut particle that held
-it.  A cut particle keeps only the contacts on its remaining part, so a section whose centre lay
-beyond the plane (a cap) keeps few of them.  A contact is kept or milled whole, by its centre
-[A]: exact for the ~0.1 um NMC-NMC point contacts, coarse for the glass's um-sized area
-contacts (which carry electrons only when the glass conducts them, e.g. with carbon).  A cut
-particle keeps its full-sphere bulk resistance [A]: the lost part changes its bulk term, not its
-contact constrictions, which dominate.
+(vectorised), and the milling takes away the part of every contact that lay on the removed
+part of a cut particle (:func:`milled_network`).  A contact is a disc of radius a centred on
+the radical plane of its two spheres (:func:`contact_plane_distance`), normal to their line of
+centres; a wall contact is a disc in the wall plane at the particle's foot.  The face cuts it
+along a chord, and only the circular segment behind the face remains
+(:func:`contact_kept_fraction`): its area fraction is
+``f = (arccos h - h sqrt(1 - h^2)) / pi`` with ``h = D / (a sin theta)``, D the signed distance
+of the disc's centre from the face and theta the angle between the disc's normal and the
+face's normal (f = 1 for ``h <= -1``, 0 for ``h >= 1``).  The remaining segment conducts as a
+disc of the same area (:func:`esim.network.build_network`, ``contact_area_fraction``) [A].  A
+cut particle therefore keeps only the contacts on its remaining part, so a section whose
+centre lay beyond the plane (a cap) keeps few of them.  A cut particle keeps its full-sphere
+bulk resistance [A]: the lost part changes its bulk term, not its contact constrictions, which
+dominate.
 
 Pixels
 ------
@@ -50,8 +56,9 @@ import numpy as np
 from esim.errors import InvalidParameters
 from esim.packing import PHASE_NMC, PORE, Packing
 
-__all__ = ["HalfSpace", "SectionGrid", "contact_plane_distance", "half_space", "plane_geometry",
-           "rasterize_section", "signed_plane_distance"]
+__all__ = ["HalfSpace", "SectionGrid", "contact_kept_fraction", "contact_plane_distance",
+           "half_space", "milled_network", "plane_geometry", "rasterize_section",
+           "signed_plane_distance"]
 
 
 def _shape_repr(obj) -> str:
@@ -158,9 +165,17 @@ def contact_plane_distance(packing: Packing, conns: np.ndarray, delta_m: np.ndar
     axis : int
         The plane's normal axis.
     """
+    return _contact_discs(packing, conns, delta_m, axis)[0]
+
+
+def _contact_discs(packing: Packing, conns: np.ndarray, delta_m: np.ndarray,
+                   axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Signed distance of each contact disc's centre from the plane (m) and the sine of the
+    angle between the disc's normal and the plane's normal (1 for a wall contact)."""
     n = packing.n_particles
     i, j = conns[:, 0], conns[:, 1]
     out = delta_m[np.minimum(i, n - 1)].copy()
+    sin_t = np.ones(conns.shape[0])
     pair = (i < n) & (j < n)
     wall = ~pair
     out[wall] = delta_m[np.where(i[wall] < n, i[wall], j[wall])]
@@ -173,13 +188,49 @@ def contact_plane_distance(packing: Packing, conns: np.ndarray, delta_m: np.ndar
     r = packing.radii_m
     t = 0.5 + (r[a] ** 2 - r[b] ** 2) / (2.0 * d2)
     out[pair] = delta_m[a] + t * d[:, axis]
-    return out
+    sin_t[pair] = np.sqrt(np.clip(1.0 - d[:, axis] ** 2 / d2, 0.0, 1.0))
+    return out, sin_t
+
+
+def contact_kept_fraction(packing: Packing, conns: np.ndarray, contact_radius_m: np.ndarray, *,
+                          plane_axis: int, plane_position_m: float) -> np.ndarray:
+    """Fraction of each contact disc's area behind the milled face, in [0, 1].
+
+    The disc (radius a, centre at the signed distance D from the face, normal at the angle
+    theta to the face's normal) spans ``D +- a sin(theta)`` across the face; the part behind it
+    is a circular segment of area fraction ``(arccos h - h sqrt(1 - h^2)) / pi``,
+    ``h = D / (a sin theta)`` clipped to [-1, 1] (see the module docstring).
+
+    Parameters
+    ----------
+    packing : Packing
+    conns : (M, 2) int64
+        Edges over particles ``0..N-1`` and the terminals ``N``, ``N + 1``.
+    contact_radius_m : (M,) float64, m
+        The contacts' radii (``esim.network.ParticleNetwork.contact_radius_m``).
+    plane_axis : {0, 1}
+    plane_position_m : float, m
+
+    Returns
+    -------
+    (M,) float64, 1.  (:func:`half_space` drops the edges of the particles entirely beyond
+    the face whatever their fraction.)
+    """
+    ax, _ = plane_geometry(plane_axis)
+    c = check_plane(packing, plane_axis, plane_position_m)
+    delta = signed_plane_distance(packing.centers_m[:, ax], c, float(packing.box_m[ax]))
+    dist, sin_t = _contact_discs(packing, np.asarray(conns, dtype=np.int64), delta, ax)
+    w = np.asarray(contact_radius_m, dtype=np.float64) * sin_t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(w > 0, dist / np.where(w > 0, w, 1.0), np.sign(dist) + (dist == 0))
+    h = np.clip(h, -1.0, 1.0)
+    return np.clip((np.arccos(h) - h * np.sqrt(1.0 - h * h)) / np.pi, 0.0, 1.0)
 
 
 def half_space(packing: Packing, conns: np.ndarray, g: np.ndarray, *, plane_axis: int,
-               plane_position_m: float, mill_contacts: bool = True) -> HalfSpace:
+               plane_position_m: float, kept_fraction: np.ndarray | None = None) -> HalfSpace:
     """Drop the particles beyond the plane, every edge that touches them, and every contact
-    centred beyond the plane (milled away with the part of a cut particle that held it).
+    with nothing left behind the plane.
 
     Parameters
     ----------
@@ -188,13 +239,15 @@ def half_space(packing: Packing, conns: np.ndarray, g: np.ndarray, *, plane_axis
         Edges of the full network (``esim.network.ParticleNetwork.conns``): particles
         ``0..N-1``, current collector ``N``, separator ``N + 1``.
     g : (M,) float64, S
-        Their conductances.
+        Their conductances, those of the milled contacts where ``kept_fraction`` is given
+        (:func:`milled_network` builds both).
     plane_axis : {0, 1}
     plane_position_m : float, m
         Inside the box; negative: the middle.
-    mill_contacts : bool
-        Drop the contacts centred beyond the plane (the milled sample).  False keeps every
-        contact between kept particles (a counterfactual: ``spm.mill_contacts``).
+    kept_fraction : (M,) float64, 1, optional
+        The part of each contact behind the face (:func:`contact_kept_fraction`); the edges
+        with 0 are dropped.  None keeps every contact between kept particles (a
+        counterfactual: ``spm.mill_contacts = false``).
 
     Returns
     -------
@@ -217,12 +270,50 @@ def half_space(packing: Packing, conns: np.ndarray, g: np.ndarray, *, plane_axis
     conns = np.asarray(conns, dtype=np.int64)
     lc = local_all[conns]
     keep_edge = (lc >= 0).all(axis=1)
-    if mill_contacts:
-        keep_edge &= contact_plane_distance(packing, conns, delta, ax) < 0
+    if kept_fraction is not None:
+        keep_edge &= np.asarray(kept_fraction) > 0
     return HalfSpace(kept=kept, index=index, local=local_all[:n].copy(), delta_m=delta, cut=cut,
                      n_nodes=k + 2, cc_node=k, sep_node=k + 1, conns=lc[keep_edge],
                      g=np.asarray(g, dtype=np.float64)[keep_edge],
                      edge_index=np.flatnonzero(keep_edge).astype(np.int64))
+
+
+def milled_network(packing: Packing, params=None, *, soc=None, plane_axis: int,
+                   plane_position_m: float, mill_contacts: bool = True):
+    """The electron network of the intact electrode and that of the milled sample.
+
+    Parameters
+    ----------
+    packing : Packing
+    params : Params, optional
+        Defaults to ``packing.params``.
+    soc : float or (N,) array_like, 1, optional
+        State of charge of each particle (:func:`esim.network.build_network`).
+    plane_axis : {0, 1}
+    plane_position_m : float, m
+    mill_contacts : bool
+        Mill the contacts with the part of a cut particle that held them (default); False
+        keeps every contact between kept particles whole (``spm.mill_contacts``).
+
+    Returns
+    -------
+    net : esim.network.ParticleNetwork
+        The intact electrode's network (``mode="cell"``).
+    hs : HalfSpace
+        The half-space behind the face, its contacts milled.
+    """
+    from esim.network import build_network
+
+    net = build_network(packing, params, carrier="electron", soc=soc, mode="cell")
+    if not mill_contacts:
+        return net, half_space(packing, net.conns, net.g, plane_axis=plane_axis,
+                               plane_position_m=plane_position_m)
+    f = contact_kept_fraction(packing, net.conns, net.contact_radius_m, plane_axis=plane_axis,
+                              plane_position_m=plane_position_m)
+    milled = build_network(packing, params, carrier="electron", soc=soc, mode="cell",
+                           contact_area_fraction=f)
+    return net, half_space(packing, milled.conns, milled.g, plane_axis=plane_axis,
+                           plane_position_m=plane_position_m, kept_fraction=f)
 
 
 @dataclass(frozen=True, eq=False)
