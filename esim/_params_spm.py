@@ -54,9 +54,8 @@ class SPMParams:
                "of the particle that held it, so a section keeps only the contacts, or the parts "
                "of them, on its remaining part (esim.spm.section.milled_network; a cut contact "
                "conducts as a disc of its remaining area [A]); false keeps every contact of a "
-               "particle the "
-               "face cuts, as if the material beyond it had been lifted off the contacts: a "
-               "counterfactual for the causal checks, not a sample one can make")
+               "particle the face cuts, as if the material beyond it had been lifted off the "
+               "contacts: a counterfactual for the causal checks, not a sample one can make")
     fov_width_m: float = param(15e-6, unit="m", range=(1e-9, 1.0),
                                source=f"lateral size of the window: 15 x 15 um, '15 um^2 near the "
                                       f"SE layer' holding 14 NMC particles of ~5 um "

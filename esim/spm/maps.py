@@ -676,7 +676,6 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
         Cut plane outside the box, field of view larger than the section, zero pixels, inputs
         of the wrong shape.
     """
-
     params = packing.params if params is None else params
     spm = spm or spm_params_of(params)
     if not isinstance(spm, SPMParams):
