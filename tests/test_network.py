@@ -136,13 +136,19 @@ def test_axisymmetric_twin_reproduces_reference_coarsely():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_nmc_nmc_edge_is_spreading_plus_two_films():
-    a_um = 0.2
+def _two_nmc_one_se(a_um: float):
+    """Two 5 um NMC touching at radius ``a_um`` (um), one NMC-SE contact of 1 um, NMC 0 on the
+    collector and NMC 1 on the separator (0.3 um each): the packing, materials and params."""
     pk = _toy([PHASE_NMC, PHASE_NMC, PHASE_SE], [[5, 5, 5], [10, 5, 5], [5, 10, 5]],
               [2.5, 2.5, 1.5], [[0, 1], [0, 2]], [a_um, 1.0], walls=[(0, 0), (1, 1)],
               wall_a_um=[0.3, 0.3])
     m = MaterialsParams()
-    p = _P(structure=pk.params.structure, materials=m)
+    return pk, m, _P(structure=pk.params.structure, materials=m)
+
+
+def test_nmc_nmc_edge_is_spreading_plus_two_films():
+    a_um = 0.2
+    pk, m, p = _two_nmc_one_se(a_um)
     net = build_network(pk, p, carrier="electron", soc=1.0, mode="blocking")
     rho = 1 / nmc_sigma_e(1.0, None, m)
     a, r = a_um * 1e-6, 2.5e-6
@@ -170,11 +176,7 @@ def test_partial_contact_is_a_disc_of_its_remaining_area():
     the same closed form as a whole contact of that radius; f = 0 opens the edge; bad
     fractions are refused by name."""
     a_um = 0.2
-    pk = _toy([PHASE_NMC, PHASE_NMC, PHASE_SE], [[5, 5, 5], [10, 5, 5], [5, 10, 5]],
-              [2.5, 2.5, 1.5], [[0, 1], [0, 2]], [a_um, 1.0], walls=[(0, 0), (1, 1)],
-              wall_a_um=[0.3, 0.3])
-    m = MaterialsParams()
-    p = _P(structure=pk.params.structure, materials=m)
+    pk, m, p = _two_nmc_one_se(a_um)
     f = np.array([0.25, 1.0, 0.0, 0.5])
     net = build_network(pk, p, carrier="electron", soc=1.0, mode="blocking",
                         contact_area_fraction=f)
