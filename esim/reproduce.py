@@ -336,7 +336,15 @@ def _diagnostics(pk, params, chg) -> dict[str, Any]:
     mech = {"radius_median_m": float(np.median(a_mech)) if a_mech.size else float("nan"),
             "fraction_below_25nm": float(np.mean(a_mech < 25e-9)) if a_mech.size
             else float("nan")}
+    # the charged NMC against the pristine, and one charged NMC-NMC contact of 25 nm with its
+    # two films: 2 rho_f t / (pi a^2) + rho / (2 a)
+    from esim.materials import film_resistance_e, nmc_sigma_e
+
+    s0, s1 = (float(v) for v in nmc_sigma_e(np.array([0.0, 1.0]), params=params))
+    r25 = float(2 * film_resistance_e(25e-9, params)) + 1.0 / (s1 * 2 * 25e-9)
     return {"volumetric_capacitance_F_per_m3": c_v,
+            "nmc_sigma_e_charged_to_pristine": s1 / s0,
+            "contact_r_at_25nm_ohm": r25,
             "tau_relax_window_s": ell**2 * c_v / (np.pi**2 * 1.0 / (1 / sig_i + 1 / sig_e)),
             "sigma_keeping_gradient_S_per_m": sig_keep,
             "polarisation_at_that_sigma_V": c.current_density_A_per_m2 * L / sig_keep,
@@ -350,9 +358,27 @@ def _diagnostics(pk, params, chg) -> dict[str, Any]:
             "soc_vs_z": prof}
 
 
-def _explanations(agg, charge_nums, diag) -> list[str]:
+def _row_within(rows: list[dict[str, Any]], target: str) -> bool | None:
+    """Whether the first row that compares with ``target`` (``section.key`` of the targets
+    file) is within its tolerance; None if no row does."""
+    for r in rows:
+        if target in r["target"]:
+            return bool(r["within"])
+    return None
+
+
+def _status(within: bool | None) -> str:
+    return {True: "within", False: "missed", None: "no row"}[within]
+
+
+def _explanations(agg, charge_nums, diag, rows, params: Params) -> list[str]:
+    """One paragraph per finding of the paper: what in the simulation produces it.  Every
+    claim of a paragraph (within or missed, which side leads, which carrier limits, whether
+    the gradient survives the rest) is read from the run's numbers and parameters, so a
+    variant (``--set``) gets its own explanation, not the default set's."""
     m = {k: v["mean"] for k, v in agg.items()}
     f = m["high_r_fraction"]
+    sp, c = params.spm, params.charge
 
     def total(key):  # over the windows
         return int(round(agg[key]["mean"] * agg[key]["n"])) if agg[key]["n"] else 0
@@ -361,12 +387,16 @@ def _explanations(agg, charge_nums, diag) -> list[str]:
         "n_high_r_point_contact")
     min_dsoc = agg["high_r_min_delta_soc"]["min"]
     g = agg["vcpd_gradient_cc_minus_se_V"]
-    cs = diag["contacts"]
+    cs, mech = diag["contacts"], diag["contacts_mechanical"]
     lo = m["ssrm_nmc_after_low_ohm"]
     tip, net = m["ssrm_after_low_tip_part_ohm"], m["ssrm_after_low_network_part_ohm"]
     prof = diag["soc_vs_z"]
     on = prof.get("onset", [float("nan")] * 2)
     g_end = m["vcpd_gradient_truth_end_of_charge_V"]
+    g_rest = m["vcpd_gradient_truth_after_rest_V"]
+    j_txt = f"{c.current_density_A_per_m2 / 10:.2g} mA/cm2"
+    window_um = f"{sp.fov_height_m * 1e6:g} um"
+    rest_h = f"{charge_nums['rest_time_s'] / 3600:g} h"
     if g_end > 0:
         end_sign = ("the paper's sign (the collector side less delithiated: a front from the SE "
                     "side, i.e. ionic limitation)")
@@ -375,16 +405,49 @@ def _explanations(agg, charge_nums, diag) -> list[str]:
                     "limitation)")
     else:
         end_sign = "no sign"
-    return [
-        (f"High-resistance NMC after charge ({f:.2f} of the counted NMC at >= 5e8 ohm, paper "
-        f"3/14; {'within' if 0.10 <= f <= 0.35 else 'missed'}): a particle's SSRM reading is the "
-        "tip spreading resistance into it plus its resistance to the current collector through "
-        "the material left behind the milled face (plus the non-ohmic tip barrier). After "
-        "charge the NMC bulk is ~1e3x more conductive, so the network part is set by the "
-        "NMC-NMC contacts the section kept. Two things leave a charged particle reading high. "
-        "(1) The milling: a particle cut by the face keeps only the contacts, or the parts of "
-        "them, on its remaining part, so a section whose centre lay beyond the face (a cap) "
-        "keeps few of them, and "
+    # -- (1) high-resistance particles: the contacts the network used
+    geometric = (f"the lens circles of the soft-sphere overlaps: median "
+                 f"{cs['radius_median_m'] * 1e9:.0f} nm, 5th percentile "
+                 f"{cs['radius_p5_m'] * 1e9:.0f} nm, {100 * cs['fraction_below_25nm']:.1f} % "
+                 f"below 25 nm ({100 * cs['fraction_at_asperity']:.1f} % at the "
+                 f"{params.structure.asperity_radius_m * 1e9:g} nm asperity floor)")
+    hertz = (f"Hertz with the NMC hardness cap, the packing's forces scaled to the "
+             f"{params.materials.stack_pressure_Pa / 1e6:g} MPa stack pressure")
+    mech_radii = (f"a median radius of {mech['radius_median_m'] * 1e9:.0f} nm "
+                  f"({100 * mech['fraction_below_25nm']:.1f} % below 25 nm)")
+    mechanical = f"the mechanical model's radii ({hertz}): {mech_radii}"
+    below = (cs if params.network.contact_model == "geometric" else mech)["fraction_below_25nm"]
+    if params.network.contact_model == "geometric":
+        contacts = (
+            f"The network's NMC-NMC contacts are {geometric}, with an NMC-NMC coordination of "
+            f"{cs['coordination_mean']:.1f} ({100 * cs['fraction_with_at_most_one']:.1f} % of "
+            "NMC with at most one NMC neighbour)")
+        model_note = (
+            "These lens radii are set by the overlaps F / k_hard, so they scale as "
+            f"structure.nmc_stiffness_ratio^(-1/2) (here {diag['nmc_stiffness_ratio']:g}, a "
+            "numerical choice that keeps NMC-NMC overlaps below 1 %; tests/test_network.py "
+            "checks the scaling); the mechanical model (network.contact_model = 'mechanical': "
+            f"{hertz}), which does not depend on that ratio, would give {mech_radii}")
+    else:
+        contacts = (
+            f"The network's NMC-NMC contacts are {mechanical}, with an NMC-NMC coordination of "
+            f"{cs['coordination_mean']:.1f} ({100 * cs['fraction_with_at_most_one']:.1f} % of "
+            "NMC with at most one NMC neighbour)")
+        model_note = (
+            "These radii do not depend on the numerical stiffness ratio; the default geometric "
+            f"model would give {geometric}")
+    verb = "is" if n_pc == 1 else "are"
+    high = (
+        f"High-resistance NMC after charge ({f:.2f} of the counted NMC at >= 5e8 ohm, paper "
+        f"3/14; {_status(_row_within(rows, 'ssrm.particles_high_resistance_after_charge'))}): "
+        "a particle's SSRM reading is the tip spreading resistance into it plus its resistance "
+        "to the current collector through the material left behind the milled face (plus the "
+        "non-ohmic tip barrier). After charge the NMC bulk is "
+        f"{diag['nmc_sigma_e_charged_to_pristine']:.2g}x more conductive, so the network part "
+        "is set by the NMC-NMC contacts the section kept. Two things leave a charged particle "
+        "reading high. (1) The milling: a particle cut by the face keeps only the contacts, or "
+        "the parts of them, on its remaining part, so a section whose centre lay beyond the "
+        "face (a cap) keeps few of them, and "
         f"{m['n_cut_off']:.1f} of the {m['n_counted']:.1f} counted NMC per window kept no NMC "
         f"path at all ({n_cut} of the {n_high} at >= 5e8 ohm): cut off by the milling, they "
         "read the ceiling, like the SE, as the paper's high-resistance particles read like its "
@@ -392,81 +455,111 @@ def _explanations(agg, charge_nums, diag) -> list[str]:
         f"of a high-resistance particle is {min_dsoc:.2f}, and their V_CPD' shifted by "
         f"{m['high_r_vcpd_shift_V']:.2f} V against {m['low_r_vcpd_shift_V']:.2f} V for the "
         "others (the paper: every particle shifted). (2) Point contacts: one contact of radius "
-        "a with its two LiNbO3 films costs 2 rho_f t/(pi a^2) + rho/(2a), ~5e8 ohm at "
-        "a = 25 nm. The packing's NMC-NMC contacts are the lens circles of the soft-sphere "
-        f"overlaps: median {cs['radius_median_m'] * 1e9:.0f} nm, 5th percentile "
-        f"{cs['radius_p5_m'] * 1e9:.0f} nm, {100 * cs['fraction_below_25nm']:.1f} % below 25 nm "
-        f"({100 * cs['fraction_at_asperity']:.1f} % at the 10 nm asperity floor), with an NMC-NMC "
-        f"coordination of {cs['coordination_mean']:.1f} "
-        f"({100 * cs['fraction_with_at_most_one']:.1f}"
-        " % of NMC with at most one NMC neighbour), so a path that runs through a sub-25 nm "
-        f"contact is rare: {n_pc} of the {n_high} high-resistance particles are point-contact-"
-        "limited (one contact carries most of the path's drop), and the largest network part of "
-        f"a particle with a path is {m['network_after_max_ohm']:.2g} ohm. These lens radii are "
-        "set by the overlaps F / k_hard, so they scale as structure.nmc_stiffness_ratio^(-1/2) "
-        f"(here {diag['nmc_stiffness_ratio']:g}, a numerical choice that keeps NMC-NMC overlaps "
-        "below 1 %; tests/test_network.py checks the scaling); the mechanical model "
-        "(network.contact_model = 'mechanical': Hertz with the NMC hardness cap, the packing's "
-        "forces scaled to the 360 MPa stack pressure), which does not depend on that ratio, "
-        f"gives these contacts a median radius of "
-        f"{diag['contacts_mechanical']['radius_median_m'] * 1e9:.0f} nm "
-        f"({100 * diag['contacts_mechanical']['fraction_below_25nm']:.1f} % below 25 nm), so "
-        "fewer point-contact-limited particles still; the milled ones do not depend on the "
-        "contact model. In the SEM of the section a cap shows its neighbours touching it at "
-        "points along its edge, which is how the paper saw its 'point-contacted' particles; "
+        "a with its two LiNbO3 films costs 2 rho_f t/(pi a^2) + rho/(2a), "
+        f"{diag['contact_r_at_25nm_ohm']:.2g} ohm at a = 25 nm in the charged NMC. "
+        f"{contacts}, so a path that runs through a sub-25 nm contact is "
+        f"{'rare' if below < 0.05 else 'common'}: {n_pc} of the {n_high} high-resistance "
+        f"particles {verb} point-contact-limited (one contact carries most of the path's "
+        "drop), and the largest network part of a particle with a path is "
+        f"{m['network_after_max_ohm']:.2g} ohm. {model_note}; the milled ones do not depend on "
+        "the contact model. In the SEM of the section a cap shows its neighbours touching it "
+        "at points along its edge, which is how the paper saw its 'point-contacted' particles; "
         "which of the two its three particles were, the paper cannot tell. The causal check "
         "(experiments/otoyama2020/causal_checks.py) changes the NMC-NMC contacts on the same "
         "electrodes (radii scaled, widened, the film removed, carbon added) and shows which "
-        "readings follow the contacts. Nothing is tuned to the 3/14."),
-        (f"Charged SSRM of most NMC (log-median {lo:.2g} ohm, paper 1e7-1e8; missed): of the "
-        f"reading, the tip spreading rho/(4 a_tip) is {tip:.2g} ohm (a_tip = 10 nm, an [E] "
-        f"estimate of 5-20 nm; rho of NMC at x ~ 0.59 from Amin & Chiang's sintered pellets), the "
+        "readings follow the contacts. Nothing is tuned to the 3/14.")
+    # -- (2) charged SSRM of the connected NMC
+    blo, bhi = load_targets()["ssrm"]["charged_nmc_connected_ohm"]
+    rest_of = max(lo - tip - net, 0.0)
+    tip_txt = f"a_tip = {sp.tip_radius_m * 1e9:g} nm; the [E] range is 5-20 nm"
+    band = "-".join(f"{b:.0e}".replace("e+0", "e") for b in (blo, bhi))
+    if lo > bhi and net >= bhi:
+        verdict = ("The network part alone lies above the band, so no tip radius would bring "
+                   "the reading into it.")
+    elif lo > bhi:
+        verdict = (
+            f"The band needs the tip and barrier terms together below ~{bhi - net:.1g} "
+            "ohm: an effective electrical tip radius several times the preset's (the nominal "
+            "radius of diamond-coated tips is ~100 nm), or a charged NMC several times more "
+            "conductive than the pellet value. Neither is fixed by an independent number, so "
+            "the row is reported as missed rather than fitted; causal_checks.md has the "
+            "tip-radius sensitivity.")
+    elif lo < blo:
+        verdict = ("The reading lies below the band: the tip and the network together conduct "
+                   "better than the paper's particles did.")
+    else:
+        verdict = "The three terms together fall within the band."
+    ssrm = (
+        f"Charged SSRM of most NMC (log-median {lo:.2g} ohm, paper {band}; "
+        f"{_status(_row_within(rows, 'ssrm.charged_nmc_connected_ohm'))}): of the reading, the "
+        f"tip spreading rho/(4 a_tip) is {tip:.2g} ohm ({tip_txt}; rho of NMC at "
+        f"x ~ {params.materials.nmc_x_max:.2f} from Amin & Chiang's sintered pellets), the "
         f"network {net:.2g} ohm, and the non-ohmic tip barrier and instrument the remaining "
-        f"~{max(lo - tip - net, 0):.2g} ohm. The band needs the tip and barrier terms together "
-        "below ~5e7 ohm: an effective electrical tip radius several times the preset's (the "
-        "nominal radius of diamond-coated tips is ~100 nm), or a charged NMC several times more "
-        "conductive than the pellet value. Neither is fixed by an independent number, so the "
-        "row is reported as missed rather than fitted; causal_checks.md has the tip-radius "
-        "sensitivity."),
-        ("V_CPD' gradient after charge (missed): with the work-function KPFM model, higher V_CPD' "
-        "means less delithiated, so the paper's CC-side-higher sign means a reaction front from "
-        f"the SE side. Measured on the maps: {g['mean']:+.3f} V (std {g['std']:.3f} over "
-        f"{g['n']} windows; the blur of the SE into the particles and the noise give a floor of "
-        "a few 0.01 V). The model's own V_CPD' of the same particles (no blur, no noise): "
-        f"{m['vcpd_gradient_truth_end_of_charge_V']:+.4f} V at the end of the charge (rest 0) and "
-        f"{m['vcpd_gradient_truth_after_rest_V']:+.4f} V after the "
-        f"{charge_nums['rest_time_s'] / 3600:g} h rest. Which limitation: at the reaction onset "
-        f"the SOC is highest at the collector (first depth bin {on[0]:.2f}, last {on[-1]:.2f}): "
-        "the pristine NMC's electronic conduction limits, the opposite sign. Once charged, NMC "
-        "conducts electrons (effective sigma_e "
-        f"{diag['sigma_e_eff_charged_S_per_m']:.2g} S/m) about as well as the glass conducts ions "
-        f"({diag['sigma_ion_eff_S_per_m']:.2g} S/m), and the small end-of-charge gradient has "
-        f"{end_sign}; causal_checks.md repeats the charge with a 10x poorer and a 10x better "
-        "glass and a 10x more conductive NMC. Its size is bounded by the ohmic drop across the "
-        "whole electrode at "
-        f"0.13 mA/cm2, j L / sigma_ion = {1e3 * diag['ohmic_drop_ion_V']:.0f} mV, i.e. "
-        f"{diag['kpfm_beta'] * diag['ohmic_drop_ion_V']:.2f} V of V_CPD' at most, and the rest "
-        "equalises U(x) between connected particles (relaxation time over the 15 um window "
-        f"l^2 C_v / (pi^2 sigma_amb) = {diag['tau_relax_window_s']:.0f} s, with C_v = "
-        f"{diag['volumetric_capacitance_F_per_m3']:.2g} F/m3 and sigma_amb the series of the two "
-        "effective conductivities): it does not survive a longer rest. A gradient that survives "
-        f"the rest needs sigma_amb below {diag['sigma_keeping_gradient_S_per_m']:.1g} S/m, which "
-        "would not let the electrode charge at 0.13 mA/cm2 (an ohmic drop of "
-        f"{diag['polarisation_at_that_sigma_V']:.0f} V): it needs a mechanism outside this model "
-        "(e.g. U(x) hysteresis, or a surface state seen by KPFM)."),
-        ("Low-resistance particles give larger C-AFM currents: C-AFM and SSRM share one tip "
+        f"~{rest_of:.2g} ohm. {verdict}")
+    # -- (3) the V_CPD' gradient
+    if on[0] > on[-1]:
+        onset = (f"the SOC is highest at the collector (first depth bin {on[0]:.2f}, last "
+                 f"{on[-1]:.2f}): the pristine NMC's electronic conduction limits, the opposite "
+                 "sign")
+    elif on[0] < on[-1]:
+        onset = (f"the SOC is highest at the SE side (first depth bin {on[0]:.2f}, last "
+                 f"{on[-1]:.2f}): ionic conduction limits already, the paper's sign")
+    else:
+        onset = f"the SOC is flat through the electrode ({on[0]:.2f})"
+    s_e, s_i = diag["sigma_e_eff_charged_S_per_m"], diag["sigma_ion_eff_S_per_m"]
+    ratio = s_e / s_i
+    how = ("about as well as" if 1 / 3 <= ratio <= 3 else
+           f"{ratio:.2g}x better than" if ratio > 3 else f"{1 / ratio:.2g}x worse than")
+    tau, rest_s = diag["tau_relax_window_s"], charge_nums["rest_time_s"]
+    if tau < rest_s / 10:
+        survives = (f"the rest equalises U(x) between connected particles (relaxation time over "
+                    f"the {window_um} window l^2 C_v / (pi^2 sigma_amb) = {tau:.2g} s, with "
+                    f"C_v = {diag['volumetric_capacitance_F_per_m3']:.2g} F/m3 and sigma_amb "
+                    "the series of the two effective conductivities): it does not survive a "
+                    "longer rest")
+    else:
+        survives = (f"its relaxation time over the {window_um} window, l^2 C_v / (pi^2 "
+                    f"sigma_amb) = {tau:.2g} s, is not short against the {rest_h} rest: part "
+                    "of it survives the rest")
+    drop_keep = diag["polarisation_at_that_sigma_V"]
+    keep = (f"A gradient that survives the rest needs sigma_amb below "
+            f"{diag['sigma_keeping_gradient_S_per_m']:.1g} S/m, "
+            + (f"which would not let the electrode charge at {j_txt} (an ohmic drop of "
+               f"{drop_keep:.2g} V): it needs a mechanism outside this model (e.g. U(x) "
+               "hysteresis, or a surface state seen by KPFM)." if drop_keep > 1.0 else
+               f"an ohmic drop of {drop_keep:.2g} V at {j_txt}."))
+    grad = (
+        f"V_CPD' gradient after charge "
+        f"({_status(_row_within(rows, 'kpfm.charged_gradient_se_to_cc_V'))}): with the "
+        "work-function KPFM model, higher V_CPD' means less delithiated, so the paper's "
+        "CC-side-higher sign means a reaction front from the SE side. Measured on the maps: "
+        f"{g['mean']:+.3f} V (std {g['std']:.3f} over {g['n']} windows; the blur of the SE "
+        "into the particles and the noise give a floor of a few 0.01 V). The model's own "
+        f"V_CPD' of the same particles (no blur, no noise): {g_end:+.4f} V at the end of the "
+        f"charge (rest 0) and {g_rest:+.4f} V after the {rest_h} rest. Which limitation: at the "
+        f"reaction onset {onset}. Once charged, NMC conducts electrons (effective sigma_e "
+        f"{s_e:.2g} S/m) {how} the glass conducts ions ({s_i:.2g} S/m), and the end-of-charge "
+        f"gradient has {end_sign}; causal_checks.md repeats the charge with a 10x poorer and a "
+        "10x better glass and a 10x more conductive NMC. Its size is bounded by the ohmic drop "
+        f"across the whole electrode at {j_txt}, j L / sigma_ion = "
+        f"{1e3 * diag['ohmic_drop_ion_V']:.0f} mV, i.e. "
+        f"{diag['kpfm_beta'] * diag['ohmic_drop_ion_V']:.2f} V of V_CPD' at most, and "
+        f"{survives}. {keep}")
+    # -- (4) C-AFM currents
+    ratio_c = agg["cafm_low_to_high_r_current_ratio"]
+    cafm = (
+        "Low-resistance particles give larger C-AFM currents: C-AFM and SSRM share one tip "
         "contact model and one bias, so the current is bias / (tip + network + instrument "
         "resistance); a low-resistance path gives a large current by construction of the "
         "physics, not by a separate fit. How much larger depends on the spread of the "
-        "readings: the two lowest-reading NMC of a window carry "
-        f"{agg['cafm_low_to_high_r_current_ratio']['mean']:.2g}x the current of the two "
-        f"highest-reading ones at -2 V (mean over {agg['cafm_low_to_high_r_current_ratio']['n']} "
-        "windows). A window's high-resistance particle (cut off by the milling, or "
-        "point-contact-limited) carries next to no current, which makes the paper's "
-        "\"completely different\" curves; between connected particles the ratio stays small, "
-        "since the tip term, common to all, dominates (the SSRM reading is bias / current, so a "
-        "1e8 ohm particle beside a 1e9 ohm one carries 10x the current)."),
-    ]
+        f"readings: the two lowest-reading NMC of a window carry {ratio_c['mean']:.2g}x the "
+        f"current of the two highest-reading ones at {sp.bias_V:g} V (mean over "
+        f"{ratio_c['n']} windows). A window's high-resistance particle (cut off by the "
+        "milling, or point-contact-limited) carries next to no current, which makes the "
+        "paper's \"completely different\" curves; between connected particles the ratio stays "
+        "small, since the tip term, common to all, dominates (the SSRM reading is bias / "
+        "current, so a 1e8 ohm particle beside a 1e9 ohm one carries 10x the current).")
+    return [high, ssrm, grad, cafm]
 
 
 def seeds_and_windows(base: Params, quick: bool, seeds: list[int] | None,
@@ -571,7 +664,7 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
                            "numbers": r.numbers, "particles": r.rows} for r in results],
               "overrides": overrides,
               "diagnostics": diag,
-              "explanations": _explanations(agg, charge_nums, diag)}
+              "explanations": _explanations(agg, charge_nums, diag, rows, base)}
     if figures:
         _figures(out, first)
     report["elapsed_s"] = time.perf_counter() - t0  # the whole run, figures included

@@ -92,6 +92,48 @@ def test_report_numbers(quick_report):
     assert "nmc_stiffness_ratio^(-1/2)" in rep["explanations"][0]
 
 
+def test_explanations_follow_the_rows_and_the_parameters(quick_report):
+    """The explanations state what this run computed, not the default set's outcome: each
+    paragraph's within/missed is its row's, and the tip, the contact model, the onset's
+    leading side and whether the gradient survives the rest are read from the run."""
+    from esim.reproduce import _explanations, preset_otoyama2020
+
+    _, rep = quick_report
+    agg = {k: {q: float("nan") if v is None else v for q, v in a.items()}
+           for k, a in rep["aggregate"].items()}
+    base = preset_otoyama2020(quick=True)
+    args = (agg, rep["charge"], rep["diagnostics"])
+    para = {"ssrm.particles_high_resistance_after_charge": 0,
+            "ssrm.charged_nmc_connected_ohm": 1, "kpfm.charged_gradient_se_to_cc_V": 2}
+
+    def status(text):  # the word that closes the paragraph's parenthesis before the colon
+        return text.split(":", 1)[0].rstrip(")").rsplit(" ", 1)[-1].strip("(;")
+
+    for flip in (False, True):
+        rows = [dict(r, within=r["within"] ^ flip) for r in rep["rows"]]
+        text = _explanations(*args, rows, base)
+        for target, i in para.items():
+            within = next(r["within"] for r in rows if target in r["target"])
+            assert status(text[i]) == ("within" if within else "missed"), (target, text[i][:120])
+    text = _explanations(*args, rep["rows"], base)
+    assert "a_tip = 10 nm" in text[1] and "geometric model would give" not in text[0]
+    assert f"at {base.spm.bias_V:g} V" in text[3]
+    variant = base.replace(spm={"tip_radius_m": 5e-8}, network={"contact_model": "mechanical"})
+    text = _explanations(*args, rep["rows"], variant)
+    assert "a_tip = 50 nm" in text[1]
+    assert "contacts are the mechanical model's radii" in text[0]
+    assert "the default geometric model would give" in text[0]
+    # the onset's leading side and the rest's verdict follow the diagnostics
+    d = json.loads(json.dumps(rep["diagnostics"]))
+    on = d["soc_vs_z"]["onset"]
+    d["soc_vs_z"]["onset"] = on[::-1] if on[0] != on[-1] else [0.0] * (len(on) - 1) + [0.5]
+    d["tau_relax_window_s"] = rep["charge"]["rest_time_s"]
+    text2 = _explanations(agg, rep["charge"], d, rep["rows"], base)[2]
+    assert ("highest at the collector" in text[2]) == ("highest at the SE side" in text2)
+    assert "does not survive a longer rest" in text[2]
+    assert "part of it survives the rest" in text2
+
+
 def test_histogram_peak_equals_truth_on_noise_free_maps(small_packing):
     from esim.analysis import particle_table
     from esim.packing import PHASE_NMC
@@ -154,6 +196,7 @@ def test_set_runs_a_recorded_variant(tmp_path, capsys):
     assert rep["overrides"] == {"network": {"contact_model": "mechanical"}}
     assert "A variant, not the default set:** network.contact_model = 'mechanical'" in (
         out / "report.md").read_text()
+    assert "contacts are the mechanical model's radii" in rep["explanations"][0]
     capsys.readouterr()
     # bad input: exit 2, the field named, nothing written
     for item, needle in (("structure.nope=1", "nope"), ("contact_model=mechanical",
