@@ -187,6 +187,9 @@ def _window(pk, params, chg, plane: float, seed: int, quick: bool) -> dict[str, 
         "tip_ohm": tip[counted],
         "cafm_after_A": cafm[counted],
         "point_contact": (cls == CLASS_POINT_CONTACT)[counted],
+        # the contact with the largest drop of each path, as the milling left it
+        "bottleneck_radius_m": charged.window_bottleneck_radius_m[k][counted],
+        "bottleneck_kept_fraction": charged.window_bottleneck_kept_fraction[k][counted],
         "cut_off": (cls == CLASS_CUT_OFF)[counted],
         "high": (ssrm >= HIGH_R_OHM)[counted],
         "n_isolated": int((~counted).sum()),
@@ -208,7 +211,8 @@ def _summarise(name: str, what: str, wins: list[dict], chg_info: list[dict]) -> 
 
     cat = {k: np.concatenate([w[k] for w in wins]) for k in
            ("ssrm_after_ohm", "network_ohm", "tip_ohm", "cafm_after_A", "point_contact",
-            "cut_off", "high")}
+            "cut_off", "high", "bottleneck_radius_m", "bottleneck_kept_fraction")}
+    hpc = cat["high"] & cat["point_contact"]
     n = int(cat["ssrm_after_ohm"].size)
     per_window_high = [float(w["high"].mean()) if w["high"].size else float("nan")
                        for w in wins]
@@ -228,7 +232,11 @@ def _summarise(name: str, what: str, wins: list[dict], chg_info: list[dict]) -> 
         else float("nan"),
         "cut_off_class_fraction": float(cat["cut_off"].mean()) if n else float("nan"),
         "high_r_cut_off_count": int((cat["high"] & cat["cut_off"]).sum()),
-        "high_r_point_contact_count": int((cat["high"] & cat["point_contact"]).sum()),
+        "high_r_point_contact_count": int(hpc.sum()),
+        # their limiting contacts: radius behind the face, and how many the face cut
+        "high_r_point_contact_radii_m": sorted(cat["bottleneck_radius_m"][hpc].tolist()),
+        "high_r_point_contact_milled_count": int(
+            (cat["bottleneck_kept_fraction"][hpc] < 1.0).sum()),
         "ssrm_after_ohm": _dist(cat["ssrm_after_ohm"]),
         "network_ohm": _dist(cat["network_ohm"]),
         "tip_spreading_ohm": _dist(cat["tip_ohm"]),
@@ -450,6 +458,15 @@ def _markdown(rep: dict[str, Any]) -> str:
             f"| {_fmt(ca['median'])} / {_fmt(ca['p10'])} | {c['kpfm_nmc_after_V']:.3f} | "
             f"{c['vcpd_gradient_cc_minus_se_V']:+.3f} ± {c['vcpd_gradient_std_V']:.3f} | "
             f"{_fmt(c['ssrm_se_after_ohm'])} | {c['capacity_mAh_per_g']:.1f} |")
+    pcs = [c for c in rep["cases"] if c.get("high_r_point_contact_radii_m")]
+    if pcs:
+        lines += ["", "The point-contact-limited particles at >= 5e8 ohm: the contact with the "
+                  "largest drop of each one's path, as a disc behind the face (a segment of a "
+                  "contact the face cut conducts as a disc of its area):", ""]
+        lines += [f"- {c['name']}: "
+                  + ", ".join(f"{a * 1e9:.1f}" for a in c["high_r_point_contact_radii_m"])
+                  + f" nm; {c['high_r_point_contact_milled_count']} of "
+                  f"{len(c['high_r_point_contact_radii_m'])} cut by the face" for c in pcs]
     msgs = [f"{c['name']}: {m}" for c in rep["cases"] for m in c["charge_messages"]]
     if msgs:
         lines += ["", "Charges that stopped before the cut-off (partial result imaged):", ""]

@@ -12,8 +12,9 @@ charge exactly as ``esim reproduce`` images them, and stored with:
   particle labels also as ``.gsf`` (``phase.gsf``, ``truth_particle.gsf``; -1 = pore);
 * the ground truth per particle of the window, ``particles.csv``: packing index, phase,
   connection class, SOC (NMC only), resistance to the collector through the half-space network
-  (``inf``: no path), pixel count, mean depth, and the median reading of SSRM, C-AFM and V_CPD'
-  over its pixels, all in SI units at full precision;
+  (``inf``: no path), the radius and kept area fraction of the contact with the largest drop of
+  that path (as the milling left it; empty: no path), pixel count, mean depth, and the median
+  reading of SSRM, C-AFM and V_CPD' over its pixels, all in SI units at full precision;
 * the packing (``packing.h5``) and, for charged samples, the charge (``charge.h5``).
 
 ``manifest.csv`` / ``manifest.json`` list every sample and state with its seeds, its files and
@@ -64,8 +65,9 @@ def _write_particles_csv(maps: Any, path: Path) -> None:
 
     names = {PHASE_NMC: "NMC", PHASE_SE: "SE"}
     pr = maps.particle_readings()
-    cols = ["particle", "phase", "connection_class", "soc", "network_resistance_ohm", "pixels",
-            "z_m", "ssrm_ohm", "cafm_A", "kpfm_vcpd_prime_V"]
+    cols = ["particle", "phase", "connection_class", "soc", "network_resistance_ohm",
+            "bottleneck_contact_radius_m", "bottleneck_kept_fraction", "pixels", "z_m",
+            "ssrm_ohm", "cafm_A", "kpfm_vcpd_prime_V"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
@@ -306,7 +308,8 @@ def _readme(doc: dict[str, Any]) -> str:
          "connection class, signals before the amplifiers and the blur), with the parameters",
          "SI"),
         ("`particles.csv`", "per particle of the window: truth (phase, connection class, SOC, "
-         "resistance to the collector through the half-space network, `inf` for no path) beside "
+         "resistance to the collector through the half-space network, `inf` for no path; the "
+         "radius and kept fraction of the contact with the largest drop of that path) beside "
          "its median readings", "SI")))
     return f"""# Synthetic SPM dataset (esim {doc['esim_version']})
 

@@ -163,6 +163,9 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool,
     at = np.searchsorted(charged.window_particles, ids)
     klass = charged.window_class[at].astype(np.int64)
     net = charged.window_resistance_ohm[at].astype(np.float64)
+    # the contact with the largest drop of each particle's path, as the milling left it
+    bott_a = charged.window_bottleneck_radius_m[at].astype(np.float64)
+    bott_f = charged.window_bottleneck_kept_fraction[at].astype(np.float64)
     # the tip spreading term of the reading, median over the particle's pixels (model truth)
     tipr = (np.asarray(ndimage.median(charged.tip_resistance_ohm, charged.particle, ids),
                        float) if ids.size else np.zeros(0))
@@ -181,6 +184,7 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool,
             "ssrm_after_ohm": r_after, "vcpd_prime_before_V": v_before,
             "vcpd_prime_after_V": v_after, "soc_after": soc_after, "delta_soc": delta_soc,
             "connection_class": klass, "network_after_ohm": net,
+            "bottleneck_contact_radius_m": bott_a, "bottleneck_kept_fraction": bott_f,
             "tip_spreading_after_ohm": tipr, "vcpd_truth_end_of_charge_V": v_end,
             "vcpd_truth_after_rest_V": v_rest}
     rows = [dict(zip(cols, rec, strict=True))
@@ -216,6 +220,10 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool,
         "n_cut_off": int((klass == CLASS_CUT_OFF).sum()),
         "n_high_r_cut_off": int((high & (klass == CLASS_CUT_OFF)).sum()),
         "n_high_r_point_contact": int((high & (klass == CLASS_POINT_CONTACT)).sum()),
+        # of those, how many hang on a contact the face cut to a segment (a point contact the
+        # milling made)
+        "n_high_r_point_contact_milled": int((high & (klass == CLASS_POINT_CONTACT)
+                                              & (bott_f < 1.0)).sum()),
         "n_counted": int(counted.sum()),
         "n_high_r": int(high.sum()),
         "high_r_fraction": float(high.sum() / max(counted.sum(), 1)),
@@ -371,11 +379,14 @@ def _status(within: bool | None) -> str:
     return {True: "within", False: "missed", None: "no row"}[within]
 
 
-def _explanations(agg, charge_nums, diag, rows, params: Params) -> list[str]:
+def _explanations(agg, charge_nums, diag, rows, params: Params,
+                  particles: list[dict[str, Any]] = ()) -> list[str]:
     """One paragraph per finding of the paper: what in the simulation produces it.  Every
     claim of a paragraph (within or missed, which side leads, which carrier limits, whether
     the gradient survives the rest) is read from the run's numbers and parameters, so a
-    variant (``--set``) gets its own explanation, not the default set's."""
+    variant (``--set``) gets its own explanation, not the default set's.  ``particles`` are
+    the per-particle records of every window (for the contacts that limit the
+    point-contact-limited ones)."""
     m = {k: v["mean"] for k, v in agg.items()}
     f = m["high_r_fraction"]
     sp, c = params.spm, params.charge
@@ -437,6 +448,22 @@ def _explanations(agg, charge_nums, diag, rows, params: Params) -> list[str]:
             "These radii do not depend on the numerical stiffness ratio; the default geometric "
             f"model would give {geometric}")
     verb = "is" if n_pc == 1 else "are"
+    pc = [p for p in particles if p["connection_class"] == CLASS_POINT_CONTACT
+          and p["ssrm_after_ohm"] >= HIGH_R_OHM]
+    if pc:
+        a_nm = sorted(round(1e9 * p["bottleneck_contact_radius_m"]) for p in pc)
+        n_mill = sum(p["bottleneck_kept_fraction"] < 1.0 for p in pc)
+        made = "a point contact the milling made"
+        if len(pc) == 1:
+            pc_txt = (f"; its limiting contact conducts as a disc of {a_nm[0]} nm behind the "
+                      "face, " + (f"a segment the face left of a cut contact ({made})" if n_mill
+                                  else "a contact the face did not cut"))
+        else:
+            pc_txt = (f"; their limiting contacts conduct as discs of {', '.join(map(str, a_nm))}"
+                      f" nm behind the face, {n_mill} of them a segment the face left of a cut "
+                      f"contact ({made})")
+    else:
+        pc_txt = ""
     high = (
         f"High-resistance NMC after charge ({f:.2f} of the counted NMC at >= 5e8 ohm, paper "
         f"3/14; {_status(_row_within(rows, 'ssrm.particles_high_resistance_after_charge'))}): "
@@ -460,7 +487,7 @@ def _explanations(agg, charge_nums, diag, rows, params: Params) -> list[str]:
         f"{contacts}, so a path that runs through a sub-25 nm contact is "
         f"{'rare' if below < 0.05 else 'common'}: {n_pc} of the {n_high} high-resistance "
         f"particles {verb} point-contact-limited (one contact carries most of the path's "
-        "drop), and the largest network part of a particle with a path is "
+        f"drop){pc_txt}, and the largest network part of a particle with a path is "
         f"{m['network_after_max_ohm']:.2g} ohm. {model_note}; the milled ones do not depend on "
         "the contact model. In the SEM of the section a cap shows its neighbours touching it "
         "at points along its edge, which is how the paper saw its 'point-contacted' particles; "
@@ -664,7 +691,8 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
                            "numbers": r.numbers, "particles": r.rows} for r in results],
               "overrides": overrides,
               "diagnostics": diag,
-              "explanations": _explanations(agg, charge_nums, diag, rows, base)}
+              "explanations": _explanations(agg, charge_nums, diag, rows, base,
+                                            [p for r in results for p in r.rows])}
     if figures:
         _figures(out, first)
     report["elapsed_s"] = time.perf_counter() - t0  # the whole run, figures included

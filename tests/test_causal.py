@@ -90,6 +90,15 @@ def test_milling_cuts_off_charged_particles(causal):
     assert c["film_broken"]["high_r_cut_off_count"] == base["high_r_cut_off_count"]
     assert c["widened"]["cut_off_class_fraction"] <= base["cut_off_class_fraction"]
     assert c["carbon"]["high_r_cut_off_count"] < base["high_r_cut_off_count"]
+    # every point-contact-limited high reading names its limiting contact (test_spm checks
+    # which contact that is); the counterfactual that keeps every contact whole cuts none
+    for x in rep["cases"]:
+        radii = x["high_r_point_contact_radii_m"]
+        assert len(radii) == x["high_r_point_contact_count"]
+        assert 0 <= x["high_r_point_contact_milled_count"] <= len(radii)
+        assert all(a > 0 for a in radii)
+    assert unmilled["high_r_point_contact_milled_count"] == 0
+    assert any(c[n]["high_r_point_contact_radii_m"] for n in c if n.startswith("narrowed_x"))
 
 
 def test_gradient_relaxes_with_rest(causal):

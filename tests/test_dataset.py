@@ -72,6 +72,11 @@ def test_truth_files_agree_with_the_maps(dataset):
                 maps.particle == maps.window_particles[k])
             r_net = maps.window_resistance_ohm[k]
             assert float(r["network_resistance_ohm"]) == r_net  # full precision, inf as "inf"
+            a = maps.window_bottleneck_radius_m[k]  # "" where the particle has no path
+            assert (r["bottleneck_contact_radius_m"] == "") == (not np.isfinite(r_net))
+            if np.isfinite(r_net):
+                assert float(r["bottleneck_contact_radius_m"]) == a > 0
+                assert 0 < float(r["bottleneck_kept_fraction"]) <= 1
             if maps.window_phase[k] == PHASE_NMC:
                 assert r["phase"] == "NMC"
                 assert float(r["soc"]) == maps.window_soc[k]

@@ -132,6 +132,16 @@ def test_explanations_follow_the_rows_and_the_parameters(quick_report):
     assert ("highest at the collector" in text[2]) == ("highest at the SE side" in text2)
     assert "does not survive a longer rest" in text[2]
     assert "part of it survives the rest" in text2
+    # the point-contact-limited particles' limiting contacts, from the per-particle records
+    from esim.spm.maps import CLASS_POINT_CONTACT
+
+    pc = [{"connection_class": CLASS_POINT_CONTACT, "ssrm_after_ohm": 2e9,
+           "bottleneck_contact_radius_m": a, "bottleneck_kept_fraction": f}
+          for a, f in ((10e-9, 1.0), (5.3e-9, 2e-4))]
+    low = dict(pc[0], ssrm_after_ohm=1e8)  # below 5e8 ohm: not one of them
+    text3 = _explanations(*args, rep["rows"], base, pc + [low])[0]
+    assert "discs of 5, 10 nm behind the face, 1 of them a segment" in text3
+    assert "limiting contacts" not in _explanations(*args, rep["rows"], base, [low])[0]
 
 
 def test_histogram_peak_equals_truth_on_noise_free_maps(small_packing):

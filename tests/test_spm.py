@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 import pytest
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from esim._params_spm import SPMParams
 from esim.errors import InvalidParameters
@@ -110,9 +112,56 @@ def test_half_space_matches_naive_loop(small_packing):
     np.testing.assert_array_equal(hs.g[whole], net.g[hs.edge_index][whole])
     g0 = net.g[hs.edge_index][~whole]
     assert (hs.g[~whole][g0 > 0] < g0[g0 > 0]).all() and (hs.g[~whole][g0 == 0] == 0).all()
+    # each kept contact conducts as a disc of its remaining area: radius a sqrt(f)
+    np.testing.assert_allclose(hs.kept_fraction, frac, atol=1e-4)
+    np.testing.assert_allclose(hs.contact_radius_m,
+                               net.contact_radius_m[hs.edge_index] * np.sqrt(f_hs), rtol=1e-12)
     # a particle entirely beyond the plane is dropped, a cut one is kept
     assert not hs.kept[(hs.delta_m >= pk.radii_m)].any()
     assert hs.kept[hs.cut].all()
+
+
+def test_maps_name_the_contact_with_the_largest_drop(small_packing):
+    """Per window particle, the maps give the radius and kept fraction of the contact with the
+    largest voltage drop of its path: recomputed here from the milled network's potentials."""
+    pk = small_packing
+    spm = _spm(**NOISELESS)
+    m = simulate_spm(pk, soc=1.0, spm=spm, noise=False)
+    net, hs = milled_network(pk, soc=1.0, plane_axis=spm.plane_axis,
+                             plane_position_m=spm.plane_position_m)
+    n = hs.n_nodes
+    c, g = hs.conns, hs.g
+    lap = np.zeros((n, n))
+    np.add.at(lap, (c[:, 0], c[:, 0]), g)
+    np.add.at(lap, (c[:, 1], c[:, 1]), g)
+    np.add.at(lap, (c[:, 0], c[:, 1]), -g)
+    np.add.at(lap, (c[:, 1], c[:, 0]), -g)
+    on = g > 0
+    _, comp = connected_components(coo_matrix((g[on], (c[on, 0], c[on, 1])), shape=(n, n)),
+                                   directed=False)
+    checked = 0
+    for k, p in enumerate(m.window_particles):
+        if not np.isfinite(m.window_resistance_ohm[k]):
+            assert np.isnan(m.window_bottleneck_radius_m[k])
+            continue
+        # unit current into p, collector grounded, on p's connected part only
+        nodes = np.flatnonzero(comp == comp[hs.local[p]])
+        nodes = nodes[nodes != hs.cc_node]
+        rhs = (nodes == hs.local[p]).astype(float)
+        x = np.zeros(n)
+        x[nodes] = np.linalg.solve(lap[np.ix_(nodes, nodes)], rhs)
+        drop = np.abs(x[c[:, 0]] - x[c[:, 1]]) * (g > 0)
+        e = int(np.argmax(drop))
+        assert drop[e] / x[hs.local[p]] == pytest.approx(m.window_max_edge_share[k], rel=1e-6)
+        assert m.window_bottleneck_radius_m[k] == pytest.approx(hs.contact_radius_m[e], rel=1e-12)
+        assert m.window_bottleneck_kept_fraction[k] == hs.kept_fraction[e]
+        a0 = net.contact_radius_m[hs.edge_index[e]]
+        assert m.window_bottleneck_radius_m[k] == pytest.approx(
+            a0 * math.sqrt(m.window_bottleneck_kept_fraction[k]), rel=1e-12)
+        checked += 1
+        if checked == 6:
+            break
+    assert checked == 6
 
 
 def test_rasterize_matches_naive_pixel_loop(small_packing):
@@ -459,6 +508,16 @@ def test_hdf5_round_trip_and_figures(charged, tmp_path):
             np.testing.assert_array_equal(a, b)
     assert back.spm_params == charged.spm_params
     assert back.ocv_vs_inli_V == charged.ocv_vs_inli_V
+    assert np.isfinite(back.window_bottleneck_radius_m).any()
+    # a file written before the bottleneck fields existed loads with NaN for them
+    import h5py
+
+    with h5py.File(tmp_path / "m.h5", "a") as h5:
+        del h5["window_bottleneck_radius_m"], h5["window_bottleneck_kept_fraction"]
+    old = SPMMaps.load(tmp_path / "m.h5")
+    assert old.window_bottleneck_radius_m.shape == charged.window_particles.shape
+    assert np.isnan(old.window_bottleneck_kept_fraction).all()
+    np.testing.assert_array_equal(old.window_resistance_ohm, charged.window_resistance_ohm)
     for fn in ("plot", "plot_truth", "plot_iv"):
         p = getattr(charged, fn)(tmp_path / f"{fn}.png")
         assert p.stat().st_size > 10_000

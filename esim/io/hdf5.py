@@ -99,6 +99,8 @@ def load_result(cls: type[T], path: str | os.PathLike, *, kind: str) -> T:
                 values[f.name] = json.loads(h5.attrs[f.name + "_json"])
             elif f.default is not dataclasses.MISSING:
                 values[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                values[f.name] = f.default_factory()
             else:
                 raise InputFileError(f"{path}: field {f.name!r} of {kind} is missing")
     return cls(**values)

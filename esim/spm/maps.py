@@ -126,6 +126,12 @@ def _arr(unit: str):
     return field(metadata={"unit": unit})
 
 
+def _arr_added(unit: str):
+    """A per-window-particle array added after the first release: files written before it
+    load with NaN for it (see ``SPMMaps.__post_init__``)."""
+    return field(default_factory=lambda: np.zeros(0), metadata={"unit": unit})
+
+
 @dataclass(frozen=True, eq=False)
 class SPMMaps:
     """Measured maps of the cross-section and their ground truth.
@@ -176,6 +182,11 @@ class SPMMaps:
     window_resistance_ohm : (K,) float64, ohm
     window_max_edge_share : (K,) float64, 1
         Largest single-edge voltage drop over the total, unit injection (NaN: no path).
+    window_bottleneck_radius_m : (K,) float64, m
+        Radius of the contact with that drop, as it conducts behind the face (``a sqrt(f)``;
+        NaN: no path).
+    window_bottleneck_kept_fraction : (K,) float64, 1
+        The part of that contact's area the milling left (1: not cut; NaN: no path).
     window_class : (K,) int8
     window_ocp_V : (K,) float64, V ; window_floating_potential_V : (K,) float64, V
     iv_pixels : (P, 2) int64
@@ -239,8 +250,16 @@ class SPMMaps:
     beta: float = 0.0
     noise: bool = True
     seed: int = 0
+    window_bottleneck_radius_m: np.ndarray = _arr_added("m")
+    window_bottleneck_kept_fraction: np.ndarray = _arr_added("1")
 
     KIND = "spm_maps"
+
+    def __post_init__(self):
+        k = np.asarray(self.window_particles).size
+        for name in ("window_bottleneck_radius_m", "window_bottleneck_kept_fraction"):
+            if np.asarray(getattr(self, name)).size != k:  # a file from before the field
+                object.__setattr__(self, name, np.full(k, np.nan))
 
     def __repr__(self) -> str:
         return (f"SPMMaps(shape={self.ssrm_ohm.shape}, pixel_size_m=({self.pixel_size_z_m:.3g}, "
@@ -353,7 +372,9 @@ class SPMMaps:
         -------
         dict of (K,) arrays, one entry per ``window_particles``:
             ``particle`` (packing index), ``phase``, ``connection_class``, ``soc``,
-            ``network_resistance_ohm``, ``pixels`` (count), ``z_m`` (mean depth of its pixels,
+            ``network_resistance_ohm``, ``bottleneck_contact_radius_m`` and
+            ``bottleneck_kept_fraction`` (the contact with the largest drop of its path, as the
+            milling left it), ``pixels`` (count), ``z_m`` (mean depth of its pixels,
             m), ``ssrm_ohm`` (median reading, ohm), ``cafm_A`` (median current, A),
             ``kpfm_vcpd_prime_V`` (median, V).
         """
@@ -365,7 +386,10 @@ class SPMMaps:
         z = np.broadcast_to(self.z_m[:, None], self.particle.shape).ravel()[solid]
         out = {"particle": self.window_particles, "phase": self.window_phase,
                "connection_class": self.window_class, "soc": self.window_soc,
-               "network_resistance_ohm": self.window_resistance_ohm, "pixels": count,
+               "network_resistance_ohm": self.window_resistance_ohm,
+               "bottleneck_contact_radius_m": self.window_bottleneck_radius_m,
+               "bottleneck_kept_fraction": self.window_bottleneck_kept_fraction,
+               "pixels": count,
                "z_m": np.bincount(k, weights=z, minlength=nk) / np.maximum(count, 1)}
         start = np.concatenate([[0], np.cumsum(count)[:-1]])
         mid_lo = start + (count - 1) // 2
@@ -708,6 +732,12 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
     # the bottleneck must be a particle-particle contact ("point-contacted with other
     # particles", Otoyama 2020), not the particle's own contact with the collector
     bott_pp = (bott_k >= 0) & (hs.conns[np.maximum(bott_k, 0)] < hs.cc_node).all(axis=1)
+    # which contact that is, as the milling left it (a segment of a cut contact is a point
+    # contact the milling made)
+    bott_a = np.where(bott_k >= 0, hs.contact_radius_m[np.maximum(bott_k, 0)], np.nan) \
+        if hs.conns.shape[0] else np.full(ids.size, np.nan)
+    bott_f = np.where(bott_k >= 0, hs.kept_fraction[np.maximum(bott_k, 0)], np.nan) \
+        if hs.conns.shape[0] else np.full(ids.size, np.nan)
     cls_k = np.where(phase_k != PHASE_NMC, CLASS_ELECTROLYTE,
                      np.where(isolated_k, CLASS_ISOLATED,
                      np.where(cut_off_k, CLASS_CUT_OFF,
@@ -826,7 +856,9 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
         tip_resistance_ohm=r_tip, connection_class=cls_map, edge_distance_m=grid.edge_distance_m,
         z_m=grid.z_m, u_m=grid.u_m, ssrm_true_ohm=ssrm_true, cafm_true_A=i_true,
         kpfm_true_vcpd_V=v_true, window_particles=ids, window_phase=phase_k, window_soc=soc_k,
-        window_resistance_ohm=R_k, window_max_edge_share=share_k, window_class=cls_k,
+        window_resistance_ohm=R_k, window_max_edge_share=share_k,
+        window_bottleneck_radius_m=bott_a, window_bottleneck_kept_fraction=bott_f,
+        window_class=cls_k,
         window_ocp_V=np.where(nmc_k, ocp_k, np.nan), window_floating_potential_V=float_k,
         iv_pixels=ivp, iv_voltage_V=v_iv, iv_time_s=t_iv, iv_current_A=i_iv_meas,
         iv_true_current_A=i_iv, pixel_size_z_m=grid.pixel_size_z_m,

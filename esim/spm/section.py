@@ -94,6 +94,11 @@ class HalfSpace:
         Their conductances.
     edge_index : (M',) int64
         Index of each kept edge in the full network's edge list.
+    kept_fraction : (M',) float64, 1
+        The part of each kept contact's area behind the face (1 where not milled).
+    contact_radius_m : (M',) float64, m
+        Radius of the disc each kept contact conducts as, ``a sqrt(f)`` (NaN where the radii
+        were not given).
     """
 
     kept: np.ndarray
@@ -107,6 +112,8 @@ class HalfSpace:
     conns: np.ndarray
     g: np.ndarray
     edge_index: np.ndarray
+    kept_fraction: np.ndarray
+    contact_radius_m: np.ndarray
 
     def __repr__(self) -> str:
         return _shape_repr(self)
@@ -228,7 +235,8 @@ def contact_kept_fraction(packing: Packing, conns: np.ndarray, contact_radius_m:
 
 
 def half_space(packing: Packing, conns: np.ndarray, g: np.ndarray, *, plane_axis: int,
-               plane_position_m: float, kept_fraction: np.ndarray | None = None) -> HalfSpace:
+               plane_position_m: float, kept_fraction: np.ndarray | None = None,
+               contact_radius_m: np.ndarray | None = None) -> HalfSpace:
     """Drop the particles beyond the plane, every edge that touches them, and every contact
     with nothing left behind the plane.
 
@@ -248,6 +256,9 @@ def half_space(packing: Packing, conns: np.ndarray, g: np.ndarray, *, plane_axis
         The part of each contact behind the face (:func:`contact_kept_fraction`); the edges
         with 0 are dropped.  None keeps every contact between kept particles (a
         counterfactual: ``spm.mill_contacts = false``).
+    contact_radius_m : (M,) float64, m, optional
+        The intact contacts' radii (``ParticleNetwork.contact_radius_m``), for
+        ``HalfSpace.contact_radius_m``.
 
     Returns
     -------
@@ -270,12 +281,16 @@ def half_space(packing: Packing, conns: np.ndarray, g: np.ndarray, *, plane_axis
     conns = np.asarray(conns, dtype=np.int64)
     lc = local_all[conns]
     keep_edge = (lc >= 0).all(axis=1)
-    if kept_fraction is not None:
-        keep_edge &= np.asarray(kept_fraction) > 0
+    f = (np.ones(conns.shape[0]) if kept_fraction is None
+         else np.asarray(kept_fraction, dtype=np.float64))
+    keep_edge &= f > 0
+    a = (np.full(conns.shape[0], np.nan) if contact_radius_m is None
+         else np.asarray(contact_radius_m, dtype=np.float64) * np.sqrt(f))
     return HalfSpace(kept=kept, index=index, local=local_all[:n].copy(), delta_m=delta, cut=cut,
                      n_nodes=k + 2, cc_node=k, sep_node=k + 1, conns=lc[keep_edge],
                      g=np.asarray(g, dtype=np.float64)[keep_edge],
-                     edge_index=np.flatnonzero(keep_edge).astype(np.int64))
+                     edge_index=np.flatnonzero(keep_edge).astype(np.int64),
+                     kept_fraction=f[keep_edge], contact_radius_m=a[keep_edge])
 
 
 def milled_network(packing: Packing, params=None, *, soc=None, plane_axis: int,
@@ -307,13 +322,15 @@ def milled_network(packing: Packing, params=None, *, soc=None, plane_axis: int,
     net = build_network(packing, params, carrier="electron", soc=soc, mode="cell")
     if not mill_contacts:
         return net, half_space(packing, net.conns, net.g, plane_axis=plane_axis,
-                               plane_position_m=plane_position_m)
+                               plane_position_m=plane_position_m,
+                               contact_radius_m=net.contact_radius_m)
     f = contact_kept_fraction(packing, net.conns, net.contact_radius_m, plane_axis=plane_axis,
                               plane_position_m=plane_position_m)
     milled = build_network(packing, params, carrier="electron", soc=soc, mode="cell",
                            contact_area_fraction=f)
     return net, half_space(packing, milled.conns, milled.g, plane_axis=plane_axis,
-                           plane_position_m=plane_position_m, kept_fraction=f)
+                           plane_position_m=plane_position_m, kept_fraction=f,
+                           contact_radius_m=net.contact_radius_m)
 
 
 @dataclass(frozen=True, eq=False)
