@@ -170,6 +170,12 @@ class SPMParams:
                                           source="weight of the broad term, 0.1-0.5 in AM-KPFM [E]")
     kpfm_noise_V: float = param(10e-3, unit="V", range=(0.0, 1.0),
                                 source="KPFM noise 10 mV rms, 5-20 mV typical [E]")
+    kpfm_surroundings: str = param(
+        "section", unit="", choices=("section", "mirror"),
+        source="what the PSF sees beyond the window's edges: 'section' renders the milled "
+               "section around the window (the composite laterally and towards the collector, "
+               "the separator's glass beyond the electrode) as far as the PSF reaches; "
+               "'mirror' reflects the window into itself (the first releases)")
 
     # -- SEM / EDX ---------------------------------------------------------------------------------
     sem_noise: float = param(0.03, unit="1", range=(0.0, 1.0),

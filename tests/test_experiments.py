@@ -128,36 +128,19 @@ def test_pristine_sigma_bound_quick(tmp_path):
     assert (tmp_path / "pristine_sigma_bound.png").stat().st_size > 0
 
 
-def test_glass_beyond_separator_is_the_cantilever_tail():
-    """A uniform map blurred with glass beyond its separator-side edge (the last row) loses,
-    at a distance d from the edge, the Gaussian tail beyond it: V0 - (V0 - Vg) Phi(-d / sigma);
-    the mirror padding would keep V0.  The other edges stay mirrored."""
-    from scipy.stats import norm
-
-    from esim.spm import instrument as ins
-
-    kse = _load("kpfm_separator_edge")
-    px, sigma, nz = 50e-9, 1e-6, 120
-    psf = ins.kpfm_psf(px, apex_sigma_m=1e-9, cantilever_sigma_m=sigma, cantilever_weight=1.0)
-    v = kse.glass_beyond_separator(np.full((nz, 40), 3.1), psf, 2.8)
-    d = (nz - np.arange(nz) - 0.5) * px  # row centre to the edge
-    expect = 3.1 - 0.3 * norm.cdf(-d / sigma)
-    np.testing.assert_allclose(v[:, 20], expect, atol=3e-3)
-    np.testing.assert_allclose(v[:, 0], v[:, 20], atol=1e-12)  # lateral edges mirrored
-    np.testing.assert_allclose(ins.blur(np.full((nz, 40), 3.1), psf), 3.1, atol=1e-12)
-
-
 def test_kpfm_separator_edge_quick(tmp_path):
     kse = _load("kpfm_separator_edge")
     assert kse.main(["--quick", "-o", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "kpfm_separator_edge.json").read_text())
     (w,) = r["windows"]
     assert w["n_particles"] >= 3 and len(w["z_m"]) == w["n_particles"]
-    assert math.isfinite(w["gradient_mirror_V"]) and math.isfinite(w["gradient_glass_V"])
-    # the glass (2.76 V after charge in the paper) lies below the charged NMC: it can only pull
-    # the particles' V_CPD' down, most near the separator
+    assert math.isfinite(w["gradient_mirror_V"]) and math.isfinite(w["gradient_section_V"])
+    # the glass reads 2.76 V after charge in the paper; the particles' readings differ between
+    # the two settings by at most what the cantilever term can move them (weight 0.3 of the
+    # ~0.4 V between charged NMC and glass), and the summary is the per-window difference
     assert 2.6 < w["glass_vcpd_prime_V"] < 3.0
-    glass, mirror = np.array(w["vcpd_prime_glass_V"]), np.array(w["vcpd_prime_mirror_V"])
-    assert glass.mean() <= mirror.mean() + 1e-9
-    assert (glass <= mirror + 0.025 + 1e-9).all()  # a histogram peak may move by one 25 mV bin
+    sec, mirror = np.array(w["vcpd_prime_section_V"]), np.array(w["vcpd_prime_mirror_V"])
+    assert np.abs(sec - mirror).max() <= 0.3 * 0.5
+    assert r["added_by_surroundings_V"]["mean"] == pytest.approx(
+        w["gradient_section_V"] - w["gradient_mirror_V"], abs=1e-12)
     assert (tmp_path / "kpfm_separator_edge.png").stat().st_size > 0

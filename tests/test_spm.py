@@ -437,6 +437,8 @@ def test_kpfm_calibration_reproduces_paper(small_packing, pristine, charged):
 
 
 def test_kpfm_uniform_potential_stays_uniform(small_packing):
+    """A uniform surface stays uniform: the window, the section around it and the separator's
+    glass beyond it all read the same (kpfm_surroundings = "section", the default)."""
     base = SPMParams()
     v_se = base.kpfm_se_offset_V - base.kpfm_se_coupling * base.ocv_pristine_vs_inli_V
     spm = _spm(kpfm_nmc_offset_V=v_se)
@@ -445,7 +447,7 @@ def test_kpfm_uniform_potential_stays_uniform(small_packing):
     np.testing.assert_allclose(m.kpfm_vcpd_V, v_se, atol=1e-12)
 
 
-def test_kpfm_blur_conserves_and_psf_normalised(pristine):
+def test_kpfm_blur_conserves_and_psf_normalised(small_packing, pristine):
     from esim.spm.maps import _crop_psf
 
     p = pristine.pixel_size_u_m
@@ -456,9 +458,92 @@ def test_kpfm_blur_conserves_and_psf_normalised(pristine):
     assert psf.sum() == pytest.approx(1.0, abs=1e-12)
     k = _crop_psf(psf, pristine.phase.shape)
     assert k.sum() == pytest.approx(1.0, abs=1e-12)
-    # symmetric PSF, reflective borders: the map mean is kept
-    assert pristine.kpfm_vcpd_V.mean() == pytest.approx(pristine.kpfm_true_vcpd_V.mean(),
-                                                        abs=1e-12)
+    # symmetric PSF, reflective borders (kpfm_surroundings = "mirror"): the map mean is kept
+    m = simulate_spm(small_packing, spm=_spm(kpfm_surroundings="mirror"), noise=False)
+    assert m.kpfm_vcpd_V.mean() == pytest.approx(m.kpfm_true_vcpd_V.mean(), abs=1e-12)
+    np.testing.assert_allclose(m.kpfm_vcpd_V, ins.blur(m.kpfm_true_vcpd_V, k), atol=1e-12)
+
+
+def test_blur_extended_with_glass_beyond_an_edge_is_the_cantilever_tail():
+    """A uniform map with glass beyond its separator-side edge (the rows past the last one)
+    loses, at a distance d from the edge, the Gaussian tail beyond it:
+    V0 - (V0 - Vg) Phi(-d / sigma); mirrored, it would keep V0."""
+    from scipy.stats import norm
+
+    px, sigma, nz, nx = 50e-9, 1e-6, 120, 40
+    psf = ins.kpfm_psf(px, apex_sigma_m=1e-9, cantilever_sigma_m=sigma, cantilever_weight=1.0)
+    py, pxh = psf.shape[0] // 2, psf.shape[1] // 2
+    ext = np.full((nz + 2 * py, nx + 2 * pxh), 3.1)
+    ext[py + nz:] = 2.8
+    v = ins.blur_extended(ext, psf)
+    assert v.shape == (nz, nx)
+    d = (nz - np.arange(nz) - 0.5) * px  # row centre to the edge
+    np.testing.assert_allclose(v[:, 20], 3.1 - 0.3 * norm.cdf(-d / sigma), atol=3e-3)
+    np.testing.assert_allclose(v[:, 0], v[:, 20], atol=1e-12)
+    np.testing.assert_allclose(ins.blur(np.full((nz, nx), 3.1), psf), 3.1, atol=1e-12)
+    with pytest.raises(InvalidParameters, match="larger than the extended map"):
+        ins.blur_extended(np.ones((5, 5)), psf)
+
+
+def test_kpfm_sees_the_section_around_the_window(small_packing, charged):
+    """The KPFM probe averages over what lies around the window: the window's own surface
+    potential in the middle, the section's particles (rendered independently here, on the
+    adjacent windows) laterally and towards the collector, the separator's glass beyond the
+    electrode; the measured map is the PSF over that field."""
+    from esim.spm.maps import _crop_psf, kpfm_surroundings, window_of
+    from esim.spm.section import rasterize_section
+
+    pk, m = small_packing, charged
+    spm = m.spm_params
+    assert spm.kpfm_surroundings == "section"  # the default
+    psf = _crop_psf(ins.kpfm_psf(math.sqrt(m.pixel_size_u_m * m.pixel_size_z_m),
+                                 apex_sigma_m=spm.kpfm_apex_sigma_m,
+                                 cantilever_sigma_m=spm.kpfm_cantilever_sigma_m,
+                                 cantilever_weight=spm.kpfm_cantilever_weight), m.phase.shape)
+    py, px = psf.shape[0] // 2, psf.shape[1] // 2
+    # every particle's raw V_CPD: the window's, read off its truth map (NMC at SOC 1, glass)
+    v_glass = float(m.kpfm_true_vcpd_V[m.phase != PHASE_NMC][0])
+    v_nmc = float(m.kpfm_true_vcpd_V[m.phase == PHASE_NMC][0])
+    iso = np.isin(np.arange(pk.n_particles), m.window_particles[m.window_class
+                                                                == CLASS_ISOLATED])
+    assert not iso.any()  # every NMC particle of this window reads v_nmc
+    v_all = np.where(pk.phase == PHASE_NMC, v_nmc, v_glass)
+    u0, z0, w, h = window_of(pk, spm)
+    grid = rasterize_section(pk, plane_axis=spm.plane_axis, plane_position_m=spm.plane_position_m,
+                             origin_u_m=u0, origin_z_m=z0, width_m=w, height_m=h,
+                             pixels_u=spm.pixels_u, pixels_z=spm.pixels_z)
+    ext = kpfm_surroundings(pk, spm, grid, v_all, v_glass, py, px)
+    nz, nu = m.phase.shape
+    assert ext.shape == (nz + 2 * py, nu + 2 * px)
+    np.testing.assert_array_equal(ext[py:py + nz, px:px + nu], m.kpfm_true_vcpd_V)
+    # the window lies at the separator: every row beyond it is glass
+    assert z0 + h == pytest.approx(pk.box_m[2])
+    assert (ext[py + nz:] == v_glass).all()
+    # the columns right of the window are the adjacent window of the same section
+    du = m.pixel_size_u_m
+    k = 5
+    right = rasterize_section(pk, plane_axis=spm.plane_axis,
+                              plane_position_m=spm.plane_position_m, origin_u_m=u0 + w,
+                              origin_z_m=z0, width_m=k * du, height_m=h, pixels_u=k,
+                              pixels_z=nz)
+    np.testing.assert_array_equal(ext[py:py + nz, px + nu:px + nu + k],
+                                  np.where(right.particle >= 0, v_all[right.particle], v_glass))
+    # and the rows below it, the section towards the collector
+    below = rasterize_section(pk, plane_axis=spm.plane_axis,
+                              plane_position_m=spm.plane_position_m, origin_u_m=u0,
+                              origin_z_m=z0 - k * m.pixel_size_z_m, width_m=w,
+                              height_m=k * m.pixel_size_z_m, pixels_u=nu, pixels_z=k)
+    np.testing.assert_array_equal(ext[py - k:py, px:px + nu],
+                                  np.where(below.particle >= 0, v_all[below.particle], v_glass))
+    # the measured map is the PSF over that field
+    np.testing.assert_allclose(m.kpfm_vcpd_V, ins.blur_extended(ext, psf), atol=1e-12)
+    # near the separator, away from the lateral edges, the glass (below the charged NMC)
+    # pulls the reading down against the mirrored window, which sees its own composite there
+    # again (glass and NMC); laterally and towards the collector either way is possible
+    assert v_glass < v_nmc
+    mirror = simulate_spm(pk, soc=1.0, spm=_spm(kpfm_surroundings="mirror"), noise=False)
+    top, mid = slice(nz - 3, nz), slice(nu // 2 - 4, nu // 2 + 4)
+    assert (m.kpfm_vcpd_V[top, mid] < mirror.kpfm_vcpd_V[top, mid]).all()
 
 
 # ------------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ __all__ = [
     "TipContact", "spreading_resistance", "edge_correction", "resistivity_from_spreading",
     "contact_current", "apparent_resistance",
     "log_amplifier", "current_amplifier", "se_decomposition_current",
-    "kpfm_psf", "blur", "kpfm_noise", "kpfm_measure",
+    "kpfm_psf", "blur", "blur_extended", "kpfm_noise", "kpfm_measure",
     "edx_map", "sem_image", "milling_topography",
 ]
 
@@ -637,8 +637,31 @@ def blur(map_, psf):
     m = _array(map_, "map_", ndim=2)
     k = _check_psf(psf)
     py, px = k.shape[0] // 2, k.shape[1] // 2
-    padded = np.pad(m, ((py, py), (px, px)), mode="symmetric")
-    return signal.fftconvolve(padded, k, mode="valid")
+    return blur_extended(np.pad(m, ((py, py), (px, px)), mode="symmetric"), k)
+
+
+def blur_extended(extended_map, psf):
+    """Convolve a map given with its surroundings: the PSF's half-widths of extra rows and
+    columns on every side (what the probe sees beyond the window).  The output is the window,
+    ``(ny - 2 (ky // 2), nx - 2 (kx // 2))`` (``scipy.signal.fftconvolve``, ``mode="valid"``).
+
+    Parameters
+    ----------
+    extended_map : (ny, nx) array_like float64, any unit
+        Finite map of the window and its surroundings.
+    psf : (ky, kx) array_like float64, 1
+        Odd dimensions, positive sum (it is normalised); at most the extended map's size.
+
+    Returns
+    -------
+    blurred : ndarray float64, unit of ``extended_map``
+    """
+    m = _array(extended_map, "extended_map", ndim=2)
+    k = _check_psf(psf)
+    if k.shape[0] > m.shape[0] or k.shape[1] > m.shape[1]:
+        raise InvalidParameters(f"psf: shape {k.shape} is larger than the extended map "
+                                f"{m.shape}")
+    return signal.fftconvolve(m, k, mode="valid")
 
 
 def kpfm_noise(potential_V, *, noise_sd_V: float = KPFM_NOISE_SD_V,

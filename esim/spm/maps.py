@@ -90,12 +90,13 @@ from esim.materials import materials_of, nmc_sigma_e, se_sigma_e, soc_to_x
 from esim.packing import PHASE_NMC, PHASE_SE, PORE, Packing
 from esim.solver import laplacian, network_components
 from esim.spm import instrument as ins
-from esim.spm.section import SectionGrid, milled_network, rasterize_section
+from esim.spm.section import SectionGrid, milled_network, plane_geometry, rasterize_section
 
 __all__ = [
     "CLASS_PORE", "CLASS_CONNECTED", "CLASS_POINT_CONTACT", "CLASS_ISOLATED",
     "CLASS_ELECTROLYTE", "CLASS_CUT_OFF", "CLASS_NAMES", "SPMMaps", "simulate_spm", "network_paths",
     "window_of", "tip_contact_of", "nmc_ocp_placeholder", "kpfm_surface_potential",
+    "kpfm_surroundings",
     "CHANNELS",
 ]
 
@@ -588,6 +589,59 @@ def kpfm_surface_potential(phase: np.ndarray, ocp_V: np.ndarray, floating_V: np.
     return np.where(phase == PHASE_NMC, v_nmc, v_se)
 
 
+def kpfm_surroundings(packing: Packing, spm: SPMParams, grid: SectionGrid,
+                      v_particle: np.ndarray, v_glass: float, py: int, px: int) -> np.ndarray:
+    """The surface potential of the window and of what lies around it, ``py`` rows and ``px``
+    columns on every side: what the KPFM probe averages over near the window's edges.
+
+    * Laterally, and towards the collector, the milled section goes on: the same section
+      circles, rendered on the window's pixel grid extended (the box is periodic laterally; a
+      margin wider than the box's spare width is completed by reflection).
+    * Beyond the electrode (``z > L``) lies the separator: the glass's potential ``v_glass``.
+    * Below the collector (``z < 0``) the map is reflected (the collector's own contact
+      potential is not modelled).
+
+    Pores show the glass, as in the window.
+
+    Parameters
+    ----------
+    packing : Packing
+    spm : SPMParams
+        ``plane_axis`` and ``plane_position_m`` of the section.
+    grid : SectionGrid
+        The window's grid (:func:`esim.spm.section.rasterize_section`).
+    v_particle : (N,) float64, V
+        Raw V_CPD of every particle (:func:`kpfm_surface_potential`).
+    v_glass : float, V
+        Raw V_CPD of the glass (the pores and the separator).
+    py, px : int
+        Rows and columns added on each side (the PSF's half-widths).
+
+    Returns
+    -------
+    (nz + 2 py, nu + 2 px) float64, V
+        The window at ``[py:-py, px:-px]`` (when ``py, px > 0``).
+    """
+    _, lat = plane_geometry(spm.plane_axis)
+    lu, lz = float(packing.box_m[lat]), float(packing.box_m[2])
+    nz, nu = grid.phase.shape
+    du, dz = grid.pixel_size_u_m, grid.pixel_size_z_m
+    u0, z0 = grid.origin_u_m, grid.origin_z_m
+    eps = 1e-9
+    mu = max(min(px, int(math.floor((lu - nu * du) / (2 * du) + eps))), 0)
+    mb = max(min(py, int(math.floor(z0 / dz + eps))), 0)  # composite rows below the window
+    mt = max(min(py, int(math.floor((lz - (z0 + nz * dz)) / dz + eps))), 0)  # and above it
+    ext = rasterize_section(packing, plane_axis=spm.plane_axis,
+                            plane_position_m=spm.plane_position_m, origin_u_m=u0 - mu * du,
+                            origin_z_m=z0 - mb * dz, width_m=(nu + 2 * mu) * du,
+                            height_m=(nz + mb + mt) * dz, pixels_u=nu + 2 * mu,
+                            pixels_z=nz + mb + mt)
+    v = np.where(ext.particle >= 0, np.asarray(v_particle, np.float64)[
+        np.maximum(ext.particle, 0)], float(v_glass))
+    v = np.pad(v, ((0, py - mt), (0, 0)), constant_values=float(v_glass))  # the separator
+    return np.pad(v, ((py - mb, 0), (px - mu, px - mu)), mode="symmetric")
+
+
 def _per_particle(x, n: int, name: str, default: float) -> np.ndarray:
     if x is None:
         return np.full(n, default)
@@ -810,8 +864,22 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
                        cantilever_sigma_m=spm.kpfm_cantilever_sigma_m,
                        cantilever_weight=spm.kpfm_cantilever_weight)
     psf = _crop_psf(psf, shape)
-    vcpd = ins.kpfm_measure(v_true, pixel_size_m=p_kpfm, psf=psf,
-                            noise_sd_V=nz_ * spm.kpfm_noise_V, rng=rngs[2])
+    if spm.kpfm_surroundings == "section":
+        # every particle's potential, for the section around the window
+        iso_all = (packing.phase == PHASE_NMC) & ~intact[:n]
+        ocp_all = (_per_particle(ocp_V, n, "ocp_V", 0.0) if ocp_V is not None
+                   else nmc_ocp_placeholder(soc_all, m, spm))
+        v_all = kpfm_surface_potential(packing.phase, ocp_all,
+                                       _per_particle(floating_potential_V, n,
+                                                     "floating_potential_V", 0.0),
+                                       iso_all, ocv, spm)
+        ext = kpfm_surroundings(packing, spm, grid, v_all, v_se, psf.shape[0] // 2,
+                                psf.shape[1] // 2)
+        vcpd = ins.kpfm_noise(ins.blur_extended(ext, psf), noise_sd_V=nz_ * spm.kpfm_noise_V,
+                              rng=rngs[2])
+    else:
+        vcpd = ins.kpfm_measure(v_true, pixel_size_m=p_kpfm, psf=psf,
+                                noise_sd_V=nz_ * spm.kpfm_noise_V, rng=rngs[2])
 
     # SEM / EDX
     phase_i = grid.phase.astype(np.int64)
