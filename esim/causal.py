@@ -187,7 +187,7 @@ def _window(pk, params, chg, plane: float, seed: int, quick: bool) -> dict[str, 
         "tip_ohm": tip[counted],
         "cafm_after_A": cafm[counted],
         "point_contact": (cls == CLASS_POINT_CONTACT)[counted],
-        # the contact with the largest drop of each path, as the milling left it
+        # the contact that limits each path (largest share of its power), as the milling left it
         "bottleneck_radius_m": charged.window_bottleneck_radius_m[k][counted],
         "bottleneck_kept_fraction": charged.window_bottleneck_kept_fraction[k][counted],
         "cut_off": (cls == CLASS_CUT_OFF)[counted],
@@ -461,8 +461,8 @@ def _markdown(rep: dict[str, Any]) -> str:
     pcs = [c for c in rep["cases"] if c.get("high_r_point_contact_radii_m")]
     if pcs:
         lines += ["", "The point-contact-limited particles at >= 5e8 ohm: the contact with the "
-                  "largest drop of each one's path, as a disc behind the face (a segment of a "
-                  "contact the face cut conducts as a disc of its area):", ""]
+                  "largest share of the power of each one's path, as a disc behind the face (a "
+                  "segment of a contact the face cut conducts as a disc of its area):", ""]
         lines += [f"- {c['name']}: "
                   + ", ".join(f"{a * 1e9:.1f}" for a in c["high_r_point_contact_radii_m"])
                   + f" nm; {c['high_r_point_contact_milled_count']} of "

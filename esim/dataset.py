@@ -12,9 +12,10 @@ charge exactly as ``esim reproduce`` images them, and stored with:
   particle labels also as ``.gsf`` (``phase.gsf``, ``truth_particle.gsf``; -1 = pore);
 * the ground truth per particle of the window, ``particles.csv``: packing index, phase,
   connection class, SOC (NMC only), resistance to the collector through the half-space network
-  (``inf``: no path), the radius and kept area fraction of the contact with the largest drop of
-  that path (as the milling left it; empty: no path), pixel count, mean depth, and the median
-  reading of SSRM, C-AFM and V_CPD' over its pixels, all in SI units at full precision;
+  (``inf``: no path), the radius and kept area fraction of the contact that limits that path
+  (the largest share of its power, as the milling left it; empty: no path), pixel count, mean
+  depth, and the median reading of SSRM, C-AFM and V_CPD' over its pixels, all in SI units at
+  full precision;
 * the packing (``packing.h5``) and, for charged samples, the charge (``charge.h5``).
 
 ``manifest.csv`` / ``manifest.json`` list every sample and state with its seeds, its files and
@@ -309,7 +310,7 @@ def _readme(doc: dict[str, Any]) -> str:
          "SI"),
         ("`particles.csv`", "per particle of the window: truth (phase, connection class, SOC, "
          "resistance to the collector through the half-space network, `inf` for no path; the "
-         "radius and kept fraction of the contact with the largest drop of that path) beside "
+         "radius and kept fraction of the contact that limits that path) beside "
          "its median readings", "SI")))
     return f"""# Synthetic SPM dataset (esim {doc['esim_version']})
 

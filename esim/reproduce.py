@@ -163,7 +163,7 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool,
     at = np.searchsorted(charged.window_particles, ids)
     klass = charged.window_class[at].astype(np.int64)
     net = charged.window_resistance_ohm[at].astype(np.float64)
-    # the contact with the largest drop of each particle's path, as the milling left it
+    # the contact that limits each particle's path (largest share of its power), as milled
     bott_a = charged.window_bottleneck_radius_m[at].astype(np.float64)
     bott_f = charged.window_bottleneck_kept_fraction[at].astype(np.float64)
     # the tip spreading term of the reading, median over the particle's pixels (model truth)

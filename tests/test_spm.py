@@ -121,9 +121,10 @@ def test_half_space_matches_naive_loop(small_packing):
     assert hs.kept[hs.cut].all()
 
 
-def test_maps_name_the_contact_with_the_largest_drop(small_packing):
+def test_maps_name_the_contact_that_limits_the_path(small_packing):
     """Per window particle, the maps give the radius and kept fraction of the contact with the
-    largest voltage drop of its path: recomputed here from the milled network's potentials."""
+    largest share of its path's power (unit current: the shares g (dx)^2 / x_p sum to 1),
+    recomputed here from the milled network's potentials, and the largest drop's share."""
     pk = small_packing
     spm = _spm(**NOISELESS)
     m = simulate_spm(pk, soc=1.0, spm=spm, noise=False)
@@ -151,8 +152,11 @@ def test_maps_name_the_contact_with_the_largest_drop(small_packing):
         x = np.zeros(n)
         x[nodes] = np.linalg.solve(lap[np.ix_(nodes, nodes)], rhs)
         drop = np.abs(x[c[:, 0]] - x[c[:, 1]]) * (g > 0)
-        e = int(np.argmax(drop))
-        assert drop[e] / x[hs.local[p]] == pytest.approx(m.window_max_edge_share[k], rel=1e-6)
+        xp = x[hs.local[p]]
+        assert drop.max() / xp == pytest.approx(m.window_max_edge_share[k], rel=1e-6)
+        power = g * drop**2 / xp
+        assert power.sum() == pytest.approx(1.0, rel=1e-9)  # the power of a unit current, x_p
+        e = int(np.argmax(power))
         assert m.window_bottleneck_radius_m[k] == pytest.approx(hs.contact_radius_m[e], rel=1e-12)
         assert m.window_bottleneck_kept_fraction[k] == hs.kept_fraction[e]
         a0 = net.contact_radius_m[hs.edge_index[e]]
@@ -202,6 +206,13 @@ def test_network_paths_known_chain_and_solver(small_packing):
     assert R[2] == np.inf and R[3] == 0.0
     np.testing.assert_allclose(share[:2], [1.0, 2.0 / 3.0])
     assert bott.tolist()[:3] == [0, 1, -1]
+    # a thin contact (1e-3 S) in series, and in parallel a contact with the glass (1e-6 S) to a
+    # node held near ground: the glass edge drops the most, the thin contact carries the current
+    conns = np.array([[1, 2], [2, 0], [1, 3], [3, 0]])
+    R, share, bott, lim = network_paths(4, conns, np.array([1e-3, 1.0, 1e-6, 1.0]), 0,
+                                        np.array([1]), limiting=True)
+    assert bott.tolist() == [2] and lim.tolist() == [0]
+    assert R[0] == pytest.approx(1 / (1 / (1e3 + 1) + 1 / (1e6 + 1)), rel=1e-12)
     # a real half-space network: the same numbers as the solver's resistance_to_terminal
     net = build_network(small_packing, carrier="electron", soc=1.0)
     hs = half_space(small_packing, net.conns, net.g, plane_axis=1, plane_position_m=-1.0)

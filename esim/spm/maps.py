@@ -59,7 +59,10 @@ constant work-function offset: ``V_CPD = kpfm_se_offset_V - kpfm_se_coupling V_O
 the glass value (the floor of a milled pore is smeared glass) [A].  The paper's conversion is
 ``V_CPD' = V_CPD + V_OCV`` with ``V_OCV`` vs In-Li; an OCV vs Li is converted first
 (``- in_li_vs_li_V``), never added as is.  The map is blurred by the PSF (apex + cantilever),
-then 10 mV noise is added.
+then 10 mV noise is added.  Near the window's edges the cantilever term reaches beyond it: with
+``spm.kpfm_surroundings = "section"`` (default) the PSF averages over the milled section around
+the window (:func:`kpfm_surroundings`: the composite laterally and towards the collector, the
+separator's glass beyond the electrode); ``"mirror"`` reflects the window into itself.
 
 Pixels may be non-square; the PSF, the EDX blur and the topography slopes use the geometric
 mean pixel size ``sqrt(du dz)`` (the defaults are square).
@@ -184,8 +187,8 @@ class SPMMaps:
     window_max_edge_share : (K,) float64, 1
         Largest single-edge voltage drop over the total, unit injection (NaN: no path).
     window_bottleneck_radius_m : (K,) float64, m
-        Radius of the contact with that drop, as it conducts behind the face (``a sqrt(f)``;
-        NaN: no path).
+        Radius of the contact that limits the path (the largest share of its power, see
+        :func:`network_paths`), as it conducts behind the face (``a sqrt(f)``; NaN: no path).
     window_bottleneck_kept_fraction : (K,) float64, 1
         The part of that contact's area the milling left (1: not cut; NaN: no path).
     window_class : (K,) int8
@@ -374,7 +377,7 @@ class SPMMaps:
         dict of (K,) arrays, one entry per ``window_particles``:
             ``particle`` (packing index), ``phase``, ``connection_class``, ``soc``,
             ``network_resistance_ohm``, ``bottleneck_contact_radius_m`` and
-            ``bottleneck_kept_fraction`` (the contact with the largest drop of its path, as the
+            ``bottleneck_kept_fraction`` (the contact that limits its path, as the
             milling left it), ``pixels`` (count), ``z_m`` (mean depth of its pixels,
             m), ``ssrm_ohm`` (median reading, ohm), ``cafm_A`` (median current, A),
             ``kpfm_vcpd_prime_V`` (median, V).
@@ -475,13 +478,18 @@ def nmc_ocp_placeholder(soc, params: Any = None, spm: SPMParams | None = None) -
 
 
 def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
-                  query: np.ndarray, *, chunk_bytes: int = 128 * 2**20
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  query: np.ndarray, *, chunk_bytes: int = 128 * 2**20,
+                  limiting: bool = False) -> tuple[np.ndarray, ...]:
     """Resistance to a grounded node and the largest single-edge share of the path.
 
     For each query node ``p`` a unit current is injected at ``p`` with ``ground`` at 0 V:
     ``R_p = x_p`` and ``share_p = max_e |x_i - x_j| / x_p`` over the conducting edges.  One
     sparse LU factorisation, then blocks of right-hand sides (``chunk_bytes`` each).
+
+    With ``limiting``, also the edge that dissipates the largest share of the path's power,
+    ``g_e (x_i - x_j)^2 / x_p`` (the shares sum to 1): on a series path the edge of the largest
+    drop, but never an edge in parallel with it that carries next to no current (a contact with
+    the glass beside a thin NMC-NMC contact drops as much, and carries ~1e-4 of the current).
 
     Parameters
     ----------
@@ -500,6 +508,9 @@ def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
         In ``(0, 1]``; NaN where ``R`` is 0 or inf.
     bottleneck : (Q,) int64
         Index into ``conns`` of the edge with the largest drop (-1 where ``share`` is NaN).
+    limiting_edge : (Q,) int64
+        Only with ``limiting``: index into ``conns`` of the edge with the largest share of the
+        power (-1 where ``share`` is NaN).
     """
     conns = np.asarray(conns, dtype=np.int64)
     g = np.asarray(g, dtype=np.float64)
@@ -507,6 +518,8 @@ def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
     R = np.full(query.size, np.inf)
     share = np.full(query.size, np.nan)
     bottleneck = np.full(query.size, -1, dtype=np.int64)
+    lim = np.full(query.size, -1, dtype=np.int64)
+    out = (R, share, bottleneck, lim) if limiting else (R, share, bottleneck)
     R[query == ground] = 0.0
     _, labels = network_components(n_nodes, conns, g)
     active = labels == labels[ground]
@@ -514,7 +527,7 @@ def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
     free[ground] = False
     qsel = np.flatnonzero(free[query])
     if qsel.size == 0:
-        return R, share, bottleneck
+        return out
     free_idx = np.flatnonzero(free)
     pos = np.full(n_nodes, -1, dtype=np.int64)
     pos[free_idx] = np.arange(free_idx.size)
@@ -530,6 +543,8 @@ def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
     r_u = np.empty(uq.size)
     s_u = np.empty(uq.size)
     b_u = np.full(uq.size, -1, dtype=np.int64)
+    l_u = np.full(uq.size, -1, dtype=np.int64)
+    ge = g[e_on][:, None]
     k = max(1, min(uq.size, int(chunk_bytes // (8 * (nf + 1)))))
     for start in range(0, uq.size, k):  # memory-bounded blocks of columns, not particles
         cols = uq[start:start + k]
@@ -542,6 +557,8 @@ def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
             arg = d.argmax(axis=0)
             drop = d[arg, np.arange(cols.size)]
             b_u[start:start + cols.size] = e_idx[arg]
+            if limiting:
+                l_u[start:start + cols.size] = e_idx[(ge * d * d).argmax(axis=0)]
         else:
             drop = np.zeros(cols.size)
         r_u[start:start + cols.size] = rp
@@ -549,7 +566,8 @@ def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
     R[qsel] = r_u[inv]
     share[qsel] = s_u[inv]
     bottleneck[qsel] = b_u[inv]
-    return R, share, bottleneck
+    lim[qsel] = l_u[inv]
+    return out
 
 
 def _skeleton_connected(n_nodes: int, conns: np.ndarray, g: np.ndarray, cc_node: int,
@@ -777,7 +795,8 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
     ids = np.unique(grid.particle[grid.particle >= 0]).astype(np.int64)  # window particles
     loc = hs.local[ids]
     phase_k = packing.phase[ids].astype(np.int8)
-    R_k, share_k, bott_k = network_paths(hs.n_nodes, hs.conns, hs.g, hs.cc_node, loc)
+    R_k, share_k, bott_k, lim_k = network_paths(hs.n_nodes, hs.conns, hs.g, hs.cc_node, loc,
+                                                limiting=True)
     skel = _skeleton_connected(hs.n_nodes, hs.conns, hs.g, hs.cc_node, packing.phase[hs.index])
     # connected in the intact electrode (so it took part in the charge) but not behind the face
     intact = _skeleton_connected(net.n_nodes, net.conns, net.g, net.cc_node, packing.phase)
@@ -786,11 +805,11 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
     # the bottleneck must be a particle-particle contact ("point-contacted with other
     # particles", Otoyama 2020), not the particle's own contact with the collector
     bott_pp = (bott_k >= 0) & (hs.conns[np.maximum(bott_k, 0)] < hs.cc_node).all(axis=1)
-    # which contact that is, as the milling left it (a segment of a cut contact is a point
-    # contact the milling made)
-    bott_a = np.where(bott_k >= 0, hs.contact_radius_m[np.maximum(bott_k, 0)], np.nan) \
+    # the contact that limits the path (largest share of its power), as the milling left it
+    # (a segment of a cut contact is a point contact the milling made)
+    bott_a = np.where(lim_k >= 0, hs.contact_radius_m[np.maximum(lim_k, 0)], np.nan) \
         if hs.conns.shape[0] else np.full(ids.size, np.nan)
-    bott_f = np.where(bott_k >= 0, hs.kept_fraction[np.maximum(bott_k, 0)], np.nan) \
+    bott_f = np.where(lim_k >= 0, hs.kept_fraction[np.maximum(lim_k, 0)], np.nan) \
         if hs.conns.shape[0] else np.full(ids.size, np.nan)
     cls_k = np.where(phase_k != PHASE_NMC, CLASS_ELECTROLYTE,
                      np.where(isolated_k, CLASS_ISOLATED,
