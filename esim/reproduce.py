@@ -782,7 +782,9 @@ def _figures(out: Path, first) -> None:
                   and d == dy for x, y, d in placed):
             dy -= 9
         placed.append((math.log10(r), v, dy))
-        ax[0].annotate(text, (r, v), fontsize=7, xytext=(5, dy), textcoords="offset points")
+        ax[0].annotate(text, (r, v), fontsize=7, xytext=(5, dy), textcoords="offset points",
+                       bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none",
+                             "alpha": 0.75})  # readable over a neighbour's marker
     for a in ax:
         a.xaxis.set_minor_formatter(NullFormatter())
     ax[0].set_xlim(lo, hi)
