@@ -655,7 +655,9 @@ def plot_sweep(result: SweepResult, path: str | Path,
     ux_all = np.unique(x)
     log_x = bool(numeric and ux_all.size > 2 and np.all(ux_all > 0)
                  and ux_all.max() / ux_all.min() >= 20)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False,
+                             layout="constrained")
+    show_legend = False
     for ax, m in zip(axes[0], metrics):
         y = result.column(m)
         good = ok & np.isfinite(y)
@@ -681,8 +683,7 @@ def plot_sweep(result: SweepResult, path: str | Path,
             ax.plot(x[~ok], np.zeros(int((~ok).sum())), "x", color="C3", ms=7, mew=1.5,
                     clip_on=False, transform=ax.get_xaxis_transform(),
                     label=f"failed ({int((~ok).sum())}, see sweep.md)")
-        if repeats or gkey is not None or (~ok).any():
-            ax.legend(fontsize=7, frameon=False)
+        show_legend = show_legend or repeats or gkey is not None or bool((~ok).any())
         if m.endswith(_LOG_SUFFIXES) and np.all(y[good] > 0) and good.any():
             ax.set_yscale("log")
         if log_x:
@@ -692,7 +693,15 @@ def plot_sweep(result: SweepResult, path: str | Path,
         ax.set_xlabel(axis_label(xkey) if xkey else "point")
         ax.set_ylabel(axis_label(m))
     fig.suptitle(f"esim sweep: {result.stage} ({len(result.rows)} points)")
-    fig.tight_layout()
+    if show_legend:  # the same series in every panel: one legend, below them, over no data
+        handles, names = {}, []
+        for ax in axes[0]:
+            for h, n in zip(*ax.get_legend_handles_labels()):
+                if n not in handles:
+                    handles[n] = h
+                    names.append(n)
+        fig.legend([handles[n] for n in names], names, loc="outside lower center",
+                   ncols=min(len(names), 3), fontsize=8, frameon=False)
     try:
         return save_figure(fig, path)
     finally:
