@@ -251,7 +251,8 @@ def test_figure_draws_a_second_varied_field_as_series(tmp_path, monkeypatch):
     keys = ["spm.tip_radius_m", "spm.nonohmic", "structure.seed"]
     plot_sweep(SweepResult(keys=keys, stage="spm", rows=rows), tmp_path / "a.png", ["y_ohm"])
     ax = figs[-1].axes[0]
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    (legend,) = figs[-1].legends  # one legend for the panels, below them
+    labels = [t.get_text() for t in legend.get_texts()]
     assert labels == ["nonohmic = False: mean ± std (2 points each)",
                       "nonohmic = True: mean ± std (2 points each)"]
     means = sorted(np.ptp(c.get_children()[0].get_ydata()) for c in ax.containers)
@@ -260,5 +261,5 @@ def test_figure_draws_a_second_varied_field_as_series(tmp_path, monkeypatch):
            for r in rows if r["overrides"]["spm.nonohmic"]]
     plot_sweep(SweepResult(keys=[keys[0], keys[2]], stage="spm", rows=one), tmp_path / "b.png",
                ["y_ohm"])
-    labels = [t.get_text() for t in figs[-1].axes[0].get_legend().get_texts()]
+    labels = [t.get_text() for t in figs[-1].legends[0].get_texts()]
     assert labels == ["points", "mean ± std (2 points each)"]
