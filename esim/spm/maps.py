@@ -875,7 +875,15 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
                                  saturation_A=spm.cafm_saturation_A, rng=rngs[1])
 
     # KPFM
-    v_k = kpfm_surface_potential(phase_k, ocp_k, float_k, isolated_k, ocv, spm)
+    # every particle's raw V_CPD (the section around the window needs them all); the window's
+    # particles are the same values at ids
+    ocp_all = (_per_particle(ocp_V, n, "ocp_V", 0.0) if ocp_V is not None
+               else nmc_ocp_placeholder(soc_all, m, spm))
+    v_all = kpfm_surface_potential(
+        packing.phase, ocp_all, _per_particle(floating_potential_V, n, "floating_potential_V",
+                                              0.0), (packing.phase == PHASE_NMC) & ~intact[:n],
+        ocv, spm)
+    v_k = v_all[ids]
     v_se = spm.kpfm_se_offset_V - spm.kpfm_se_coupling * ocv
     v_true = np.where(solid, v_k[kpix] if ids.size else v_se, v_se)
     p_kpfm = math.sqrt(grid.pixel_size_u_m * grid.pixel_size_z_m)
@@ -884,14 +892,6 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
                        cantilever_weight=spm.kpfm_cantilever_weight)
     psf = _crop_psf(psf, shape)
     if spm.kpfm_surroundings == "section":
-        # every particle's potential, for the section around the window
-        iso_all = (packing.phase == PHASE_NMC) & ~intact[:n]
-        ocp_all = (_per_particle(ocp_V, n, "ocp_V", 0.0) if ocp_V is not None
-                   else nmc_ocp_placeholder(soc_all, m, spm))
-        v_all = kpfm_surface_potential(packing.phase, ocp_all,
-                                       _per_particle(floating_potential_V, n,
-                                                     "floating_potential_V", 0.0),
-                                       iso_all, ocv, spm)
         ext = kpfm_surroundings(packing, spm, grid, v_all, v_se, psf.shape[0] // 2,
                                 psf.shape[1] // 2)
         vcpd = ins.kpfm_noise(ins.blur_extended(ext, psf), noise_sd_V=nz_ * spm.kpfm_noise_V,
