@@ -61,7 +61,7 @@ from esim.analysis import (CAFM_HISTOGRAM, HIGH_R_OHM, KPFM_HISTOGRAM, SSRM_HIST
                            ParticleValues, linear_gradient, particle_table, wilson_interval)
 from esim.errors import InputFileError, InvalidParameters
 from esim.io.atomic import atomic_write_json, atomic_write_text
-from esim.io.maps import MapChannel, read_map
+from esim.io.maps import CC_SIDES, MapChannel, read_map
 from esim.packing import PHASE_NMC, PHASE_SE, PORE
 
 __all__ = ["ChannelSpec", "CHANNEL_SPECS", "Segmentation", "MapSet", "CC_SIDES",
@@ -71,7 +71,6 @@ __all__ = ["ChannelSpec", "CHANNEL_SPECS", "Segmentation", "MapSet", "CC_SIDES",
 
 log = logging.getLogger(__name__)
 
-CC_SIDES = ("first-row", "last-row", "first-column", "last-column")
 SEGMENT_METHODS = ("phase", "sem", "edx")
 
 

@@ -74,6 +74,15 @@ def test_console_script_runs_as_subprocess(tmp_path):
     assert r.stderr.startswith("esim: error:") and "Traceback" not in r.stderr
 
 
+def test_help_imports_no_compute_stack():
+    """``esim --help`` and argument errors answer at once: building the parser imports none of
+    scipy, numba or matplotlib (each subcommand imports its stage when it runs)."""
+    code = ("import sys; from esim.cli.main import build_parser; build_parser(); "
+            "print(sorted(m for m in ('scipy', 'numba', 'matplotlib') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
+
+
 # -- --set SECTION.KEY=VALUE, the same on every subcommand --------------------------------------
 
 SMALL_SET = ["--set", "structure.box_x_m=2e-5", "--set", "structure.box_y_m=2e-5",

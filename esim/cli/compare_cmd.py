@@ -43,7 +43,7 @@ HELP = "compare measured SSRM/KPFM/C-AFM maps with simulated ones, particle by p
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from esim.analysis import HIGH_R_OHM
-    from esim.compare import CC_SIDES
+    from esim.io.maps import CC_SIDES
 
     m = p.add_argument_group("measured maps (one area)")
     m.add_argument("--ssrm", metavar="FILE", help="SSRM resistance map (Ohm)")

@@ -21,9 +21,11 @@ import numpy as np
 
 from esim.errors import InputFileError
 
-__all__ = ["MapChannel", "read_map", "SUFFIXES"]
+__all__ = ["MapChannel", "read_map", "SUFFIXES", "CC_SIDES"]
 
 SUFFIXES = (".gsf", ".gwy", ".tif", ".tiff", ".npy")
+# where the current collector lies in a measured map file (its orientation on disk)
+CC_SIDES = ("first-row", "last-row", "first-column", "last-column")
 
 # unit spellings accepted for each unprefixed SI unit (Gwyddion writes "Ohm"; some tools "Ω")
 _UNIT_ALIASES = {"ohm": "Ohm", "Ω": "Ohm", "ohms": "Ohm", "v": "V", "a": "A", "m": "m",
