@@ -124,8 +124,8 @@ def _panel(fig, ax, ms: "MapSet", channel: str | None, title: str) -> None:
                                       (cy[pid] + 0.5) * ms.pixel_size_depth_m * _UM),
                         color="white", fontsize=7, ha="center", va="center", weight="bold")
     ax.set_title(title, fontsize=10, loc="left")
-    ax.set_xlabel("lateral position (um)")
-    ax.set_ylabel("depth from collector side (um)")
+    ax.set_xlabel("lateral position (µm)")
+    ax.set_ylabel("depth from collector side (µm)")
 
 
 def plot_segmentation(measured: "MapSet", sim: "MapSet", path: str | os.PathLike) -> Path:

@@ -774,8 +774,9 @@ def _figures(out: Path, first) -> None:
     v_all = np.asarray(va + vb, float)
     v_span = float(np.ptp(v_all[np.isfinite(v_all)])) if np.isfinite(v_all).any() else 1.0
     placed: list[tuple[float, float, int]] = []  # (log10 r, V, vertical offset in points)
-    for text, r, v in _cluster_labels(num, ra, va, 0.03 * np.log10(hi / lo),
-                                      0.03 * max(v_span, 1e-3)):
+    tol_r, tol_v = 0.03 * np.log10(hi / lo), 0.03 * max(v_span, 1e-3)
+    for text, r, v in (_cluster_labels(num, ra, va, tol_r, tol_v)
+                       + _cluster_labels(num, rb, vb, tol_r, tol_v)):  # after, then before
         # a label runs ~0.6 decades to the right: step it down below a neighbour's label
         dy = 3
         while any(abs(math.log10(r) - x) < 0.6 and abs(v - y) < 0.1 * max(v_span, 1e-3)
@@ -788,6 +789,7 @@ def _figures(out: Path, first) -> None:
     for a in ax:
         a.xaxis.set_minor_formatter(NullFormatter())
     ax[0].set_xlim(lo, hi)
+    ax[0].set_ymargin(0.1)  # room above the top cluster for its label (~10 pt over the marker)
     ax[0].axvline(HIGH_R_OHM, color="grey", ls=":", lw=0.8)
     ax[0].set_xlabel("resistance, SSRM histogram peak (Ω)")
     ax[0].set_ylabel("V_CPD', KPFM histogram peak (V)")

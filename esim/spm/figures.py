@@ -29,8 +29,8 @@ def _show(ax, fig, data, m: "SPMMaps", title: str, label: str, **kw):
     u0, u1, z0, z1 = (v * _UM for v in m.extent_m)
     im = ax.imshow(data, origin="lower", extent=(u0, u1, z0, z1), interpolation="nearest", **kw)
     ax.set_title(title, fontsize=10, loc="left")
-    ax.set_xlabel("lateral position (um)")
-    ax.set_ylabel("depth z from collector (um)")
+    ax.set_xlabel("lateral position (µm)")
+    ax.set_ylabel("depth z from collector (µm)")
     cb = fig.colorbar(im, ax=ax, shrink=0.85)
     cb.set_label(label)
     return cb
@@ -56,7 +56,7 @@ def plot_maps(m: "SPMMaps", path: str | os.PathLike) -> Path:
     r_max = spm["ssrm_r_max_ohm"]
     lo = max(float(np.nanmin(m.ssrm_ohm)), r_max / 10.0**spm["ssrm_decades"])
     lo = min(10.0 ** np.floor(np.log10(lo)), r_max / 100.0)
-    _show(axs[1, 0], fig, m.ssrm_ohm, m, f"(d) SSRM at {m.bias_V:g} V", "resistance (Ohm)",
+    _show(axs[1, 0], fig, m.ssrm_ohm, m, f"(d) SSRM at {m.bias_V:g} V", "resistance (Ω)",
           cmap="jet", norm=LogNorm(vmin=lo, vmax=r_max * 1.15))
     floor = max(spm["cafm_noise_floor_A"], 1e-15)
     cur = np.clip(np.abs(m.cafm_A), floor, None)
@@ -93,7 +93,7 @@ def plot_truth(m: "SPMMaps", path: str | os.PathLike) -> Path:
     lo = float(np.nanmin(r[ok])) if ok.any() else 1.0
     hi = float(np.nanmax(r[ok])) if ok.any() else 10.0
     _show(axs[1, 0], fig, np.where(ok, r, np.nan), m, "network resistance to the collector",
-          "resistance (Ohm)", cmap="jet", norm=LogNorm(vmin=lo, vmax=max(hi, lo * 10)))
+          "resistance (Ω)", cmap="jet", norm=LogNorm(vmin=lo, vmax=max(hi, lo * 10)))
     _show(axs[1, 1], fig, np.where(m.phase == PHASE_NMC, m.soc, np.nan), m, "NMC state of charge",
           "SOC", cmap="viridis", vmin=0.0, vmax=1.0)
     fig.suptitle("Ground truth of the imaged window")
@@ -113,7 +113,7 @@ def plot_iv(m: "SPMMaps", path: str | os.PathLike, title: str = "") -> Path:
     for k, (r, c) in enumerate(m.iv_pixels):
         ph = {PHASE_NMC: "NMC", PHASE_SE: "SE"}.get(int(m.phase[r, c]), "pore")
         cls = CLASS_NAMES[int(m.connection_class[r, c])]
-        lab = f"{k}: {ph}, {cls}, R_net={m.network_resistance_ohm[r, c]:.2g} Ohm"
+        lab = f"{k}: {ph}, {cls}, R_net={m.network_resistance_ohm[r, c]:.2g} Ω"
         i = m.iv_current_A[k]
         ax1.plot(m.iv_voltage_V, i * scale, label=lab)
         ax2.semilogy(m.iv_voltage_V, np.clip(np.abs(i), floor, None), label=lab)
@@ -123,7 +123,9 @@ def plot_iv(m: "SPMMaps", path: str | os.PathLike, title: str = "") -> Path:
                   loc="left", fontsize=10)
     ax2.set_xlabel("sample bias (V)")
     ax2.set_ylabel("|current| (A)")
-    ax2.legend(fontsize=7, loc="best")
+    if len(m.iv_pixels):  # one legend for both panels, below them: clear of every curve
+        fig.legend(*ax2.get_legend_handles_labels(), loc="outside lower center", ncols=2,
+                   fontsize=8, frameon=False)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     return save_figure(fig, path)
