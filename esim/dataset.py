@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from esim.errors import EsimError, InvalidParameters
+from esim.io.atomic import check_output_dir
 from esim.params import Params, params_from_dict
 
 __all__ = ["STATES", "DatasetResult", "sample_params", "generate_sample", "generate_dataset"]
@@ -229,9 +230,7 @@ def generate_dataset(base: Params, n: int, outdir: str | Path, *, first_seed: in
         raise InvalidParameters(f"--workers: must lie in [1, 256], got {workers!r}")
     if not (0 <= int(first_seed) and int(first_seed) + int(n) <= 2**32):
         raise InvalidParameters(f"--first-seed: must lie in [0, 2^32 - n], got {first_seed!r}")
-    out = Path(outdir)
-    if out.exists() and not out.is_dir():
-        raise InvalidParameters(f"--outdir: {out} exists and is not a folder")
+    out = check_output_dir(outdir)
     states = tuple(s for s in STATES if s in states)
     all_params = [sample_params(base, first_seed + i) for i in range(n)]  # validates all first
     t0 = time.perf_counter()

@@ -32,6 +32,7 @@ from scipy import ndimage
 from esim import analysis
 from esim._report import _compare, _inputs, _markdown, _spread, _summary
 from esim.errors import InvalidParameters
+from esim.io.atomic import check_output_dir
 from esim.params import Params
 from esim.spm.maps import CLASS_CUT_OFF, CLASS_ISOLATED, CLASS_POINT_CONTACT
 
@@ -637,6 +638,7 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
     from esim.io.atomic import atomic_write_text
     from esim.packing import pack
 
+    check_output_dir(out_dir, "--output")  # before any work
     t0 = time.perf_counter()
     base = preset_otoyama2020(quick)
     overrides = {k: dict(v) for k, v in (overrides or {}).items()}

@@ -64,6 +64,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from esim.errors import EsimError, InvalidParameters
+from esim.io.atomic import check_output_dir
 from esim.params import Params, params_from_dict
 
 __all__ = ["STAGES", "SweepResult", "parse_vary", "expand_points", "run_point", "run_sweep"]
@@ -499,9 +500,7 @@ def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdi
         raise InvalidParameters(f"--soc: must lie in [0, 1], got {soc!r}")
     if not 1 <= int(workers) <= 256:
         raise InvalidParameters(f"--workers: must lie in [1, 256], got {workers!r}")
-    out = Path(outdir)
-    if out.exists() and not out.is_dir():
-        raise InvalidParameters(f"--outdir: {out} exists and is not a folder")
+    out = check_output_dir(outdir)
     points = expand_points(base, vary, mode=mode)
     t0 = time.perf_counter()
     folder = out / "points"

@@ -67,6 +67,50 @@ def test_missing_file_exit_2(tmp_path, capsys):
     assert "nope.toml: no such parameter file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv,field", [
+    (["pack", "-o", "{f}/p.h5"], "--output"),
+    (["charge", "-o", "{f}/c.h5"], "--output"),
+    (["spm", "--soc", "0.5", "-o", "{f}"], "--output"),
+    (["spm", "--soc", "0.5", "-o", "{f}/maps"], "--output"),
+    (["solve", "--soc", "0.5", "-o", "{f}"], "--outdir"),
+    (["reproduce", "otoyama2020", "--quick", "-o", "{f}"], "--output"),
+    (["reproduce", "otoyama2020", "--quick", "-o", "{f}/r"], "--output"),
+    (["sweep", "--stage", "pack", "--vary", "structure.seed=1,2", "-o", "{f}/s"], "--outdir"),
+    (["dataset", "-n", "1", "-o", "{f}"], "--outdir"),
+    (["compare", "--ssrm", "{f}", "--sem", "{f}", "--sim", "{f}", "-o", "{f}"], "--outdir"),
+])
+def test_output_under_a_file_is_refused_before_any_work(tmp_path, capsys, argv, field):
+    """An output path that is, or lies under, an existing file: exit 2 with one line naming the
+    field, at once (the default parameter set would take minutes to pack and charge), and the
+    file is untouched."""
+    f = tmp_path / "a_file"
+    f.write_text("keep me")
+    assert main([a.replace("{f}", str(f)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"esim: error: {field}: ") and len(err.strip().splitlines()) == 1
+    assert "a_file" in err and "Traceback" not in err
+    assert f.read_text() == "keep me" and list(tmp_path.iterdir()) == [f]
+
+
+def test_output_file_that_is_a_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "p.h5").mkdir()
+    assert main(["pack", "-o", str(tmp_path / "p.h5")]) == 2
+    assert "--output: " in capsys.readouterr().err
+
+
+def test_a_refused_write_is_one_line_exit_2(monkeypatch, capsys):
+    """The file system's refusals (a full disk, a permission) end like bad input: one line."""
+    import esim.cli.params_cmd as params_cmd
+
+    def refuse(args):
+        raise PermissionError(13, "Permission denied", "/results/report.md")
+
+    monkeypatch.setattr(params_cmd, "run", refuse)
+    assert main(["params", "--default"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "esim: error: /results/report.md: Permission denied"
+
+
 def test_console_script_runs_as_subprocess(tmp_path):
     r = subprocess.run([sys.executable, "-m", "esim.cli.main", "pack", str(tmp_path / "x.toml")],
                        capture_output=True, text=True)

@@ -94,13 +94,11 @@ def _params_and_packing(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from esim.charge import ChargeIncomplete, charge, plot_charge
-    from esim.errors import InvalidParameters
+    from esim.io.atomic import check_output_file
     from esim.packing import pack
     from esim.plot import save_figure
 
-    out = Path(args.output)
-    if out.suffix.lower() not in (".h5", ".hdf5"):
-        raise InvalidParameters(f"--output: expected a .h5 or .hdf5 path, got {out}")
+    out = check_output_file(args.output, "--output", (".h5", ".hdf5"))
     quiet = args.quiet or args.json
     params, packing = _params_and_packing(args)
     summary: dict[str, Any] = {}

@@ -99,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
     from esim.compare import (CHANNEL_SPECS, compare_maps, load_measured, rank_sweep,
                               simulated_mapset, write_comparison, write_fit)
     from esim.errors import InvalidParameters
+    from esim.io.atomic import check_output_dir
     from esim.spm.maps import SPMMaps
 
+    check_output_dir(args.outdir)
     if not (args.min_diameter_m > 0):
         raise InvalidParameters(f"--min-diameter-m: must be positive, got {args.min_diameter_m}")
     if not (args.high_ohm > 0):

@@ -1,7 +1,8 @@
 """The ``esim`` command: one module per subcommand, ``main(argv) -> int`` so tests call it.
 
 Expected errors (bad parameters, missing files, a structure that cannot be built) print one
-line ``esim: error: ...`` to stderr and exit with status 2; ``--traceback`` shows the trace.
+line ``esim: error: ...`` to stderr and exit with status 2; so does a file system that refuses a
+write (full disk, permissions).  ``--traceback`` shows the trace.
 Only the CLI configures logging.
 """
 
@@ -76,6 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.traceback:
             raise
         print(f"esim: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused (full disk, permissions): one line, too
+        if args.traceback:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"esim: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("esim: interrupted", file=sys.stderr)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from esim.cli._common import add_set_argument, params_from_arg, print_json, print_table
+from esim.io.atomic import check_output_file
 
 HELP = "generate a two-phase particle packing (HDF5 + figure)"
 log = logging.getLogger("esim")
@@ -28,11 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from esim.packing import pack
 
     params = params_from_arg(args.config, args.set)
-    out = Path(args.output)
-    if out.suffix.lower() not in (".h5", ".hdf5"):
-        from esim.errors import InvalidParameters
-
-        raise InvalidParameters(f"--output: expected a .h5 or .hdf5 path, got {out}")
+    out = check_output_file(args.output, "--output", (".h5", ".hdf5"))
     t0 = time.perf_counter()
     packing = pack(params, quiet=args.quiet or args.json)
     elapsed = time.perf_counter() - t0

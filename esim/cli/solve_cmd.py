@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from esim.cli._common import add_set_argument, format_value, print_json, print_table
+from esim.io.atomic import check_output_dir
 
 HELP = "effective electronic/ionic conductivity, tortuosity and percolation at a state of charge"
 log = logging.getLogger("esim")
@@ -109,9 +110,7 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.soc_sweep is not None and not (2 <= args.soc_sweep <= 1000):
         raise InvalidParameters(f"--soc-sweep: must be an integer in [2, 1000], "
                                 f"got {args.soc_sweep!r}")
-    out = Path(args.outdir)
-    if out.exists() and not out.is_dir():
-        raise InvalidParameters(f"--outdir: {out} exists and is not a folder")
+    check_output_dir(args.outdir)
 
 
 def _is_hdf5(path: Path) -> bool:

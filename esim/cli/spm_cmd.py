@@ -64,10 +64,12 @@ def _load(arg: str | None, overrides: list[str] | tuple[str, ...] = ()):
 
 def run(args: argparse.Namespace) -> int:
     from esim.errors import InvalidParameters
+    from esim.io.atomic import check_output_dir
     from esim.spm.maps import simulate_spm
 
     if not 0.0 <= args.soc <= 1.0:
         raise InvalidParameters(f"--soc: must lie in [0, 1], got {args.soc}")
+    check_output_dir(args.output, "--output")
     t0 = time.perf_counter()
     packing, params, spm = _load(args.input, args.set)
     changes = {}

@@ -14,8 +14,50 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from esim.errors import InvalidParameters
+
 __all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "atomic_write_json",
-           "json_safe"]
+           "json_safe", "check_output_dir", "check_output_file"]
+
+
+def _check_parents(path: Path, field: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a folder we can write into."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InvalidParameters(f"{field}: {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise InvalidParameters(f"{field}: {path}: cannot write into {parent}")
+            return
+
+
+def check_output_dir(path: str | os.PathLike, field: str = "--outdir") -> Path:
+    """Check, before any work, that ``path`` can be made or used as an output folder; raise
+    :class:`~esim.errors.InvalidParameters` naming ``field`` if it is a file or lies under one,
+    or if its nearest existing folder is not writable.  Creates nothing."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise InvalidParameters(f"{field}: {path} exists and is not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise InvalidParameters(f"{field}: cannot write into {path}")
+        return path
+    _check_parents(path, field)
+    return path
+
+
+def check_output_file(path: str | os.PathLike, field: str = "--output",
+                      suffixes: tuple[str, ...] = ()) -> Path:
+    """Check, before any work, that a result can be written to the file ``path`` (atomically,
+    beside it): not a folder, not under a file, in a writable folder, with one of ``suffixes``
+    (lower case, e.g. ``(".h5", ".hdf5")``) when given.  Creates nothing."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise InvalidParameters(f"{field}: expected a {' or '.join(suffixes)} path, got {path}")
+    if path.is_dir():
+        raise InvalidParameters(f"{field}: {path} is a folder; give a file name")
+    _check_parents(path, field)
+    return path
 
 
 @contextlib.contextmanager
