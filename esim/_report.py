@@ -288,6 +288,12 @@ def _markdown(report: dict[str, Any]) -> str:
              f"{report['n_windows']} window{'s' * (report['n_windows'] != 1)}, "
              f"quick={report['quick']}, "
              f"{report['elapsed_s']:.0f} s."), ""]
+    spacing, d50 = report.get("window_spacing_m"), report.get("nmc_d50_m")
+    if spacing is not None and d50 is not None and spacing < d50:
+        lines += [f"**Windows not independent:** the section planes lie {spacing * 1e6:.2g} um "
+                  f"apart, closer than the NMC diameter ({d50 * 1e6:.2g} um), so neighbouring "
+                  "windows cut the same particles; the spreads, the pooled counts and their "
+                  "intervals below treat them as independent and are too narrow.", ""]
     if report.get("overrides"):
         changed = ", ".join(f"{sec}.{k} = {v!r}" for sec, kv in report["overrides"].items()
                             for k, v in kv.items())

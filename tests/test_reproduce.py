@@ -166,8 +166,8 @@ def test_histogram_peak_equals_truth_on_noise_free_maps(small_packing):
     np.testing.assert_allclose(t.peak[ok], truth[ok], rtol=0.04)
 
 
-@pytest.mark.parametrize("args,needle", [(["--windows", "0"], "windows: must be >= 1"),
-                                         (["--windows", "-2"], "windows: must be >= 1")])
+@pytest.mark.parametrize("args,needle", [(["--windows", "0"], "--windows: must be >= 1"),
+                                         (["--windows", "-2"], "--windows: must be >= 1")])
 def test_bad_windows_exit_2_before_any_output(tmp_path, capsys, args, needle):
     """0 windows is an error, not the default; nothing is created."""
     out = tmp_path / "res"
@@ -175,6 +175,21 @@ def test_bad_windows_exit_2_before_any_output(tmp_path, capsys, args, needle):
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_windows_closer_than_a_particle_are_flagged_as_not_independent(quick_report):
+    """Evenly spaced planes closer than the NMC diameter cut the same particles: the report says
+    its spreads and pooled counts are then too narrow; the preset's planes are far apart."""
+    from esim._report import _markdown
+    from esim.reproduce import preset_otoyama2020
+
+    out, rep = quick_report
+    s = preset_otoyama2020(True).structure
+    assert rep["window_spacing_m"] == pytest.approx(s.box_y_m / rep["n_windows"])
+    assert rep["window_spacing_m"] > 2 * s.nmc_d50_m
+    assert "not independent" not in (out / "report.md").read_text()
+    close = dict(rep, window_spacing_m=s.box_y_m / 40)
+    assert "**Windows not independent:**" in _markdown(close)
 
 
 def test_empty_seed_list_is_an_error(tmp_path):
