@@ -159,9 +159,9 @@ def _compare(agg: dict[str, dict], charge_nums: dict[str, float], t: dict,
     rows.append(_row("...of which charged (point-contact-limited or cut off by the milling)",
                      round(rep, 3), fc["mean"], in_band, "0.10-0.35",
                      f"of the {k} at >= 5e8 ohm: {n_pc} point-contact-limited (one contact "
-                     f"carries most of the path), {n_cut} cut off by the milling (no NMC "
-                     "contact left on the part behind the face; they read the ceiling, like "
-                     f"the SE), {k - n_pc - n_cut} other; isolated particles (no electronic "
+                     f"dissipates most of the path's power), {n_cut} cut off by the milling "
+                     "(no NMC contact left on the part behind the face; they read the ceiling, "
+                     f"like the SE), {k - n_pc - n_cut} other; isolated particles (no electronic "
                      "path before the milling, so never charged) are excluded from both rows",
                      per("high_r_and_charged_fraction"),
                      target="ssrm.particles_high_resistance_after_charge"))

@@ -153,9 +153,9 @@ def test_maps_name_the_contact_that_limits_the_path(small_packing):
         x[nodes] = np.linalg.solve(lap[np.ix_(nodes, nodes)], rhs)
         drop = np.abs(x[c[:, 0]] - x[c[:, 1]]) * (g > 0)
         xp = x[hs.local[p]]
-        assert drop.max() / xp == pytest.approx(m.window_max_edge_share[k], rel=1e-6)
         power = g * drop**2 / xp
         assert power.sum() == pytest.approx(1.0, rel=1e-9)  # the power of a unit current, x_p
+        assert power.max() == pytest.approx(m.window_max_edge_share[k], rel=1e-6)
         e = int(np.argmax(power))
         assert m.window_bottleneck_radius_m[k] == pytest.approx(hs.contact_radius_m[e], rel=1e-12)
         assert m.window_bottleneck_kept_fraction[k] == hs.kept_fraction[e]
@@ -207,12 +207,31 @@ def test_network_paths_known_chain_and_solver(small_packing):
     np.testing.assert_allclose(share[:2], [1.0, 2.0 / 3.0])
     assert bott.tolist()[:3] == [0, 1, -1]
     # a thin contact (1e-3 S) in series, and in parallel a contact with the glass (1e-6 S) to a
-    # node held near ground: the glass edge drops the most, the thin contact carries the current
+    # node held near ground: the glass edge drops the most, the thin contact carries the
+    # current and dissipates the power; it is the one named
     conns = np.array([[1, 2], [2, 0], [1, 3], [3, 0]])
-    R, share, bott, lim = network_paths(4, conns, np.array([1e-3, 1.0, 1e-6, 1.0]), 0,
-                                        np.array([1]), limiting=True)
-    assert bott.tolist() == [2] and lim.tolist() == [0]
-    assert R[0] == pytest.approx(1 / (1 / (1e3 + 1) + 1 / (1e6 + 1)), rel=1e-12)
+    R, share, bott = network_paths(4, conns, np.array([1e-3, 1.0, 1e-6, 1.0]), 0, np.array([1]))
+    assert bott.tolist() == [0]
+    r1, r2 = 1e3 + 1, 1e6 + 1  # the two branches
+    assert R[0] == pytest.approx(1 / (1 / r1 + 1 / r2), rel=1e-12)
+    i1 = r2 / (r1 + r2)  # the thin contact's part of the unit current
+    assert share[0] == pytest.approx(i1**2 * 1e3 / R[0], rel=1e-9)
+    # a weak direct contact (1 ohm) beside a route of two 0.1 ohm edges: the direct edge drops
+    # the whole path (a drop share of 1), but carries 1/6 of the current, so its power share
+    # is 1/6; each route edge carries 5/6 and dissipates 5/12: no edge limits the path
+    c3, g3 = np.array([[1, 0], [1, 2], [2, 0]]), np.array([1.0, 10.0, 10.0])
+    R, share, bott = network_paths(3, c3, g3, 0, np.array([1]))
+    assert R[0] == pytest.approx(1 / 6) and bott[0] in (1, 2)
+    assert share[0] == pytest.approx(5 / 12)
+    # the shares are the elasticities d ln R / d ln R_e: check by finite differences
+    el = []
+    for e in range(3):
+        gp = g3.copy()
+        gp[e] /= 1.001
+        el.append(math.log(network_paths(3, c3, gp, 0, np.array([1]))[0][0] / R[0])
+                  / math.log(1.001))
+    np.testing.assert_allclose(el, [1 / 6, 5 / 12, 5 / 12], rtol=2e-3)
+    assert max(el) == pytest.approx(share[0], rel=2e-3)
     # a real half-space network: the same numbers as the solver's resistance_to_terminal
     net = build_network(small_packing, carrier="electron", soc=1.0)
     hs = half_space(small_packing, net.conns, net.g, plane_axis=1, plane_position_m=-1.0)

@@ -23,12 +23,13 @@ and every edge's voltage drop for that injection.
   skeleton path: the milling took away the part of the particle that held its contacts (a
   section whose centre lay beyond the plane keeps only the contacts on its remaining cap).  It
   reads like an isolated particle, yet it charged;
-* ``CLASS_POINT_CONTACT``: connected, but one particle-particle edge carries more than
-  ``point_contact_share`` (0.5) of the path: ``max_e |x_i - x_j| / x_p > 0.5`` for the unit
-  injection at ``p`` (with ``R_p = x_p``), i.e. most of its path resistance sits in one contact
-  with another particle.  A particle whose largest drop is its own contact with the current
-  collector is counted as connected (the paper's point contacts are "with other NMC
-  particles");
+* ``CLASS_POINT_CONTACT``: connected, but one particle-particle edge dissipates more than
+  ``point_contact_share`` (0.5) of the path's power: ``max_e g_e (x_i - x_j)^2 / x_p > 0.5``
+  for the unit injection at ``p`` (with ``R_p = x_p``), i.e. most of its path resistance sits
+  in one contact with another particle, the one whose widening would lower the reading most
+  (the share is ``d ln R_p / d ln R_e``; :func:`network_paths`).  A particle whose limiting edge
+  is its own contact with the current collector is counted as connected (the paper's point
+  contacts are "with other NMC particles");
 * ``CLASS_CONNECTED``: the others.
 
 **SSRM.**  At each pixel over a particle, the ohmic series path is
@@ -185,10 +186,12 @@ class SPMMaps:
     window_phase : (K,) int8 ; window_soc : (K,) float64, 1
     window_resistance_ohm : (K,) float64, ohm
     window_max_edge_share : (K,) float64, 1
-        Largest single-edge voltage drop over the total, unit injection (NaN: no path).
+        Largest single-edge share of the path's power, unit injection (:func:`network_paths`;
+        NaN: no path).  Files written before esim 0.1.0's 2026-11-27 change hold the largest
+        single-edge share of the voltage drop here (the same on a series path).
     window_bottleneck_radius_m : (K,) float64, m
-        Radius of the contact that limits the path (the largest share of its power, see
-        :func:`network_paths`), as it conducts behind the face (``a sqrt(f)``; NaN: no path).
+        Radius of that contact, the one that limits the path, as it conducts behind the face
+        (``a sqrt(f)``; NaN: no path).
     window_bottleneck_kept_fraction : (K,) float64, 1
         The part of that contact's area the milling left (1: not cut; NaN: no path).
     window_class : (K,) int8
@@ -478,18 +481,20 @@ def nmc_ocp_placeholder(soc, params: Any = None, spm: SPMParams | None = None) -
 
 
 def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
-                  query: np.ndarray, *, chunk_bytes: int = 128 * 2**20,
-                  limiting: bool = False) -> tuple[np.ndarray, ...]:
-    """Resistance to a grounded node and the largest single-edge share of the path.
+                  query: np.ndarray, *, chunk_bytes: int = 128 * 2**20
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resistance to a grounded node, and the edge that limits the path with its share.
 
     For each query node ``p`` a unit current is injected at ``p`` with ``ground`` at 0 V:
-    ``R_p = x_p`` and ``share_p = max_e |x_i - x_j| / x_p`` over the conducting edges.  One
-    sparse LU factorisation, then blocks of right-hand sides (``chunk_bytes`` each).
-
-    With ``limiting``, also the edge that dissipates the largest share of the path's power,
-    ``g_e (x_i - x_j)^2 / x_p`` (the shares sum to 1): on a series path the edge of the largest
-    drop, but never an edge in parallel with it that carries next to no current (a contact with
-    the glass beside a thin NMC-NMC contact drops as much, and carries ~1e-4 of the current).
+    ``R_p = x_p``, and each edge dissipates ``g_e (x_i - x_j)^2`` of the path's power ``x_p``.
+    ``share_p = max_e g_e (x_i - x_j)^2 / x_p``: the shares sum to 1, and an edge's share is
+    the elasticity of ``R_p`` to that edge's resistance, ``d ln R_p / d ln R_e`` (Tellegen:
+    ``dR_p/dR_e = (I_e / I)^2``), so a share above 1/2 means that halving that one contact's
+    resistance lowers the reading by about a quarter or more.  On a series path it is the
+    edge's share of the drop; an edge in parallel with a thin contact drops as much but carries
+    next to no current (a contact with the glass beside a thin NMC-NMC contact, ~1e-4 of the
+    current), and its share is next to zero.  One sparse LU factorisation, then blocks of
+    right-hand sides (``chunk_bytes`` each).
 
     Parameters
     ----------
@@ -505,12 +510,10 @@ def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
     R : (Q,) float64, ohm
         ``inf`` for nodes with no path to ground, 0 for the ground itself.
     share : (Q,) float64, 1
-        In ``(0, 1]``; NaN where ``R`` is 0 or inf.
+        The largest single-edge share of the path's power, in ``(0, 1]``; NaN where ``R`` is 0
+        or inf.
     bottleneck : (Q,) int64
-        Index into ``conns`` of the edge with the largest drop (-1 where ``share`` is NaN).
-    limiting_edge : (Q,) int64
-        Only with ``limiting``: index into ``conns`` of the edge with the largest share of the
-        power (-1 where ``share`` is NaN).
+        Index into ``conns`` of that edge (-1 where ``share`` is NaN).
     """
     conns = np.asarray(conns, dtype=np.int64)
     g = np.asarray(g, dtype=np.float64)
@@ -518,8 +521,7 @@ def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
     R = np.full(query.size, np.inf)
     share = np.full(query.size, np.nan)
     bottleneck = np.full(query.size, -1, dtype=np.int64)
-    lim = np.full(query.size, -1, dtype=np.int64)
-    out = (R, share, bottleneck, lim) if limiting else (R, share, bottleneck)
+    out = (R, share, bottleneck)
     R[query == ground] = 0.0
     _, labels = network_components(n_nodes, conns, g)
     active = labels == labels[ground]
@@ -543,7 +545,6 @@ def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
     r_u = np.empty(uq.size)
     s_u = np.empty(uq.size)
     b_u = np.full(uq.size, -1, dtype=np.int64)
-    l_u = np.full(uq.size, -1, dtype=np.int64)
     ge = g[e_on][:, None]
     k = max(1, min(uq.size, int(chunk_bytes // (8 * (nf + 1)))))
     for start in range(0, uq.size, k):  # memory-bounded blocks of columns, not particles
@@ -553,20 +554,18 @@ def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
         x = np.vstack([lu.solve(rhs), np.zeros((1, cols.size))])
         rp = x[cols, np.arange(cols.size)]
         if pe.size:
-            d = np.abs(x[pe[:, 0]] - x[pe[:, 1]])
-            arg = d.argmax(axis=0)
-            drop = d[arg, np.arange(cols.size)]
+            d = x[pe[:, 0]] - x[pe[:, 1]]
+            power = ge * d * d
+            arg = power.argmax(axis=0)
+            top = power[arg, np.arange(cols.size)]
             b_u[start:start + cols.size] = e_idx[arg]
-            if limiting:
-                l_u[start:start + cols.size] = e_idx[(ge * d * d).argmax(axis=0)]
         else:
-            drop = np.zeros(cols.size)
+            top = np.zeros(cols.size)
         r_u[start:start + cols.size] = rp
-        s_u[start:start + cols.size] = drop / rp
+        s_u[start:start + cols.size] = top / rp
     R[qsel] = r_u[inv]
     share[qsel] = s_u[inv]
     bottleneck[qsel] = b_u[inv]
-    lim[qsel] = l_u[inv]
     return out
 
 
@@ -760,7 +759,8 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
     noise : bool
         False: noise-free, deterministic maps (no random number is drawn).
     point_contact_share : float, 1
-        Threshold of the largest single-edge share of the path for ``CLASS_POINT_CONTACT``.
+        Threshold of the largest single-edge share of the path's power for
+        ``CLASS_POINT_CONTACT``.
 
     Returns
     -------
@@ -795,8 +795,7 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
     ids = np.unique(grid.particle[grid.particle >= 0]).astype(np.int64)  # window particles
     loc = hs.local[ids]
     phase_k = packing.phase[ids].astype(np.int8)
-    R_k, share_k, bott_k, lim_k = network_paths(hs.n_nodes, hs.conns, hs.g, hs.cc_node, loc,
-                                                limiting=True)
+    R_k, share_k, bott_k = network_paths(hs.n_nodes, hs.conns, hs.g, hs.cc_node, loc)
     skel = _skeleton_connected(hs.n_nodes, hs.conns, hs.g, hs.cc_node, packing.phase[hs.index])
     # connected in the intact electrode (so it took part in the charge) but not behind the face
     intact = _skeleton_connected(net.n_nodes, net.conns, net.g, net.cc_node, packing.phase)
@@ -807,9 +806,9 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
     bott_pp = (bott_k >= 0) & (hs.conns[np.maximum(bott_k, 0)] < hs.cc_node).all(axis=1)
     # the contact that limits the path (largest share of its power), as the milling left it
     # (a segment of a cut contact is a point contact the milling made)
-    bott_a = np.where(lim_k >= 0, hs.contact_radius_m[np.maximum(lim_k, 0)], np.nan) \
+    bott_a = np.where(bott_k >= 0, hs.contact_radius_m[np.maximum(bott_k, 0)], np.nan) \
         if hs.conns.shape[0] else np.full(ids.size, np.nan)
-    bott_f = np.where(lim_k >= 0, hs.kept_fraction[np.maximum(lim_k, 0)], np.nan) \
+    bott_f = np.where(bott_k >= 0, hs.kept_fraction[np.maximum(bott_k, 0)], np.nan) \
         if hs.conns.shape[0] else np.full(ids.size, np.nan)
     cls_k = np.where(phase_k != PHASE_NMC, CLASS_ELECTROLYTE,
                      np.where(isolated_k, CLASS_ISOLATED,
