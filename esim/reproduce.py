@@ -191,11 +191,8 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool,
     rows = [dict(zip(cols, rec, strict=True))
             for rec in zip(*(c.tolist() for c in cols.values()), strict=True)]
     # numbers of this window
-    charged_mask = delta_soc > 0.01
-    # never connected in the intact electrode: took no part in the charge, counted apart (the
-    # issue's rule); a particle cut off by the milling charged and is counted
-    iso = klass == CLASS_ISOLATED
-    counted = ~iso
+    counts = high_r_counts(klass, r_after, delta_soc, bott_f)
+    counted = klass != CLASS_ISOLATED
     high = (r_after >= HIGH_R_OHM) & counted
     se_px = charged.phase == PHASE_SE
     se_px_b = pristine.phase == PHASE_SE
@@ -217,18 +214,7 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool,
     grad_rest = linear_gradient(z[sel], v_rest[sel])
     numbers = {
         "n_nmc_particles": int(ids.size),
-        "n_isolated": int(iso.sum()),
-        "n_cut_off": int((klass == CLASS_CUT_OFF).sum()),
-        "n_high_r_cut_off": int((high & (klass == CLASS_CUT_OFF)).sum()),
-        "n_high_r_point_contact": int((high & (klass == CLASS_POINT_CONTACT)).sum()),
-        # of those, how many hang on a contact the face cut to a segment (a point contact the
-        # milling made)
-        "n_high_r_point_contact_milled": int((high & (klass == CLASS_POINT_CONTACT)
-                                              & (bott_f < 1.0)).sum()),
-        "n_counted": int(counted.sum()),
-        "n_high_r": int(high.sum()),
-        "high_r_fraction": float(high.sum() / max(counted.sum(), 1)),
-        "high_r_and_charged_fraction": float((high & charged_mask).sum() / max(counted.sum(), 1)),
+        **counts,
         "ssrm_nmc_before_ohm": logmedian(r_before),
         "ssrm_se_before_ohm": logmedian(pristine.ssrm_ohm[se_px_b]),
         "ssrm_nmc_after_low_ohm": logmedian(r_after[low]),
@@ -261,6 +247,50 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool,
     numbers["kpfm_nmc_shift_V"] = numbers["kpfm_nmc_after_V"] - numbers["kpfm_nmc_before_V"]
     numbers.update(_iv_numbers(pristine, charged, spm.bias_V))
     return WindowResult(seed, plane, rows, numbers), pristine, charged
+
+
+def high_r_counts(klass: np.ndarray, r_after_ohm: np.ndarray, delta_soc: np.ndarray,
+                  kept_fraction: np.ndarray) -> dict[str, Any]:
+    """The high-resistance counts of one window's NMC particles (the issue's rules).
+
+    Isolated particles (no electronic path in the intact electrode, so they never charged) are
+    counted apart; the others are *counted*.  A counted particle reading at or above
+    :data:`HIGH_R_OHM` after the charge is *high*.  ``high_r_and_charged_fraction`` counts, of
+    the counted, the high ones that charged (SOC gain > 0.01) and that a point contact limits
+    or the milling cut off: the paper's kind.  A high reading of neither class ("other":
+    several narrow contacts in series, none dissipating most of the path's power) is not.
+
+    Parameters
+    ----------
+    klass : (P,) int
+        Connection classes (``esim.spm.maps.CLASS_*``).
+    r_after_ohm : (P,) float64, ohm
+        Charged SSRM readings (histogram peaks).
+    delta_soc : (P,) float64, 1
+        SOC gained in the charge.
+    kept_fraction : (P,) float64, 1
+        Area fraction the milling left of the contact that limits each path (< 1: cut).
+    """
+    klass = np.asarray(klass)
+    counted = klass != CLASS_ISOLATED
+    high = (np.asarray(r_after_ohm) >= HIGH_R_OHM) & counted
+    pc, cut = klass == CLASS_POINT_CONTACT, klass == CLASS_CUT_OFF
+    n = max(int(counted.sum()), 1)
+    return {
+        "n_isolated": int((~counted).sum()),
+        "n_cut_off": int(cut.sum()),
+        "n_high_r_cut_off": int((high & cut).sum()),
+        "n_high_r_point_contact": int((high & pc).sum()),
+        # of those, how many hang on a contact the face cut to a segment (a point contact the
+        # milling made)
+        "n_high_r_point_contact_milled": int((high & pc & (np.asarray(kept_fraction) < 1.0)
+                                              ).sum()),
+        "n_counted": int(counted.sum()),
+        "n_high_r": int(high.sum()),
+        "high_r_fraction": float(high.sum() / n),
+        "high_r_and_charged_fraction": float(
+            (high & (np.asarray(delta_soc) > 0.01) & (pc | cut)).sum() / n),
+    }
 
 
 def _iv_numbers(pristine, charged, bias_V: float) -> dict[str, float]:

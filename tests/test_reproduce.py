@@ -79,6 +79,17 @@ def test_report_numbers(quick_report):
     n = sum(w["n_counted"] for w in win)
     assert f"pooled {k}/{n}" in frac["note"]
     assert k == round(sum(w["high_r_fraction"] * w["n_counted"] for w in win))
+    # the "of which" row counts the charged high readings that a point contact limits or the
+    # milling cut off, as its label says, from the per-particle records
+    from esim.spm.maps import CLASS_CUT_OFF, CLASS_ISOLATED, CLASS_POINT_CONTACT
+
+    cls_pc_cut = {CLASS_POINT_CONTACT, CLASS_CUT_OFF}
+    for win_rec in rep["windows"]:
+        ps = [p for p in win_rec["particles"] if p["connection_class"] != CLASS_ISOLATED]
+        kind = sum(p["ssrm_after_ohm"] >= 5e8 and p["delta_soc"] > 0.01
+                   and p["connection_class"] in cls_pc_cut for p in ps)
+        assert win_rec["numbers"]["high_r_and_charged_fraction"] == pytest.approx(
+            kind / max(len(ps), 1))
     # every analysed particle is numbered 1..P from the current-collector side
     w = rep["windows"][0]["particles"]
     z = [p["z_m"] for p in w]
@@ -190,6 +201,29 @@ def test_windows_closer_than_a_particle_are_flagged_as_not_independent(quick_rep
     assert "not independent" not in (out / "report.md").read_text()
     close = dict(rep, window_spacing_m=s.box_y_m / 40)
     assert "**Windows not independent:**" in _markdown(close)
+
+
+def test_high_r_counts_follow_the_issue_rules():
+    """Isolated particles are counted apart; the paper's kind is high, charged, and limited by a
+    point contact or cut off by the milling; a high reading of neither class is not."""
+    from esim.reproduce import high_r_counts
+    from esim.spm.maps import (CLASS_CONNECTED, CLASS_CUT_OFF, CLASS_ISOLATED,
+                               CLASS_POINT_CONTACT)
+
+    klass = np.array([CLASS_CONNECTED, CLASS_CONNECTED, CLASS_POINT_CONTACT, CLASS_POINT_CONTACT,
+                      CLASS_CUT_OFF, CLASS_CUT_OFF, CLASS_ISOLATED, CLASS_CONNECTED])
+    r = np.array([1e8, 2e9, 9e8, 2e8, 2e9, 2e9, 2e9, 5e8])  # 5e8 itself is high
+    dsoc = np.array([0.6, 0.6, 0.6, 0.6, 0.6, 0.0, 0.0, 0.6])  # particle 5 never charged
+    kept = np.array([1.0, 1.0, 0.3, 1.0, 1.0, 1.0, 1.0, 1.0])
+    c = high_r_counts(klass, r, dsoc, kept)
+    assert c["n_isolated"] == 1 and c["n_counted"] == 7
+    assert c["n_high_r"] == 5  # particles 1, 2, 4, 5, 7; the isolated 6 is not counted
+    assert c["high_r_fraction"] == pytest.approx(5 / 7)
+    assert (c["n_high_r_cut_off"], c["n_high_r_point_contact"]) == (2, 1)
+    assert c["n_high_r_point_contact_milled"] == 1
+    # the paper's kind: 2 (point contact) and 4 (cut off, charged); not 1 or 7 ("other"), not 5
+    # (never charged)
+    assert c["high_r_and_charged_fraction"] == pytest.approx(2 / 7)
 
 
 def test_empty_seed_list_is_an_error(tmp_path):
