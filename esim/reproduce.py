@@ -517,15 +517,15 @@ def _explanations(agg, charge_nums, diag, rows, params: Params,
         f"{diag['contact_r_at_25nm_ohm']:.2g} ohm at a = 25 nm in the charged NMC. "
         f"{contacts}, so a path that runs through a sub-25 nm contact is "
         f"{'rare' if below < 0.05 else 'common'}: {n_pc} of the {n_high} high-resistance "
-        f"particles {verb} point-contact-limited (one NMC-NMC contact dissipates most of "
-        f"the path's power){pc_txt}, and the largest network part of a particle with a path is "
-        f"{m['network_after_max_ohm']:.2g} ohm. {model_note}; the milled ones do not depend on "
-        "the contact model. In the SEM of the section a cap shows its neighbours touching it "
-        "at points along its edge, which is how the paper saw its 'point-contacted' particles; "
-        "which of the two its three particles were, the paper cannot tell. The causal check "
-        "(experiments/otoyama2020/causal_checks.py) changes the NMC-NMC contacts on the same "
-        "electrodes (radii scaled, widened, the film removed, carbon added) and shows which "
-        "readings follow the contacts. Nothing is tuned to the 3/14.")
+        f"particles {verb} point-contact-limited (one contact with another particle dissipates "
+        f"most of the path's power){pc_txt}, and the largest network part of a particle with "
+        f"a path is {m['network_after_max_ohm']:.2g} ohm. {model_note}; the milled ones do not "
+        "depend on the contact model. In the SEM of the section a cap shows its neighbours "
+        "touching it at points along its edge, which is how the paper saw its 'point-contacted' "
+        "particles; which of the two its three particles were, the paper cannot tell. The "
+        "causal check (experiments/otoyama2020/causal_checks.py) changes the NMC-NMC contacts "
+        "on the same electrodes (radii scaled, widened, the film removed, carbon added) and "
+        "shows which readings follow the contacts. Nothing is tuned to the 3/14.")
     # -- (2) charged SSRM of the connected NMC
     blo, bhi = load_targets()["ssrm"]["charged_nmc_connected_ohm"]
     rest_of = max(lo - tip - net, 0.0)
