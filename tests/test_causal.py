@@ -98,7 +98,38 @@ def test_milling_cuts_off_charged_particles(causal):
         assert 0 <= x["high_r_point_contact_milled_count"] <= len(radii)
         assert all(a > 0 for a in radii)
     assert unmilled["high_r_point_contact_milled_count"] == 0
-    assert any(c[n]["high_r_point_contact_radii_m"] for n in c if n.startswith("narrowed_x"))
+    # narrowing every NMC-NMC contact raises readings through several narrow contacts in series
+    # (none dominates, so they are "other", not point-contact-limited): more high readings,
+    # the cut-off ones unchanged
+    nar = c["narrowed_x0.2"]
+    assert nar["high_r_count"] > base["high_r_count"]
+    assert nar["high_r_cut_off_count"] == base["high_r_cut_off_count"]
+
+
+def test_summary_lists_the_limiting_contacts_of_the_point_contact_limited_high_readings():
+    """The radii listed are those of the high, point-contact-limited particles (as milled), and
+    the milled count is how many of those contacts the face cut (kept fraction < 1)."""
+    from esim.causal import _summarise
+
+    def win(high, pc, cut, radius_m, kept):
+        n = len(high)
+        return {"ssrm_after_ohm": np.where(high, 2e9, 1e8), "network_ohm": np.full(n, 5e7),
+                "tip_ohm": np.full(n, 9e7), "cafm_after_A": np.full(n, 1e-8),
+                "point_contact": np.array(pc), "cut_off": np.array(cut), "high": np.array(high),
+                "bottleneck_radius_m": np.array(radius_m), "bottleneck_kept_fraction":
+                np.array(kept), "n_isolated": 0,
+                "numbers": {"kpfm_nmc_after_V": 3.1, "kpfm_se_after_V": 2.8,
+                            "ssrm_se_after_ohm": 2e9, "vcpd_gradient_cc_minus_se_V": 0.01}}
+
+    wins = [win([True, True, False, True], [True, False, True, False],
+                [False, True, False, False], [20e-9, 90e-9, 12e-9, 15e-9], [1.0, 1.0, 1.0, 1.0]),
+            win([True, False], [True, False], [False, False], [5e-9, 80e-9], [2e-4, 1.0])]
+    s = _summarise("t", "synthetic", wins, [{"capacity_mAh_per_g": 164.0,
+                                            "unreacted_nmc_fraction": 0.0, "message": ""}])
+    assert s["high_r_count"] == 4 and s["high_r_cut_off_count"] == 1
+    assert s["high_r_point_contact_count"] == 2  # particle 0 of each window; not the low one
+    assert s["high_r_point_contact_radii_m"] == [5e-9, 20e-9]
+    assert s["high_r_point_contact_milled_count"] == 1
 
 
 def test_gradient_relaxes_with_rest(causal):
