@@ -133,7 +133,12 @@ def _compare(agg: dict[str, dict], charge_nums: dict[str, float], t: dict,
     blo, bhi = t["ssrm"]["charged_nmc_connected_ohm"]
     rows.append(_row("charged SSRM, most NMC (ohm)", f"{blo:.0e}-{bhi:.0e}",
                      m["ssrm_nmc_after_low_ohm"], lambda v: blo <= v <= bhi, "within the band",
-                     "", per("ssrm_nmc_after_low_ohm"), target="ssrm.charged_nmc_connected_ohm"))
+                     "log-median of the NMC below 5e8 ohm; its parts (medians over the "
+                     "particles, model truth): the tip's spreading "
+                     f"{m['ssrm_after_low_tip_part_ohm']:.2g} ohm, the network "
+                     f"{m['ssrm_after_low_network_part_ohm']:.2g} ohm, the rest the tip barrier "
+                     "and the amplifier (see the explanation)",
+                     per("ssrm_nmc_after_low_ohm"), target="ssrm.charged_nmc_connected_ohm"))
     n_hi = t["ssrm"]["particles_high_resistance_after_charge"]
     rep = n_hi / n_an
     f = agg["high_r_fraction"]

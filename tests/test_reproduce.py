@@ -64,6 +64,11 @@ def test_report_numbers(quick_report):
               "KPFM V_CPD' gradient after charge (V, CC - SE)",
               "charged SSRM, the NMC at >= 5e8 ohm (ohm)"}
     assert missed <= set(rows)  # the labels are the report's own
+    # the missed SSRM row states its parts, read from the run
+    agg = rep["aggregate"]
+    note = rows["charged SSRM, most NMC (ohm)"]["note"]
+    for part in ("ssrm_after_low_tip_part_ohm", "ssrm_after_low_network_part_ohm"):
+        assert f"{agg[part]['mean']:.2g} ohm" in note
     assert {q for q, r in rows.items() if not r["within"]} <= missed
     # the count of single windows that pass is each window's own number put through the row's
     # test: recount two rows from the per-window numbers
