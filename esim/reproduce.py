@@ -56,11 +56,13 @@ def preset_otoyama2020(quick: bool = False) -> Params:
     The built-in defaults of every section *are* this preset (their sources and calibrations
     are documented field by field; the calibrated ones are listed in the README).  ``quick``
     shrinks the box laterally (24 x 24 um instead of 40 x 40 um, same 50 um thickness), which
-    still holds one 15 x 15 um window next to the separator.
+    still holds one 15 x 15 um window next to the separator, and images it on 128^2 maps
+    instead of 256^2 (``spm.pixels_u``, ``spm.pixels_z``; ``--set`` changes them).
     """
     p = Params()
     if quick:
-        p = p.replace(structure={"box_x_m": 24e-6, "box_y_m": 24e-6, "sample_points": 200_000})
+        p = p.replace(structure={"box_x_m": 24e-6, "box_y_m": 24e-6, "sample_points": 200_000},
+                      spm={"pixels_u": 128, "pixels_z": 128})
     return p.replace(spm=kpfm_calibration(p))
 
 
@@ -139,13 +141,14 @@ def image_states(pk, params, chg, spm) -> dict[str, Any]:
 def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool,
                     pixels: int | None = None) -> tuple[WindowResult, Any, Any]:
     """Pristine and charged maps of one cross-section and their per-particle numbers, on
-    ``pixels``^2 maps (default 256, or 128 in quick mode)."""
+    ``pixels``^2 maps if given, else on the parameters' ``spm.pixels_u`` x ``spm.pixels_z``
+    (the preset's 256^2, or 128^2 in quick mode)."""
     from esim.analysis import KPFM_HISTOGRAM, SSRM_HISTOGRAM, linear_gradient, particle_table
     from esim.packing import PHASE_NMC, PHASE_SE
 
-    pixels = pixels or (128 if quick else 256)
-    spm = params.replace(spm={"plane_position_m": plane, "pixels_u": pixels,
-                              "pixels_z": pixels, "seed": seed}).spm
+    pu, pz = (pixels, pixels) if pixels else (params.spm.pixels_u, params.spm.pixels_z)
+    spm = params.replace(spm={"plane_position_m": plane, "pixels_u": pu,
+                              "pixels_z": pz, "seed": seed}).spm
     images = image_states(pk, params, chg, spm)
     pristine, charged = images["pristine"], images["charged"]
     soc_end = _soc_end(chg)

@@ -392,6 +392,12 @@ def test_window_numbers_do_not_depend_on_the_map_resolution():
     pk = pack(p, quiet=True)
     chg = charge(pk, p, quiet=True)
     plane = 0.5 * pk.box_m[1]
+    # the resolution is the parameters' (the quick preset's 128^2), so --set changes it
+    assert (p.spm.pixels_u, p.spm.pixels_z) == (128, 128)
+    assert (preset_otoyama2020().spm.pixels_u, preset_otoyama2020().spm.pixels_z) == (256, 256)
+    _, _, small = _analyse_window(pk, p.replace(spm={"pixels_u": 48, "pixels_z": 32}), chg, plane,
+                                  1, True)
+    assert small.ssrm_ohm.shape == (32, 48)
     a, b = (_analyse_window(pk, p, chg, plane, 1, True, px)[0].numbers for px in (128, 256))
     assert a["n_nmc_particles"] == b["n_nmc_particles"] > 3
     # one SSRM histogram bin is 5/140 decade: 8.6 %
