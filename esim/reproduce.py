@@ -675,6 +675,12 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
     t0 = time.perf_counter()
     base = preset_otoyama2020(quick)
     overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+    # the experiment places the sections and seeds the maps' noise itself: refuse, not ignore
+    for key, instead in (("plane_position_m", "--windows (evenly spaced planes)"),
+                         ("seed", "--seeds (the maps' noise follows the packing seed)")):
+        if key in overrides.get("spm", {}):
+            raise InvalidParameters(f"spm.{key}: set by the experiment for each window; use "
+                                    f"{instead}")
     if overrides:
         base = base.replace(**overrides)
     seeds, windows = seeds_and_windows(base, quick, seeds, windows)

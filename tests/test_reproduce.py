@@ -265,7 +265,10 @@ def test_set_runs_a_recorded_variant(tmp_path, capsys):
     # bad input: exit 2, the field named, nothing written
     for item, needle in (("structure.nope=1", "nope"), ("contact_model=mechanical",
                                                         "SECTION.KEY=VALUE"),
-                         ("network.contact_model=rough", "contact_model")):
+                         ("network.contact_model=rough", "contact_model"),
+                         ("spm.plane_position_m=1e-5", "spm.plane_position_m: set by the "
+                          "experiment for each window; use --windows"),
+                         ("spm.seed=3", "use --seeds")):
         bad = tmp_path / "bad"
         assert main(["reproduce", "otoyama2020", "--quick", "-o", str(bad), "--set", item]) == 2
         err = capsys.readouterr().err
