@@ -50,11 +50,15 @@ STATES = ("pristine", "charged")
 
 def sample_params(base: Params, seed: int) -> Params:
     """The parameters of one sample: the base set with its packing and noise seeds, and the KPFM
-    coupling calibrated as in ``esim reproduce``."""
+    coupling calibrated as in ``esim reproduce``, except for a coupling key the base set changes
+    from the built-in default (the user's ``--set`` or parameter file wins)."""
     from esim.reproduce import kpfm_calibration
 
     p = base.replace(structure={"seed": int(seed)}, spm={"seed": int(seed)})
-    return p.replace(spm=kpfm_calibration(p))
+    default = Params().spm
+    cal = {k: v for k, v in kpfm_calibration(p).items()
+           if getattr(base.spm, k) == getattr(default, k)}
+    return p.replace(spm=cal) if cal else p
 
 
 def _write_particles_csv(maps: Any, path: Path) -> None:
@@ -231,6 +235,12 @@ def generate_dataset(base: Params, n: int, outdir: str | Path, *, first_seed: in
     if not (0 <= int(first_seed) and int(first_seed) + int(n) <= 2**32):
         raise InvalidParameters(f"--first-seed: must lie in [0, 2^32 - n], got {first_seed!r}")
     out = check_output_dir(outdir)
+    default = Params()
+    for name, got, dflt in (("structure.seed", base.structure.seed, default.structure.seed),
+                            ("spm.seed", base.spm.seed, default.spm.seed)):
+        if got != dflt:  # refused, not overridden: each sample's seed is FIRST_SEED + i
+            raise InvalidParameters(f"{name}: each sample's seeds are --first-seed + i; use "
+                                    f"--first-seed instead of setting {name}")
     states = tuple(s for s in STATES if s in states)
     all_params = [sample_params(base, first_seed + i) for i in range(n)]  # validates all first
     t0 = time.perf_counter()

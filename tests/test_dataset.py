@@ -144,6 +144,8 @@ def test_dataset_processes_give_the_same_maps(base, tmp_path):
     (["--set", "structure.nmc_fraction_of_solid=2"], "nmc_fraction_of_solid"),
     (["--workers", "0"], "--workers"),
     (["--first-seed", "-1"], "--first-seed"),
+    (["--set", "structure.seed=5"], "structure.seed: each sample's seeds are --first-seed + i"),
+    (["--set", "spm.seed=5"], "use --first-seed instead of setting spm.seed"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, words):
     out = tmp_path / "d"
@@ -151,3 +153,19 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, words)
     err = capsys.readouterr().err
     assert err.startswith("esim: error:") and words in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_sample_params_calibrate_kpfm_unless_the_base_set_changes_it():
+    """Each sample gets the KPFM coupling calibrated as in esim reproduce, but a coupling key the
+    user set (it differs from the built-in default) is kept, not silently overridden."""
+    from esim.dataset import sample_params
+    from esim.reproduce import kpfm_calibration
+
+    p = sample_params(Params(), 7)
+    assert (p.structure.seed, p.spm.seed) == (7, 7)
+    for k, v in kpfm_calibration(p).items():
+        assert getattr(p.spm, k) == pytest.approx(v)
+    assert p.spm.kpfm_beta != Params().spm.kpfm_beta  # the calibration changes it
+    mine = sample_params(Params().replace(spm={"kpfm_beta": 1.5}), 7)
+    assert mine.spm.kpfm_beta == 1.5
+    assert mine.spm.ocp_u0_V == pytest.approx(kpfm_calibration(p)["ocp_u0_V"])

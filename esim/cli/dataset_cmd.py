@@ -1,9 +1,11 @@
 """Generate a synthetic ground-truth dataset: virtual SPM maps of many electrodes with their truth.
 
-Sample i is an electrode packed with ``structure.seed = FIRST_SEED + i`` (noise seed the same),
-cut at the base set's plane and imaged before (``pristine``) and after (``charged``: the first
-charge to 4.4 V vs Li and the rest of the charge section) the first charge, as ``esim reproduce``
-images the paper's electrode.  Each ``sample_NNNNN/<state>/`` holds ``spm.h5`` (measured maps and
+Sample i is an electrode packed with ``structure.seed = FIRST_SEED + i`` (noise seed the same;
+setting either seed in the base set is refused: use --first-seed), with the KPFM coupling
+calibrated as ``esim reproduce`` does unless the base set changes it, cut at the base set's
+plane and imaged before (``pristine``) and after (``charged``: the first charge to 4.4 V vs Li
+and the rest of the charge section) the first charge, as ``esim reproduce`` images the paper's
+electrode.  Each ``sample_NNNNN/<state>/`` holds ``spm.h5`` (measured maps and
 the per-pixel truth: phase, particle index, SOC, network and tip resistance, connection class,
 the signals before the amplifiers and the blur), ``gsf/`` (every measured channel plus
 ``phase.gsf`` and ``truth_particle.gsf``, for Gwyddion) and ``particles.csv`` (the truth
