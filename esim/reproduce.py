@@ -195,8 +195,7 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool,
             for rec in zip(*(c.tolist() for c in cols.values()), strict=True)]
     # numbers of this window
     counts = high_r_counts(klass, r_after, delta_soc, bott_f)
-    counted = klass != CLASS_ISOLATED
-    high = (r_after >= HIGH_R_OHM) & counted
+    counted, high = _counted_and_high(klass, r_after)
     se_px = charged.phase == PHASE_SE
     se_px_b = pristine.phase == PHASE_SE
     nmc_px = charged.phase == PHASE_NMC
@@ -252,6 +251,14 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool,
     return WindowResult(seed, plane, rows, numbers), pristine, charged
 
 
+def _counted_and_high(klass: np.ndarray, r_after_ohm: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The issue's rules as masks: *counted* (not isolated: it took part in the charge) and
+    *high* (counted, reading at or above :data:`HIGH_R_OHM` after the charge)."""
+    counted = np.asarray(klass) != CLASS_ISOLATED
+    return counted, (np.asarray(r_after_ohm) >= HIGH_R_OHM) & counted
+
+
 def high_r_counts(klass: np.ndarray, r_after_ohm: np.ndarray, delta_soc: np.ndarray,
                   kept_fraction: np.ndarray) -> dict[str, Any]:
     """The high-resistance counts of one window's NMC particles (the issue's rules).
@@ -275,8 +282,7 @@ def high_r_counts(klass: np.ndarray, r_after_ohm: np.ndarray, delta_soc: np.ndar
         Area fraction the milling left of the contact that limits each path (< 1: cut).
     """
     klass = np.asarray(klass)
-    counted = klass != CLASS_ISOLATED
-    high = (np.asarray(r_after_ohm) >= HIGH_R_OHM) & counted
+    counted, high = _counted_and_high(klass, r_after_ohm)
     pc, cut = klass == CLASS_POINT_CONTACT, klass == CLASS_CUT_OFF
     n = max(int(counted.sum()), 1)
     return {
