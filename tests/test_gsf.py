@@ -11,6 +11,7 @@ import pytest
 
 from esim.errors import InputFileError, InvalidParameters
 from esim.io.gsf import MAGIC, GsfChannel, read_gsf, write_gsf
+from esim.spm.maps import CHANNELS
 
 
 def _data(shape=(13, 17), seed=0):
@@ -96,6 +97,19 @@ def test_gsffile_reads_esim_file_identically(tmp_path):
     assert (meta["XYUnits"], meta["ZUnits"], meta["Title"]) == ("m", "A", "C-AFM current")
 
 
+@pytest.mark.parametrize("name", sorted(CHANNELS))
+def test_gsffile_reads_every_exported_channel_title(tmp_path, name):
+    """Every channel esim exports (its title and unit) reads back with gsffile, which splits
+    header lines at every '=' (an '=' in the KPFM title broke it)."""
+    unit, title = CHANNELS[name]
+    path = tmp_path / f"{name}.gsf"
+    d = _data((4, 5), seed=3)
+    write_gsf(path, d, pixel_size_m=1e-8, z_unit=unit, title=title)
+    data, meta = gsffile.read_gsf(path)
+    np.testing.assert_array_equal(data.view(np.uint32), d.view(np.uint32))
+    assert meta["Title"] == title and meta.get("ZUnits", "") == unit
+
+
 def test_esim_reads_gsffile_file(tmp_path):
     d = _data((6, 10), seed=2)
     path = tmp_path / "ext.gsf"
@@ -165,6 +179,7 @@ def test_missing_file_names_it(tmp_path):
     (dict(z_unit="Ohm\nXRes = 9"), "z_unit"),
     (dict(title="a\0b"), "title"),
     (dict(title=" padded"), "title"),
+    (dict(title="V_CPD' = V_CPD + V_OCV"), "title"),
     (dict(x_offset_m=float("inf")), "x_offset_m"),
 ])
 def test_bad_write_arguments(tmp_path, kwargs, match):

@@ -91,6 +91,10 @@ def _check_text(value, name: str) -> str:
     bad = [c for c in ("\n", "\r", "\0") if c in value]
     if bad:
         raise InvalidParameters(f"{name}: must not contain line breaks or NUL, got {value!r}")
+    if "=" in value:  # Gwyddion splits a header line at its first "=", gsffile at every one
+        raise InvalidParameters(f"{name}: must not contain '=' (a GSF header line is "
+                                f"'Key = Value'; readers such as gsffile split at every '='), "
+                                f"got {value!r}")
     if value != value.strip():
         raise InvalidParameters(f"{name}: leading or trailing whitespace would be lost, "
                                 f"got {value!r}")

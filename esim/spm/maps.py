@@ -122,7 +122,7 @@ CHANNELS = {
     "ssrm_ohm": ("Ohm", "SSRM resistance"),
     "cafm_A": ("A", "C-AFM current"),
     "kpfm_vcpd_V": ("V", "KPFM V_CPD"),
-    "kpfm_vcpd_prime_V": ("V", "KPFM V_CPD' = V_CPD + V_OCV"),
+    "kpfm_vcpd_prime_V": ("V", "KPFM V_CPD' (V_CPD + V_OCV)"),
     "topography_m": ("m", "Topography"),
 }
 
