@@ -77,6 +77,7 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
         The particles to evaluate.
     bins : int
         Histogram bins over ``value_range`` (default: the range of the selected pixels).
+        The pixels below and above ``value_range`` fill one extra bin each.
     log : bool
         Histogram log10 of the values (for resistance maps spanning decades).
 
@@ -84,7 +85,8 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
     -------
     (P,) float64
         Bin centre of the fullest bin (ties: the lower bin), in the map's units; NaN for a
-        particle with no pixel.
+        particle with no pixel, or whose fullest bin lies below or above ``value_range`` (its
+        value cannot be read there, and is not clipped to the range's edge).
     """
     values = np.asarray(values, dtype=np.float64)
     labels = np.asarray(labels)
@@ -111,13 +113,18 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
     if hi <= lo:
         hi = lo + 1e-12 * max(1.0, abs(lo))
     edges = np.linspace(lo, hi, bins + 1)
-    b = np.clip(np.searchsorted(edges, vv, side="right") - 1, 0, bins - 1)
-    counts = np.zeros((ids.size, bins), np.int64)
+    # column 0 gathers the pixels below the range, column bins + 1 those above it; bin k of the
+    # range is column k + 1 (the last bin is closed, as in np.histogram).  Clipping them into
+    # the first or last bin instead would read a 3e4 ohm particle as 1e5 ohm.
+    b = np.searchsorted(edges, vv, side="right")
+    b[vv == hi] = bins
+    counts = np.zeros((ids.size, bins + 2), np.int64)
     np.add.at(counts, (row, b), 1)
     best = np.argmax(counts, axis=1)
-    centre = 0.5 * (edges[best] + edges[best + 1])
-    has = counts.sum(axis=1) > 0
-    out[has] = (10.0 ** centre[has]) if log else centre[has]
+    has = (counts.sum(axis=1) > 0) & (best >= 1) & (best <= bins)
+    k = best[has] - 1
+    centre = 0.5 * (edges[k] + edges[k + 1])
+    out[has] = (10.0 ** centre) if log else centre
     return out
 
 

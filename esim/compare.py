@@ -501,9 +501,31 @@ def load_measured(*, ssrm: str | None = None, kpfm: str | None = None, cafm: str
         seg = Segmentation(phase=seg.phase, method=f"{method} + labels",
                            particles=new[inv.ravel()].reshape(o.shape))
         srcs["particles"] = src.source
-    return MapSet(name=name, channels=data, seg=seg, pixel_size_depth_m=p_depth,
-                  pixel_size_lateral_m=p_lat, registration=registration,
-                  sources={**{k: ch.source for k, ch in chans.items()}, **srcs})
+    ms = MapSet(name=name, channels=data, seg=seg, pixel_size_depth_m=p_depth,
+                pixel_size_lateral_m=p_lat, registration=registration,
+                sources={**{k: ch.source for k, ch in chans.items()}, **srcs})
+    _check_readable(ms)
+    return ms
+
+
+def _check_readable(ms: MapSet) -> None:
+    """Every channel's particles must read inside its histogram range: a particle whose pixels
+    lie mostly outside it has no value (NaN) there; none readable is an error naming the file."""
+    if ms.seg.n_particles == 0:
+        return
+    for k in ms.channels:
+        spec = CHANNEL_SPECS[k]
+        lo, hi = spec.histogram["value_range"]
+        bad = int(np.count_nonzero(np.isnan(ms.particle_values(k).peak)))
+        if not bad:
+            continue
+        hint = (" (a file of raw V_CPD needs --kpfm-offset-V, the cell's V_OCV vs In-Li)"
+                if k == "kpfm" else "")
+        msg = (f"{ms.sources[k]}: {bad} of {ms.seg.n_particles} NMC particles read outside the "
+               f"{spec.title} histogram range {lo:g}-{hi:g} {spec.unit}")
+        if bad == ms.seg.n_particles:
+            raise InputFileError(f"{msg}; no particle can be read{hint}")
+        log.warning("%s; they are left out of the comparison%s", msg, hint)
 
 
 def simulated_mapset(maps: Any, method: str = "phase", *, min_diameter_m: float = 1e-6,

@@ -51,10 +51,35 @@ def test_matches_naive_loop():
     edges = np.linspace(-3, 3, 17)
     want = []
     for i in ids:  # the naive twin
-        c, _ = np.histogram(np.clip(m[lab == i], -3, 3), bins=edges)
+        x = m[lab == i]
+        c, _ = np.histogram(x, bins=edges)
         k = int(np.argmax(c))
-        want.append(0.5 * (edges[k] + edges[k + 1]))
+        below, above = np.count_nonzero(x < -3), np.count_nonzero(x > 3)
+        want.append(0.5 * (edges[k] + edges[k + 1]) if c[k] > max(below, above) else np.nan)
     np.testing.assert_allclose(got, want)
+
+
+def test_values_outside_the_range_are_not_clipped_into_it():
+    """A particle whose pixels lie below or above the histogram range reads NaN, not the
+    range's edge bin; a few out-of-range pixels do not move an in-range peak."""
+    from esim.analysis import KPFM_HISTOGRAM, SSRM_HISTOGRAM
+
+    lab = np.repeat(np.arange(4), 25).reshape(10, 10)
+    m = np.empty(lab.shape)
+    m[lab == 0] = 3e4        # below the SSRM range (1e5-1e10 ohm)
+    m[lab == 1] = 5e10       # above it
+    m[lab == 2] = 3e7        # inside
+    m[lab == 3] = 3e7
+    m.ravel()[75:80] = 3e4   # particle 3: 5 of 25 pixels below the range
+    peak = histogram_peak(m, lab, np.arange(4), **SSRM_HISTOGRAM)
+    assert np.isnan(peak[0]) and np.isnan(peak[1])
+    np.testing.assert_allclose(np.log10(peak[2:]), np.log10(3e7), atol=5 / 140 / 2 + 1e-12)
+    # a raw V_CPD map (negative, before adding V_OCV) is not read as 0.0125 V
+    assert np.isnan(histogram_peak(np.full((4, 4), -0.6), np.zeros((4, 4), int),
+                                   np.array([0]), **KPFM_HISTOGRAM)).all()
+    # the range's closed upper edge is inside
+    assert histogram_peak(np.full((2, 2), 5.0), np.zeros((2, 2), int), np.array([0]),
+                          **KPFM_HISTOGRAM)[0] == pytest.approx(5.0 - 0.0125)
 
 
 def test_numbering_from_current_collector():

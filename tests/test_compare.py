@@ -195,6 +195,29 @@ def test_kpfm_offset_turns_vcpd_into_vcpd_prime(charged, gsf):
     np.testing.assert_allclose(a.channels["kpfm"], b.channels["kpfm"], atol=1e-5)
 
 
+def test_maps_outside_the_histogram_range_are_named_not_clipped(gsf, tmp_path, caplog):
+    """Raw V_CPD (negative, V_OCV not added) lies below the KPFM range 0-5 V: before, every
+    particle read the first bin, 0.0125 V; now the file is refused with the hint.  An SSRM map
+    with some particles below 1e5 ohm warns and leaves just those out."""
+    with pytest.raises(InputFileError, match=r"kpfm_vcpd_V\.gsf.*no particle.*--kpfm-offset-V"):
+        _measured(gsf, kpfm=str(gsf / "kpfm_vcpd_V.gsf"))
+    from esim.io.gsf import read_gsf, write_gsf
+
+    ch = read_gsf(gsf / "ssrm_ohm.gsf")
+    ref = _measured(gsf)
+    pv = ref.particle_values("ssrm")
+    low = np.isin(ref.seg.particles, pv.ids[:2])  # two particles read 1e3 times lower, < 1e5
+    d = np.where(low, ch.data * 1e-5, ch.data)
+    write_gsf(tmp_path / "ssrm_low.gsf", d, pixel_size_m=(ch.pixel_size_y_m, ch.pixel_size_m),
+              z_unit="Ohm", title="SSRM", x_offset_m=ch.x_offset_m, y_offset_m=ch.y_offset_m)
+    with caplog.at_level("WARNING", logger="esim.compare"):
+        m = _measured(gsf, ssrm=str(tmp_path / "ssrm_low.gsf"))
+    assert "2 of" in caplog.text and "ssrm_low.gsf" in caplog.text
+    got = m.particle_values("ssrm").peak
+    assert np.isnan(got[:2]).all()
+    np.testing.assert_array_equal(got[2:], pv.peak[2:])
+
+
 # ------------------------------------------------------------------------------------------
 # file formats
 # ------------------------------------------------------------------------------------------
