@@ -190,6 +190,42 @@ def test_psf_second_moment():
     assert var == pytest.approx((1 - w) * s1**2 + w * s2**2 + p**2 / 12, rel=1e-3)
 
 
+def test_non_square_pixels_blur_alike_in_metres():
+    """With (dy, dx) = (40, 10) nm pixels the PSF, the EDX blur and the topography slopes are
+    isotropic in metres (before, one geometric-mean pixel made a 2 um cantilever 2.8 um along
+    one axis and 1.4 um along the other on 2:1 pixels)."""
+    dy, dx, s1, s2, w = 40e-9, 10e-9, 30e-9, 200e-9, 0.3
+    psf = ins.kpfm_psf((dy, dx), apex_sigma_m=s1, cantilever_sigma_m=s2, cantilever_weight=w)
+    assert psf.shape == (2 * math.ceil(4 * s2 / dy) + 1, 2 * math.ceil(4 * s2 / dx) + 1)
+    y = (np.arange(psf.shape[0]) - psf.shape[0] // 2) * dy
+    x = (np.arange(psf.shape[1]) - psf.shape[1] // 2) * dx
+    var_y, var_x = np.sum(psf.sum(axis=1) * y**2), np.sum(psf.sum(axis=0) * x**2)
+    want = (1 - w) * s1**2 + w * s2**2
+    assert var_y == pytest.approx(want + dy**2 / 12, rel=2e-3)
+    assert var_x == pytest.approx(want + dx**2 / 12, rel=2e-3)
+    # EDX: an edge along each axis has the same 12-88 % width in metres
+    widths = []
+    for axis, p in ((0, dy), (1, dx)):
+        n = int(round(6e-6 / p))
+        f = (np.arange(n) >= n // 2).astype(np.float64)
+        f = np.repeat(f[:, None] if axis == 0 else f[None, :], n, axis=1 - axis)
+        e = ins.edx_map(f, pixel_size_m=(dy, dx), blur_m=1e-6, counts_per_pixel=1.0,
+                        poisson=False)
+        prof = e[:, n // 3] if axis == 0 else e[n // 3, :]
+        x12, x88 = np.interp([0.12, 0.88], prof, np.arange(n) * p)
+        widths.append(x88 - x12)
+    assert widths[0] == pytest.approx(widths[1], rel=0.03)
+    # topography: a ramp of slope 0.01 along each axis tilts the SEM signal alike
+    yy, xx = np.mgrid[:30, :30]
+    c = ins.SEM_PHASE_BRIGHTNESS[PHASE_NMC]
+    phase = np.full((30, 30), PHASE_NMC, dtype=np.int8)
+    for h in (0.01 * yy * dy, 0.01 * xx * dx):
+        img = ins.sem_image(phase, False, h, pixel_size_m=(dy, dx))
+        np.testing.assert_allclose(img, c * math.sqrt(1 + 1e-4), rtol=1e-12)
+    with pytest.raises(InvalidParameters, match="pixel_size_m"):
+        ins.kpfm_psf((1e-8, 1e-8, 1e-8))
+
+
 def test_psf_narrower_than_pixel_tends_to_delta():
     psf = ins.kpfm_psf(1e-6, 3, apex_sigma_m=1e-9, cantilever_weight=0.0)
     assert psf[3, 3] == pytest.approx(1.0, abs=1e-12)

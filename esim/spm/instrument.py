@@ -135,6 +135,16 @@ def _pixel_size(x, name: str = "pixel_size_m") -> float:
     return _scalar(x, name, positive=True)
 
 
+def _pixel_sizes(x, name: str = "pixel_size_m") -> tuple[float, float]:
+    """``(row, column)`` pixel sizes from one size (square pixels) or a pair ``(dy, dx)``."""
+    if isinstance(x, (tuple, list, np.ndarray)):
+        if len(x) != 2:
+            raise InvalidParameters(f"{name}: one size or a pair (dy, dx), got {x!r}")
+        return _pixel_size(x[0], name), _pixel_size(x[1], name)
+    p = _pixel_size(x, name)
+    return p, p
+
+
 # --- tip contact and spreading resistance ------------------------------------------------------
 def edge_correction(x):
     """Factor ``f(s/a)`` by which a nearby insulating edge raises the spreading resistance.
@@ -538,7 +548,7 @@ def _gauss_weights_1d(half: int, pixel: float, sigma: float) -> np.ndarray:
     return w / w.sum()
 
 
-def kpfm_psf(pixel_size_m: float, radius_px: int | None = None, *,
+def kpfm_psf(pixel_size_m: float | tuple[float, float], radius_px: int | None = None, *,
              apex_sigma_m: float = 30e-9, cantilever_sigma_m: float = 2e-6,
              cantilever_weight: float = 0.3):
     """KPFM point-spread function: a sharp apex term plus a broad cantilever term.
@@ -557,11 +567,12 @@ def kpfm_psf(pixel_size_m: float, radius_px: int | None = None, *,
 
     Parameters
     ----------
-    pixel_size_m : float, m
-        Pixel size of the map to blur, ``> 0``.
+    pixel_size_m : float or (float, float), m
+        Pixel size of the map to blur, ``> 0``: one size, or ``(dy, dx)`` for non-square
+        pixels (the Gaussians are isotropic in metres, so their widths in pixels differ).
     radius_px : int, optional
-        Half-width of the kernel in pixels; shape ``(2 r + 1, 2 r + 1)``.  Default
-        ``ceil(4 max(sigma) / pixel)``, at least 1.
+        Half-width of the kernel in pixels along both axes; shape ``(2 r + 1, 2 r + 1)``.
+        Default ``ceil(4 max(sigma) / pixel)`` per axis, at least 1.
     apex_sigma_m : float, m
         Standard deviation of the apex term.  Default 30 nm [E] (tip radius tens of nm).
     cantilever_sigma_m : float, m
@@ -571,7 +582,7 @@ def kpfm_psf(pixel_size_m: float, radius_px: int | None = None, *,
 
     Returns
     -------
-    psf : (2r+1, 2r+1) float64, 1
+    psf : (2 ry + 1, 2 rx + 1) float64, 1
         Symmetric, non-negative, sums to 1.
 
     Examples
@@ -580,23 +591,24 @@ def kpfm_psf(pixel_size_m: float, radius_px: int | None = None, *,
     >>> psf.shape, round(float(psf.sum()), 12)
     ((41, 41), 1.0)
     """
-    p = _pixel_size(pixel_size_m)
+    py, px = _pixel_sizes(pixel_size_m)
     s_apex = _scalar(apex_sigma_m, "apex_sigma_m", positive=True)
     s_cant = _scalar(cantilever_sigma_m, "cantilever_sigma_m", positive=True)
     w = _scalar(cantilever_weight, "cantilever_weight", nonneg=True)
     if w > 1:
         raise InvalidParameters(f"cantilever_weight must be in [0, 1], got {w}")
     if radius_px is None:
-        half = max(1, math.ceil(4.0 * max(s_apex, s_cant if w > 0 else 0.0) / p))
+        reach = max(s_apex, s_cant if w > 0 else 0.0)
+        hy, hx = (max(1, math.ceil(4.0 * reach / q)) for q in (py, px))
     else:
         if isinstance(radius_px, bool) or not isinstance(radius_px, (int, np.integer)):
             raise InvalidParameters(f"radius_px: expected an int, got {radius_px!r}")
-        half = int(radius_px)
-        if half < 0:
-            raise InvalidParameters(f"radius_px must be >= 0, got {half}")
-    g_apex = _gauss_weights_1d(half, p, s_apex)
-    g_cant = _gauss_weights_1d(half, p, s_cant)
-    psf = (1.0 - w) * np.outer(g_apex, g_apex) + w * np.outer(g_cant, g_cant)
+        hy = hx = int(radius_px)
+        if hy < 0:
+            raise InvalidParameters(f"radius_px must be >= 0, got {hy}")
+    psf = ((1.0 - w) * np.outer(_gauss_weights_1d(hy, py, s_apex),
+                                _gauss_weights_1d(hx, px, s_apex))
+           + w * np.outer(_gauss_weights_1d(hy, py, s_cant), _gauss_weights_1d(hx, px, s_cant)))
     return psf / psf.sum()
 
 
@@ -687,7 +699,7 @@ def kpfm_noise(potential_V, *, noise_sd_V: float = KPFM_NOISE_SD_V,
     return v + np.random.default_rng(rng).normal(0.0, sd, size=v.shape)
 
 
-def kpfm_measure(surface_potential_V, *, pixel_size_m: float, psf=None,
+def kpfm_measure(surface_potential_V, *, pixel_size_m: float | tuple[float, float], psf=None,
                  noise_sd_V: float = KPFM_NOISE_SD_V,
                  rng: np.random.Generator | int | None = None):
     """The KPFM map a microscopist sees: PSF blur of the surface potential, then noise.
@@ -696,7 +708,8 @@ def kpfm_measure(surface_potential_V, *, pixel_size_m: float, psf=None,
     ----------
     surface_potential_V : (ny, nx) array_like float64, V
         Local contact potential difference ``V_CPD'`` at each pixel.
-    pixel_size_m : float, m
+    pixel_size_m : float or (float, float), m
+        One size, or ``(dy, dx)``.
     psf : (ky, kx) array_like float64, optional
         Default ``kpfm_psf(pixel_size_m)``; a measured or computed PSF may be given.
     noise_sd_V : float, V
@@ -706,13 +719,14 @@ def kpfm_measure(surface_potential_V, *, pixel_size_m: float, psf=None,
     -------
     measured : (ny, nx) ndarray float64, V
     """
-    p = _pixel_size(pixel_size_m)
+    p = _pixel_sizes(pixel_size_m)
     kernel = kpfm_psf(p) if psf is None else psf
     return kpfm_noise(blur(surface_potential_V, kernel), noise_sd_V=noise_sd_V, rng=rng)
 
 
 # --- SEM / EDX -----------------------------------------------------------------------------------
-def edx_map(phase_fraction_map, *, pixel_size_m: float, blur_m: float = 1e-6,
+def edx_map(phase_fraction_map, *, pixel_size_m: float | tuple[float, float],
+            blur_m: float = 1e-6,
             counts_per_pixel: float = 100.0, poisson: bool = True,
             rng: np.random.Generator | int | None = None):
     """EDX elemental map of one phase: interaction-volume blur, then Poisson counting.
@@ -727,7 +741,8 @@ def edx_map(phase_fraction_map, *, pixel_size_m: float, blur_m: float = 1e-6,
     ----------
     phase_fraction_map : (ny, nx) array_like float64, 1
         Fraction of the element-bearing phase at each pixel, in ``[0, 1]``.
-    pixel_size_m : float, m
+    pixel_size_m : float or (float, float), m
+        One size, or ``(dy, dx)``.
     blur_m : float, m
         FWHM of the lateral excitation distribution, ``>= 0``.  Default 1 um [E].
     counts_per_pixel : float, counts
@@ -744,11 +759,11 @@ def edx_map(phase_fraction_map, *, pixel_size_m: float, blur_m: float = 1e-6,
     f = _array(phase_fraction_map, "phase_fraction_map", ndim=2, nonneg=True)
     if (f > 1).any():
         raise InvalidParameters(f"phase_fraction_map: must be in [0, 1], max is {f.max()!r}")
-    p = _pixel_size(pixel_size_m)
+    py, px = _pixel_sizes(pixel_size_m)
     fwhm = _scalar(blur_m, "blur_m", nonneg=True)
     n = _scalar(counts_per_pixel, "counts_per_pixel", nonneg=True)
-    sigma_px = fwhm / _SQRT8LN2 / p
-    expected = n * (ndimage.gaussian_filter(f, sigma_px, mode="reflect") if sigma_px > 0 else f)
+    sigma_px = (fwhm / _SQRT8LN2 / py, fwhm / _SQRT8LN2 / px)
+    expected = n * (ndimage.gaussian_filter(f, sigma_px, mode="reflect") if fwhm > 0 else f)
     expected = np.clip(expected, 0.0, None)  # filter rounding can give -1e-17
     if not poisson:
         return expected
@@ -785,7 +800,7 @@ def _phase_labels(phase_map) -> np.ndarray:
     return a.astype(np.int64)
 
 
-def milling_topography(phase_map, *, pixel_size_m: float,
+def milling_topography(phase_map, *, pixel_size_m: float | tuple[float, float],
                        recess_m: Mapping[int, float] | None = None,
                        smooth_m: float = 50e-9):
     """Height map of an ion-milled cross-section, m (0 at the NMC surface, negative below).
@@ -798,7 +813,8 @@ def milling_topography(phase_map, *, pixel_size_m: float,
     ----------
     phase_map : (ny, nx) int
         Phase labels (``esim.packing.PORE``, ``PHASE_NMC``, ``PHASE_SE``).
-    pixel_size_m : float, m
+    pixel_size_m : float or (float, float), m
+        One size, or ``(dy, dx)``.
     recess_m : mapping int -> float, m, optional
         Depth of each label; default :data:`MILLING_RECESS_M`.
     smooth_m : float, m
@@ -809,13 +825,14 @@ def milling_topography(phase_map, *, pixel_size_m: float,
     height : (ny, nx) ndarray float64, m
     """
     labels = _phase_labels(phase_map)
-    p = _pixel_size(pixel_size_m)
+    py, px = _pixel_sizes(pixel_size_m)
     s = _scalar(smooth_m, "smooth_m", nonneg=True)
     h = -_phase_lookup(labels, MILLING_RECESS_M if recess_m is None else recess_m, "recess_m")
-    return ndimage.gaussian_filter(h, s / p, mode="reflect") if s > 0 else h
+    return ndimage.gaussian_filter(h, (s / py, s / px), mode="reflect") if s > 0 else h
 
 
-def sem_image(phase_map, edges: bool = True, topography=None, *, pixel_size_m: float | None = None,
+def sem_image(phase_map, edges: bool = True, topography=None, *,
+              pixel_size_m: float | tuple[float, float] | None = None,
               brightness: Mapping[int, float] | None = None, edge_gain: float = 0.5):
     """Synthetic SEM image of a phase map: phase contrast, edge brightening, tilt contrast.
 
@@ -837,8 +854,8 @@ def sem_image(phase_map, edges: bool = True, topography=None, *, pixel_size_m: f
         Add the edge brightening.
     topography : (ny, nx) array_like float64, m, optional
         Surface height (e.g. :func:`milling_topography`); needs ``pixel_size_m``.
-    pixel_size_m : float, m, optional
-        Needed only with ``topography``.
+    pixel_size_m : float or (float, float), m, optional
+        Needed only with ``topography``; one size, or ``(dy, dx)``.
     brightness : mapping int -> float, 1, optional
         Brightness of each label; default :data:`SEM_PHASE_BRIGHTNESS`.
     edge_gain : float, 1
@@ -855,12 +872,12 @@ def sem_image(phase_map, edges: bool = True, topography=None, *, pixel_size_m: f
     if topography is not None:
         if pixel_size_m is None:
             raise InvalidParameters("pixel_size_m: needed to turn topography into slopes")
-        p = _pixel_size(pixel_size_m)
+        py, px = _pixel_sizes(pixel_size_m)
         h = _array(topography, "topography", ndim=2)
         if h.shape != labels.shape:
             raise InvalidParameters(f"topography: shape {h.shape} differs from phase_map "
                                     f"{labels.shape}")
-        gy, gx = np.gradient(h, p)
+        gy, gx = np.gradient(h, py, px)
         img = img * np.sqrt(1.0 + gx * gx + gy * gy)
     if edges:
         g = _scalar(edge_gain, "edge_gain", nonneg=True)

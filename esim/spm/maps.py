@@ -65,8 +65,8 @@ then 10 mV noise is added.  Near the window's edges the cantilever term reaches 
 the window (:func:`kpfm_surroundings`: the composite laterally and towards the collector, the
 separator's glass beyond the electrode); ``"mirror"`` reflects the window into itself.
 
-Pixels may be non-square; the PSF, the EDX blur and the topography slopes use the geometric
-mean pixel size ``sqrt(du dz)`` (the defaults are square).
+Pixels may be non-square (the defaults are square): the PSF, the EDX blur and the topography
+slopes are isotropic in metres, each axis with its own pixel size.
 
 **SEM / EDX.**  :func:`esim.spm.instrument.sem_image` of the phase map with the ion-milling
 topography (the soft glass mills faster), plus Gaussian detector noise; EDX Ni on NMC and S on
@@ -885,7 +885,7 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
     v_k = v_all[ids]
     v_se = spm.kpfm_se_offset_V - spm.kpfm_se_coupling * ocv
     v_true = np.where(solid, v_k[kpix] if ids.size else v_se, v_se)
-    p_kpfm = math.sqrt(grid.pixel_size_u_m * grid.pixel_size_z_m)
+    p_kpfm = (grid.pixel_size_z_m, grid.pixel_size_u_m)  # (rows, columns)
     psf = ins.kpfm_psf(p_kpfm, apex_sigma_m=spm.kpfm_apex_sigma_m,
                        cantilever_sigma_m=spm.kpfm_cantilever_sigma_m,
                        cantilever_weight=spm.kpfm_cantilever_weight)
