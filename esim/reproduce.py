@@ -122,6 +122,7 @@ def image_states(pk, params, chg, spm) -> dict[str, Any]:
 
     Before: SOC 0, every NMC at ``spm.ocp_u0_V``, V_OCV ``spm.ocv_pristine_vs_inli_V``.  After:
     each particle's SOC and U(x) at the end of the rest, V_OCV the cell's OCV after the rest.
+    The two are separate scans (``scan`` 0 and 1): their noise is independent.
     """
     from esim.spm.maps import simulate_spm
 
@@ -134,7 +135,7 @@ def image_states(pk, params, chg, spm) -> dict[str, Any]:
         out["charged"] = simulate_spm(pk, params, soc=_soc_end(chg),
                                       ocp_V=_ocp_of_state(chg, params),
                                       spm=spm, ocv_vs_li_V=float(chg.ocv_after_rest_V_vs_Li),
-                                      iv_choice=(2, 2, 0))
+                                      iv_choice=(2, 2, 0), scan=1)
     return out
 
 

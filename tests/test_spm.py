@@ -719,3 +719,25 @@ def test_particle_readings_and_half_space_monotonic(small_packing, charged):
     full = resistance_to_terminal(net.n_nodes, net.conns, net.g, [net.cc_node], r["particle"])
     assert (r["network_resistance_ohm"] >= full * (1 - 1e-9)).all()
     assert (r["network_resistance_ohm"] > full * 1.001).any()
+
+
+def test_scans_of_one_section_have_independent_noise(small_packing):
+    """The pristine and charged maps are two measurements: their noise must differ (it was the
+    same, so it cancelled in before/after differences).  Scan 0 is the default; a scan repeats
+    with its seed."""
+    s = _spm(pixels_u=32, pixels_z=32)
+    a = simulate_spm(small_packing, soc=0.0, spm=s)
+    b = simulate_spm(small_packing, soc=0.0, spm=s, scan=1)
+    assert_maps_equal = np.testing.assert_array_equal
+    assert_maps_equal(simulate_spm(small_packing, soc=0.0, spm=s, scan=0).ssrm_ohm, a.ssrm_ohm)
+    assert_maps_equal(simulate_spm(small_packing, soc=0.0, spm=s, scan=1).kpfm_vcpd_V,
+                      b.kpfm_vcpd_V)
+    t = simulate_spm(small_packing, soc=0.0, spm=s, noise=False)
+    se = a.phase == PHASE_SE
+    for name in ("ssrm_ohm", "cafm_A", "kpfm_vcpd_V", "sem", "edx_ni_counts"):
+        na = (getattr(a, name) - getattr(t, name))[se]
+        nb = (getattr(b, name) - getattr(t, name))[se]
+        assert np.abs(na).max() > 0 and np.abs(nb).max() > 0, name
+        assert abs(np.corrcoef(na, nb)[0, 1]) < 0.2, name
+    with pytest.raises(InvalidParameters, match="scan"):
+        simulate_spm(small_packing, soc=0.0, spm=s, scan=-1)

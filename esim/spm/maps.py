@@ -73,7 +73,11 @@ topography (the soft glass mills faster), plus Gaussian detector noise; EDX Ni o
 SE, 1 um blur, Poisson counts.
 
 Randomness: one ``numpy.random.SeedSequence(seed)`` spawns one stream per noisy channel; the same
-seed gives the same maps, ``noise=False`` gives deterministic noise-free maps.
+seed gives the same maps, ``noise=False`` gives deterministic noise-free maps.  Scan ``k >= 1``
+of the same section (``scan=k``, e.g. after the charge) draws from
+``SeedSequence(seed, spawn_key=(k,))`` instead, so two scans have independent noise, as two
+measurements do: before 2026-11-27 the pristine and charged maps of one section had the same
+noise, which cancelled in their differences.
 """
 
 from __future__ import annotations
@@ -726,7 +730,8 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
                  floating_potential_V: Any = None, ocv_vs_inli_V: float | None = None,
                  ocv_vs_li_V: float | None = None, spm: SPMParams | None = None,
                  iv_pixels: Any = None, iv_choice: tuple[int, int, int] = (1, 1, 2),
-                 noise: bool = True, point_contact_share: float = 0.5) -> SPMMaps:
+                 noise: bool = True, point_contact_share: float = 0.5,
+                 scan: int = 0) -> SPMMaps:
     """Image the milled cross-section of an electrode in a given state.
 
     Parameters
@@ -761,6 +766,9 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
     point_contact_share : float, 1
         Threshold of the largest single-edge share of the path's power for
         ``CLASS_POINT_CONTACT``.
+    scan : int
+        Which scan of the section this is, ``>= 0`` (e.g. 0 before the charge, 1 after it):
+        each scan draws its own noise from ``spm.seed`` (see the module's "Randomness").
 
     Returns
     -------
@@ -862,7 +870,9 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
     with np.errstate(divide="ignore"):
         ssrm_true = np.where(i_true != 0, bias / np.where(i_true != 0, i_true, 1.0), np.inf)
 
-    ss = np.random.SeedSequence(spm.seed).spawn(7)
+    if isinstance(scan, bool) or not isinstance(scan, (int, np.integer)) or scan < 0:
+        raise InvalidParameters(f"scan: expected an int >= 0, got {scan!r}")
+    ss = np.random.SeedSequence(spm.seed, spawn_key=(int(scan),) if scan else ()).spawn(7)
     rngs = [np.random.default_rng(s) for s in ss]
     nz_ = 1.0 if noise else 0.0
     ssrm = ins.log_amplifier(ssrm_true, r_min_ohm=spm.ssrm_r_max_ohm / 10.0**spm.ssrm_decades,
