@@ -180,6 +180,9 @@ class ChargeResult:
     snapshot_time_s : (S,) float64, s
     snapshot_kind : (S,) int8
         0 reaction onset (``snapshot_capacity_mAh_per_g``), 1 end of charge, 2 end of rest.
+        A partial result ends with the state reached: kind 1 if the charge stopped, 2 if the
+        rest did (the end of the charge, its voltage and capacity, are then the finished
+        charge's).
     x : (S, N) float64, 1
         Delithiation x of every particle, volume mean over its shells (NaN for SE).
     soc : (S, N) float64, 1
@@ -1191,8 +1194,9 @@ class _Run:
         M, c = self.M, self.c
         n = M.n
         snaps = list(self.snaps)
-        if partial:  # the state reached, as the last snapshot
-            self.snapshot(SNAP_END_OF_CHARGE, self.hist["I"][-1])
+        resting = np.isfinite(self.t_end_charge)  # the charge had ended: a failure in the rest
+        if partial:  # the state reached, as the last snapshot (a rest state if in the rest)
+            self.snapshot(SNAP_AFTER_REST if resting else SNAP_END_OF_CHARGE, self.hist["I"][-1])
             snaps = list(self.snaps)
         S = len(snaps)
         x = np.full((S, n), np.nan)
@@ -1243,9 +1247,9 @@ class _Run:
             x=x, soc=soc, phi_e_V=phi_e, phi_ion_V=phi_i, reaction_current_A=cur,
             z_bin_edges_m=edges, soc_vs_z=prof, particle_mass_kg=M.mass,
             electron_active=M.electron_active, ion_active=M.ion_active, reacting=M.reacting,
-            capacity_at_end_of_charge_mAh_per_g=(self.capacity() if partial
+            capacity_at_end_of_charge_mAh_per_g=(self.capacity() if partial and not resting
                                                  else float(self.cap_end_charge)),
-            voltage_at_end_of_charge_V_vs_Li=(float(self.u[M.oV]) if partial
+            voltage_at_end_of_charge_V_vs_Li=(float(self.u[M.oV]) if partial and not resting
                                               else float(self.V_end_charge)),
             ocv_after_rest_V_vs_Li=ocv,
             ocv_after_rest_V_vs_InLi=ocv - c.counter_electrode_V_vs_Li,

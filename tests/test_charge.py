@@ -8,6 +8,7 @@ convergence, a finite-difference twin of the Jacobian, and bad input.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -309,6 +310,37 @@ def test_unreachable_cutoff_keeps_partial_result(small, tmp_path):
     assert ChargeResult.load(tmp_path / "partial.h5").partial
     with pytest.raises(ChargeIncomplete, match="exhausted"):
         charge(small, _params(small, cutoff_V_vs_Li=6.0, x_limit=0.5))
+
+
+def test_newton_failure_in_the_rest_keeps_the_end_of_charge(small, monkeypatch):
+    """A failure during the rest must not overwrite the end of the charge: the voltage and
+    capacity at the end of the charge are the finished charge's, the last snapshot is a rest
+    state (it was tagged "end of charge", with the rest's voltage as the end-of-charge one)."""
+    p = _params(small, rest_time_s=3600.0)
+    full = charge(small, p)
+    orig, n_rest = C._Stepper.newton, [0]
+
+    def newton(self, u0):
+        if self.I == 0.0:
+            n_rest[0] += 1
+            if n_rest[0] > 3:  # let the rest run a few steps, then fail for good
+                return None, 1, 1.0
+        return orig(self, u0)
+
+    monkeypatch.setattr(C._Stepper, "newton", newton)
+    with pytest.raises(ChargeIncomplete, match="during the rest") as e:
+        charge(small, p)
+    r = e.value.result
+    assert r.partial and r.stop_reason == "newton_failed" and math.isnan(r.ocv_after_rest_V_vs_Li)
+    charging = r.phase_code == C.PHASE_CHARGE
+    assert r.voltage_at_end_of_charge_V_vs_Li == r.voltage_V_vs_Li[charging][-1]
+    assert r.voltage_at_end_of_charge_V_vs_Li == pytest.approx(
+        full.voltage_at_end_of_charge_V_vs_Li, abs=1e-12)
+    assert r.capacity_at_end_of_charge_mAh_per_g == pytest.approx(
+        full.capacity_at_end_of_charge_mAh_per_g, rel=1e-12)
+    assert r.snapshot_kind.tolist() == [C.SNAP_ONSET, C.SNAP_END_OF_CHARGE, C.SNAP_AFTER_REST]
+    assert r.snapshot_time_s[-1] > r.snapshot_time_s[1]
+    assert r.voltage_V_vs_Li[-1] < r.voltage_at_end_of_charge_V_vs_Li  # it had relaxed a bit
 
 
 def test_impossible_current(small):
