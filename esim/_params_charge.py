@@ -67,7 +67,9 @@ class ChargeParams:
     separator_sigma_ion_S_per_m: float = param(
         3.1e-2, unit="S/m", range=(1e-8, 1e3),  # 3.1e-4 S/cm
         source="Sakuda, Hayashi & Tatsumisago, Sci. Rep. 3, 2261 (2013): 3.1e-4 S/cm cold-"
-               "pressed at 360 MPa [S]; with 0.34 mm: 110 ohm cm2, 14 mV at 0.13 mA/cm2")
+               "pressed at 360 MPa [S]; with 0.34 mm: 110 ohm cm2, 14 mV at 0.13 mA/cm2; at "
+               "materials.se_sigma_ion_reference_temperature_K, scaled to materials."
+               "temperature_K with the glass's activation energy materials.se_ea_ion_eV")
 
     # -- NMC/SE interface kinetics ---------------------------------------------------------------
     exchange_current_density_A_per_m2: float = param(
@@ -75,7 +77,8 @@ class ChargeParams:
         source="from the NMC/SE charge-transfer area-specific resistance R_ct ~ 40 ohm cm2 "
                "(Bielefeld et al., ACS Appl. Mater. Interfaces 12, 12821, 2020, after Braun "
                "2018) [S], linearised Butler-Volmer i0 = RT/(F R_ct) = 0.02569 V / 4e-3 ohm m2 "
-               "= 6.4 A/m2, constant in x (assumption); it includes the LiNbO3 coating")
+               "= 6.4 A/m2, constant in x (assumption); it includes the LiNbO3 coating; at 25 C, "
+               "not scaled with materials.temperature_K (assumption)")
     transfer_coefficient: float = param(
         0.5, unit="1", range=(0.05, 0.95),
         source="symmetric Butler-Volmer, alpha_a = alpha, alpha_c = 1 - alpha [E]")

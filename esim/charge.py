@@ -136,7 +136,7 @@ from scipy.sparse.csgraph import connected_components
 
 from esim._params_charge import ChargeParams, charge_params_of
 from esim.errors import EsimError, InvalidParameters, NotPercolating
-from esim.materials import materials_of, nmc_sigma_e
+from esim.materials import arrhenius_factor, materials_of, nmc_sigma_e
 from esim.ocv import nmc_ocv
 from esim.packing import PHASE_NMC, PHASE_SE, WALL_CC, WALL_SEP, Packing
 
@@ -451,8 +451,12 @@ class _Model:
         box = packing.box_m
         self.area_box = float(box[0] * box[1])
         self.I_app = c.current_density_A_per_m2 * self.area_box
-        self.R_sep = c.separator_thickness_m / (c.separator_sigma_ion_S_per_m * self.area_box)
         T = self.m.temperature_K
+        # the separator is the same glass: its conductivity, given at the glass's reference
+        # temperature, follows the glass's Arrhenius law to the cell's temperature
+        sep_sigma = c.separator_sigma_ion_S_per_m * arrhenius_factor(
+            self.m.se_ea_ion_eV, T, self.m.se_sigma_ion_reference_temperature_K)
+        self.R_sep = c.separator_thickness_m / (float(sep_sigma) * self.area_box)
         self.f = FARADAY_C_per_mol / (GAS_J_per_mol_K * T)
 
         mp = packing.contacts.shape[0]

@@ -343,6 +343,24 @@ def test_newton_failure_in_the_rest_keeps_the_end_of_charge(small, monkeypatch):
     assert r.voltage_V_vs_Li[-1] < r.voltage_at_end_of_charge_V_vs_Li  # it had relaxed a bit
 
 
+def test_separator_follows_the_glass_temperature(small):
+    """The separator is the same Li3PS4 glass as in the composite: at 60 C its resistance falls
+    by the glass's Arrhenius factor (it stayed at its 25 C value while the composite's glass
+    warmed, 4.5x too resistive beside it)."""
+    from esim.materials import se_sigma_ion
+
+    hot = small.params.replace(materials={"temperature_K": 333.15})
+    r25 = C._Model(small, small.params).R_sep
+    r60 = C._Model(small, hot).R_sep
+    ratio = float(se_sigma_ion(params=hot) / se_sigma_ion(params=small.params))
+    assert ratio > 3
+    assert r25 / r60 == pytest.approx(ratio, rel=1e-12)
+    c = small.params.charge
+    area = small.box_m[0] * small.box_m[1]
+    assert r25 == pytest.approx(c.separator_thickness_m / (c.separator_sigma_ion_S_per_m * area),
+                                rel=1e-12)
+
+
 def test_impossible_current(small):
     with pytest.raises(ChargeIncomplete, match="too high") as e:
         charge(small, _params(small, current_density_A_per_m2=1e4, dt_min_s=1e-3))
