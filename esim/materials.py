@@ -171,8 +171,8 @@ def nmc_sigma_e(value: Any, T_K: Any = None, params: Any = None, *,
     Parameters
     ----------
     value : float or array_like, 1
-        State of charge (``kind="soc"``, in [0, 1]) or x in Li(1-x)NMC (``kind="x"``, in
-        [0, 1]).
+        State of charge (``kind="soc"``, ``x / nmc_x_max``: 1 at the practical capacity, up
+        to ``1 / nmc_x_max`` at x = 1) or x in Li(1-x)NMC (``kind="x"``, in [0, 1]).
     T_K : float or array_like, K, optional
         Temperature; defaults to ``materials.temperature_K`` (298.15 K).
     params : Params or MaterialsParams, optional

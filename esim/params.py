@@ -265,6 +265,15 @@ def _check_consistency(p: Params) -> None:
             "structure.box_x_m/box_y_m/electrode_thickness_m: every box edge must be at least two "
             f"particle diameters (largest d50 {max(s.nmc_d50_m, s.se_d50_m):g} m), got "
             f"{smallest_box:g} m")
+    c = p.charge
+    if c.initial_x >= c.x_limit:
+        raise InvalidParameters(
+            f"charge.initial_x: must lie below charge.x_limit ({c.x_limit:g}), the delithiation "
+            f"at which a run stops, got {c.initial_x:g}")
+    if not c.dt_min_s <= c.dt_initial_s <= c.dt_max_s:
+        raise InvalidParameters(
+            "charge.dt_initial_s: must lie between charge.dt_min_s and charge.dt_max_s, got "
+            f"{c.dt_min_s:g} <= {c.dt_initial_s:g} <= {c.dt_max_s:g}")
 
 
 def params_from_dict(data: Mapping[str, Any]) -> Params:

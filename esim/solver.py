@@ -1140,7 +1140,8 @@ def conductance_between(
     g : (M,) array_like of float, S
         Edge conductances.
     source_nodes, sink_nodes : array_like of int
-        Disjoint, non-empty node sets forming the two terminals.
+        Disjoint, non-empty node sets forming the two terminals (a node listed twice counts
+        once).
     allow_zero : bool
         When no conducting path joins source and sink: False (default) raises
         :class:`~esim.errors.NotPercolating`; True returns ``conductance_S = 0`` with
@@ -1167,8 +1168,9 @@ def conductance_between(
     4.0
     """
     n_nodes, conns, g = validate_network(n_nodes, conns, g)
-    source = _validate_nodes("source_nodes", source_nodes, n_nodes)
-    sink = _validate_nodes("sink_nodes", sink_nodes, n_nodes)
+    # node sets: a node listed twice is one terminal node (its current was counted twice)
+    source = np.unique(_validate_nodes("source_nodes", source_nodes, n_nodes))
+    sink = np.unique(_validate_nodes("sink_nodes", sink_nodes, n_nodes))
     if source.size == 0 or sink.size == 0:
         raise InvalidParameters("source_nodes and sink_nodes must both be non-empty")
     if np.intersect1d(source, sink).size:

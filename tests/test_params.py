@@ -62,6 +62,19 @@ def test_box_must_hold_particles():
         params_from_dict({"structure": {"box_x_m": 5e-6}})
 
 
+@pytest.mark.parametrize("charge, needle", [
+    ({"initial_x": 0.5, "x_limit": 0.4}, r"charge\.initial_x: must lie below charge\.x_limit"),
+    ({"dt_min_s": 0.5, "dt_initial_s": 0.1}, r"charge\.dt_initial_s: .*0\.5 <= 0\.1"),
+    ({"dt_initial_s": 100.0, "dt_max_s": 10.0}, r"charge\.dt_initial_s"),
+])
+def test_charge_fields_that_contradict_each_other(charge, needle):
+    """Caught when the set is read, naming both fields (they failed later, as 'NMC exhausted'
+    or 'impossible current')."""
+    with pytest.raises(InvalidParameters, match=needle):
+        params_from_dict({"charge": charge})
+    params_from_dict({"charge": {"initial_x": 0.3, "dt_min_s": 1e-3}})  # consistent: accepted
+
+
 def test_missing_and_corrupt_files(tmp_path):
     with pytest.raises(InputFileError, match="nope.toml: no such parameter file"):
         load_params(tmp_path / "nope.toml")

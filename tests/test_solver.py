@@ -181,6 +181,15 @@ def test_rayleigh_monotonicity(seed, n, factor, edge):
     assert r2 >= r1 * (1 - 1e-10) - 1e-14
 
 
+def test_terminal_node_listed_twice_counts_once():
+    """Two 1 S resistors in series: 0.5 S whether the source node is listed once or twice
+    (listed twice, its current was summed twice: 1.0 S, with no flux mismatch to show it)."""
+    conns, g = [[0, 1], [1, 2]], [1.0, 1.0]
+    for src, snk in (([0], [2]), ([0, 0], [2]), ([0], [2, 2, 2])):
+        assert S.conductance_between(3, conns, g, src, snk).conductance_S == pytest.approx(
+            0.5, rel=1e-12)
+
+
 def test_self_loop_does_not_cancel_a_tiny_conductance():
     """Regression (found by the Rayleigh property test): a node held only by a 2e-16 S edge
     and carrying a 1 S self-loop must not get a zero pivot from 2g - 2g round-off."""
