@@ -645,6 +645,25 @@ def seeds_and_windows(base: Params, quick: bool, seeds: list[int] | None,
     return list(seeds), int(windows)
 
 
+#: ``spm`` keys the experiment sets for each window itself (a change to them is refused)
+PER_WINDOW_SPM_KEYS = ("plane_position_m", "seed")
+
+
+def preset_variant(quick: bool, overrides: dict[str, dict[str, Any]] | None = None) -> Params:
+    """The preset (quick or full) with ``overrides`` applied, validated; refuses the keys the
+    experiment sets itself for each window (``spm.plane_position_m``, ``spm.seed``)."""
+    base = preset_otoyama2020(quick)
+    overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+    # the experiment places the sections and seeds the maps' noise itself: refuse, not ignore
+    for key, instead in zip(PER_WINDOW_SPM_KEYS, ("--windows (evenly spaced planes)",
+                                                  "--seeds (the maps' noise follows the packing "
+                                                  "seed)")):
+        if key in overrides.get("spm", {}):
+            raise InvalidParameters(f"spm.{key}: set by the experiment for each window; use "
+                                    f"{instead}")
+    return base.replace(**overrides) if overrides else base
+
+
 def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int] | None = None,
                     windows: int | None = None, quiet: bool = True,
                     overrides: dict[str, dict[str, Any]] | None = None,
@@ -680,16 +699,7 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
 
     check_output_dir(out_dir, "--output")  # before any work
     t0 = time.perf_counter()
-    base = preset_otoyama2020(quick)
-    overrides = {k: dict(v) for k, v in (overrides or {}).items()}
-    # the experiment places the sections and seeds the maps' noise itself: refuse, not ignore
-    for key, instead in (("plane_position_m", "--windows (evenly spaced planes)"),
-                         ("seed", "--seeds (the maps' noise follows the packing seed)")):
-        if key in overrides.get("spm", {}):
-            raise InvalidParameters(f"spm.{key}: set by the experiment for each window; use "
-                                    f"{instead}")
-    if overrides:
-        base = base.replace(**overrides)
+    base = preset_variant(quick, overrides)
     seeds, windows = seeds_and_windows(base, quick, seeds, windows)
     spacing = base.structure.box_y_m / windows  # between the evenly spaced section planes
     if spacing < base.structure.nmc_d50_m:

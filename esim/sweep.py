@@ -55,6 +55,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ import numpy as np
 from esim.errors import EsimError, InvalidParameters
 from esim.io.atomic import check_output_dir
 from esim.params import Params, params_from_dict
+
+log = logging.getLogger(__name__)
 
 __all__ = ["STAGES", "SweepResult", "parse_vary", "expand_points", "run_point", "run_sweep"]
 
@@ -214,12 +217,15 @@ def expand_points(base: Params, vary: Mapping[str, Sequence[Any]], *, mode: str 
     return points
 
 
-def point_hash(params: Params, stage: str, soc: float, quick: bool = False) -> str:
-    """Hash of everything that determines a point's result (its resume key)."""
+def point_hash(params: Params, stage: str, soc: float, quick: bool = False,
+               overrides: Mapping[str, Any] | None = None) -> str:
+    """Hash of everything that determines a point's result (its resume key); ``overrides``:
+    the ``otoyama2020`` stage's changes to the preset, which the parameters alone do not fix."""
     from esim import __version__
 
     text = json.dumps({"params": params.to_dict(), "stage": stage, "soc": soc,
-                       "esim": __version__, **({"quick": True} if quick else {})},
+                       "esim": __version__, **({"quick": True} if quick else {}),
+                       **({"preset_changes": overrides} if overrides else {})},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -256,14 +262,26 @@ def differences_from_defaults(params: Params) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _otoyama2020_numbers(params: Params, quick: bool, save_dir: Path | None) -> dict[str, Any]:
+def otoyama2020_overrides(params: Params, point: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The changes a point makes to the paper's preset: the base set's differences from the
+    built-in defaults, and every value the point varies, even one equal to its default (the
+    preset's value, e.g. the quick box, would otherwise replace it)."""
+    out = differences_from_defaults(params)
+    for section, values in _nested(point).items():
+        out.setdefault(section, {}).update(values)
+    return out
+
+
+def _otoyama2020_numbers(params: Params, quick: bool, save_dir: Path | None,
+                         overrides: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
     import tempfile
 
     from esim.reproduce import run_otoyama2020
 
     with tempfile.TemporaryDirectory() as tmp:
         rep = run_otoyama2020(save_dir or tmp, quick=quick, seeds=[params.structure.seed],
-                              overrides=differences_from_defaults(params),
+                              overrides=(differences_from_defaults(params) if overrides is None
+                                         else overrides),
                               figures=save_dir is not None)
     numbers: dict[str, Any] = {k: v["mean"] for k, v in rep["aggregate"].items()}
     numbers.update(rep["charge"])
@@ -277,7 +295,8 @@ def _otoyama2020_numbers(params: Params, quick: bool, save_dir: Path | None) -> 
 
 
 def _stage_numbers(stage: str, packing: Any, params: Params, soc: float,
-                   save_dir: Path | None, quick: bool = False) -> dict[str, Any]:
+                   save_dir: Path | None, quick: bool = False,
+                   overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     if stage == "pack":
         return packing.summary()
     if stage == "solve":
@@ -303,12 +322,13 @@ def _stage_numbers(stage: str, packing: Any, params: Params, soc: float,
             maps.save(save_dir / "spm.h5")
         return maps.summary()
     if stage == "otoyama2020":
-        return _otoyama2020_numbers(params, quick, save_dir)
+        return _otoyama2020_numbers(params, quick, save_dir, overrides)
     raise InvalidParameters(f"stage: must be one of {', '.join(STAGES)}, got {stage!r}")
 
 
 def run_point(params_json: str, stage: str, soc: float = 0.0,
-              save_dir: str | None = None, quick: bool = False) -> dict[str, Any]:
+              save_dir: str | None = None, quick: bool = False,
+              overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Pack the electrode of one parameter set and run one stage (the ``otoyama2020`` stage packs
     the preset's electrodes itself; its ``pack_s`` is None).
 
@@ -325,6 +345,9 @@ def run_point(params_json: str, stage: str, soc: float = 0.0,
         stage's result; for ``otoyama2020`` its report and figures).
     quick : bool
         The ``otoyama2020`` stage in its quick mode.
+    overrides : dict, optional
+        The ``otoyama2020`` stage's changes to the preset (:func:`otoyama2020_overrides`);
+        default: the point's differences from the built-in defaults.
 
     Returns
     -------
@@ -347,7 +370,7 @@ def run_point(params_json: str, stage: str, soc: float = 0.0,
             if folder is not None:
                 folder.mkdir(parents=True, exist_ok=True)
                 packing.save(folder / "packing.h5")
-        numbers = _stage_numbers(stage, packing, params, soc, folder, quick)
+        numbers = _stage_numbers(stage, packing, params, soc, folder, quick, overrides)
         out["stage_s"] = time.perf_counter() - t0 - (out["pack_s"] or 0.0)
         if packing is not None and stage != "pack":  # the structure behind the numbers
             s = packing.summary()
@@ -502,6 +525,22 @@ def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdi
         raise InvalidParameters(f"--workers: must lie in [1, 256], got {workers!r}")
     out = check_output_dir(outdir)
     points = expand_points(base, vary, mode=mode)
+    setups = []
+    for point in points:  # every point's set (and the experiment's changes) checked first
+        params = base.replace(**_nested(point))
+        ovr = None
+        if stage == "otoyama2020":
+            from esim.reproduce import PER_WINDOW_SPM_KEYS, preset_variant
+
+            ovr = otoyama2020_overrides(params, point)
+            for key in PER_WINDOW_SPM_KEYS:
+                if key in ovr.get("spm", {}):
+                    raise InvalidParameters(
+                        f"spm.{key}: the otoyama2020 stage sets it for each window (planes "
+                        "evenly spaced, the maps' noise from the packing seed); vary "
+                        "structure.seed instead, or use esim reproduce --windows")
+            preset_variant(quick, ovr)  # the point's changes to the preset, validated
+        setups.append((params, ovr))
     t0 = time.perf_counter()
     folder = out / "points"
     folder.mkdir(parents=True, exist_ok=True)
@@ -509,16 +548,15 @@ def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdi
     tasks, slots = [], []
     finish = dask.delayed(_finish_point, pure=True)
     compute = dask.delayed(run_point, pure=True)
-    for i, point in enumerate(points):
-        params = base.replace(**_nested(point))
-        digest = point_hash(params, stage, soc, quick and stage == "otoyama2020")
+    for i, (point, (params, ovr)) in enumerate(zip(points, setups)):
+        digest = point_hash(params, stage, soc, quick and stage == "otoyama2020", ovr)
         path = folder / f"point_{i:04d}.json"
         old = _load_point(path, digest)
         if old is not None:
             rows[i] = old
             continue
         save_dir = str(folder / f"point_{i:04d}") if save else None
-        numbers = compute(params.to_json(), stage, soc, save_dir, quick,
+        numbers = compute(params.to_json(), stage, soc, save_dir, quick, ovr,
                           dask_key_name=f"point-{i}")
         tasks.append(finish(i, point, digest, path, numbers, dask_key_name=f"row-{i}"))
         slots.append(i)
@@ -634,8 +672,15 @@ def plot_sweep(result: SweepResult, path: str | Path,
     from esim.cli._common import format_value
     from esim.plot import save_figure
 
-    metrics = list(metrics or STAGES[result.stage][1])
-    metrics = [m for m in metrics if np.isfinite(result.column(m)).any()] or metrics[:1]
+    asked = list(metrics or STAGES[result.stage][1])
+    known = sorted({k for r in result.rows for k, v in r.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    unknown = [m for m in asked if m not in known]
+    if unknown and metrics:
+        log.warning("--metric %s: not a number of the %s stage; its numbers are %s",
+                    ", ".join(unknown), result.stage, ", ".join(known))
+    metrics = [m for m in asked if m in known and np.isfinite(result.column(m)).any()]
+    metrics = metrics or [m for m in STAGES[result.stage][1] if m in known][:1] or asked[:1]
     distinct = {k: len({json.dumps(r["overrides"].get(k)) for r in result.rows})
                 for k in result.keys}
     xkeys = ([k for k in result.keys if not _is_seed(k) and distinct[k] > 1]

@@ -120,6 +120,20 @@ def test_tables_and_figure(solved):
     assert len(list((out / "points").glob("point_*.json"))) == 4
 
 
+def test_an_unknown_metric_is_named_with_the_stage_numbers(solved, tmp_path, caplog):
+    from esim.sweep import plot_sweep
+
+    _, res = solved
+    with caplog.at_level("WARNING", logger="esim.sweep"):
+        plot_sweep(res, tmp_path / "m.png", metrics=["foo", "sigma_e_S_per_m"])
+    assert "--metric foo: not a number of the solve stage" in caplog.text
+    assert "sigma_e_S_per_m" in caplog.text.split("its numbers are")[1]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="esim.sweep"):
+        plot_sweep(res, tmp_path / "n.png", metrics=["sigma_e_S_per_m"])
+    assert not caplog.text
+
+
 def test_resume_reuses_matching_points_only(solved, base):
     out, res = solved
     vary = {"structure.nmc_fraction_of_solid": [0.4, 0.7], "structure.seed": [1, 2]}
@@ -147,10 +161,10 @@ def test_a_failing_point_is_recorded_and_the_others_run(base, tmp_path, monkeypa
 
     real = sw._stage_numbers
 
-    def fake(stage, packing, params, soc, save_dir, quick=False):
+    def fake(stage, packing, params, soc, save_dir, quick=False, overrides=None):
         if params.structure.seed == 2:
             raise EsimError("no NMC touches the collector")
-        return real(stage, packing, params, soc, save_dir, quick)
+        return real(stage, packing, params, soc, save_dir, quick, overrides)
 
     monkeypatch.setattr(sw, "_stage_numbers", fake)
     res = run_sweep(base, {"structure.seed": [1, 2, 3]}, "pack", tmp_path, figure=False)
@@ -180,6 +194,9 @@ def test_cli_pack_stage_json(tmp_path, capsys):
     (["--vary", "structure.seed=1,2", "--workers", "0"], "--workers"),
     (["--vary", "structure.seed=1,2", "--soc", "2"], "--soc"),
     (["--vary", "structure.seed=1,2", "--zip", "--vary", "structure.nmc_gsd=1.2"], "same number"),
+    (["--stage", "otoyama2020", "--quick", "--vary", "spm.plane_position_m=1e-5,2e-5"],
+     "spm.plane_position_m: the otoyama2020 stage sets it"),
+    (["--stage", "otoyama2020", "--quick", "--vary", "spm.seed=1,2"], "vary structure.seed"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, words):
     out = tmp_path / "s"
@@ -209,6 +226,27 @@ def test_differences_from_defaults():
     p = Params().replace(spm={"tip_radius_m": 5e-8}, structure={"seed": 7})
     assert differences_from_defaults(p) == {"spm": {"tip_radius_m": 5e-8},
                                             "structure": {"seed": 7}}
+
+
+def test_otoyama2020_stage_keeps_a_varied_value_equal_to_its_default():
+    """A point's varied value reaches the preset even when it equals the built-in default: the
+    quick preset's 24 um box used to replace a varied box_x_m = 40 um (the default), silently."""
+    from esim.reproduce import preset_variant
+    from esim.sweep import otoyama2020_overrides
+
+    default_box = Params().structure.box_x_m
+    assert preset_variant(True).structure.box_x_m != default_box  # the quick preset's box
+    base = Params().replace(spm={"tip_radius_m": 2e-8})  # a base-set change also reaches it
+    point = {"structure.box_x_m": default_box}
+    ovr = otoyama2020_overrides(base.replace(structure={"box_x_m": default_box}), point)
+    assert ovr == {"structure": {"box_x_m": default_box}, "spm": {"tip_radius_m": 2e-8}}
+    p = preset_variant(True, ovr)
+    assert p.structure.box_x_m == default_box and p.spm.tip_radius_m == 2e-8
+    # the resume key tells the two apart: the same parameters, different preset changes
+    from esim.sweep import point_hash
+
+    assert point_hash(Params(), "otoyama2020", 0.0, True, ovr) != point_hash(
+        Params(), "otoyama2020", 0.0, True, None)
 
 
 def test_otoyama2020_stage_is_esim_reproduce_and_responds_to_the_tip(tmp_path):
