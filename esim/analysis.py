@@ -98,6 +98,8 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
         raise InvalidParameters(f"bins: must be >= 1, got {bins}")
     v = np.log10(values) if log else values
     # map each pixel's label to its row in ids (-1 if not selected)
+    if ids.size == 0:
+        return np.full(0, np.nan)
     order = np.argsort(ids)
     pos = np.searchsorted(ids[order], labels.ravel())
     pos = np.clip(pos, 0, max(ids.size - 1, 0))

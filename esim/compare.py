@@ -337,12 +337,13 @@ def _same_area(a: MapChannel, b: MapChannel) -> None:
 
 
 def _to_grid(ch: MapChannel, ref: MapChannel, order: int) -> np.ndarray:
-    """``ch`` resampled onto ``ref``'s pixels (same area; order 0 for labels)."""
+    """``ch`` resampled onto ``ref``'s pixels (same area, checked even when the pixel counts
+    agree; order 0 for labels)."""
+    _same_area(ref, ch)
     if ch.data.shape == ref.data.shape:
         return ch.data
     from skimage.transform import resize
 
-    _same_area(ref, ch)
     return resize(ch.data, ref.data.shape, order=order, preserve_range=True,
                   anti_aliasing=order > 0, mode="edge")
 
@@ -501,6 +502,10 @@ def load_measured(*, ssrm: str | None = None, kpfm: str | None = None, cafm: str
         seg = Segmentation(phase=seg.phase, method=f"{method} + labels",
                            particles=new[inv.ravel()].reshape(o.shape))
         srcs["particles"] = src.source
+    if seg.n_particles == 0:
+        raise InputFileError(f"{' and '.join(srcs.values())}: no NMC particle of at least "
+                             f"{min_diameter_m:g} m (--min-diameter-m) in the measured area; "
+                             "nothing to compare")
     ms = MapSet(name=name, channels=data, seg=seg, pixel_size_depth_m=p_depth,
                 pixel_size_lateral_m=p_lat, registration=registration,
                 sources={**{k: ch.source for k, ch in chans.items()}, **srcs})

@@ -639,6 +639,9 @@ def seeds_and_windows(base: Params, quick: bool, seeds: list[int] | None,
         seeds = [base.structure.seed] if quick else [base.structure.seed + k for k in range(3)]
     if len(seeds) == 0:
         raise InvalidParameters("--seeds: give at least one packing seed")
+    twice = sorted({int(s) for s in seeds if list(seeds).count(s) > 1})
+    if twice:  # the same electrode twice would be pooled as two, narrowing the spreads
+        raise InvalidParameters(f"--seeds: seed {twice[0]} given twice")
     windows = (2 if quick else 3) if windows is None else windows
     if windows < 1:
         raise InvalidParameters(f"--windows: must be >= 1, got {windows}")

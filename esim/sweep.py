@@ -191,8 +191,8 @@ def expand_points(base: Params, vary: Mapping[str, Sequence[Any]], *, mode: str 
     Raises
     ------
     InvalidParameters
-        Unknown mode, unequal lengths in zip mode, or a point whose parameters do not validate
-        (the message names the point and the field).
+        Unknown mode, unequal lengths in zip mode, a point whose parameters do not validate
+        (the message names the point and the field), or two points with the same parameters.
     """
     if mode not in ("grid", "zip"):
         raise InvalidParameters(f"mode: must be 'grid' or 'zip', got {mode!r}")
@@ -208,12 +208,17 @@ def expand_points(base: Params, vary: Mapping[str, Sequence[Any]], *, mode: str 
     else:
         combos = list(itertools.product(*lists))
     points = [dict(zip(keys, c)) for c in combos]
+    seen: dict[str, int] = {}
     for i, point in enumerate(points):
+        desc = ", ".join(f"{k}={v!r}" for k, v in point.items())
         try:
-            base.replace(**_nested(point))
+            p = base.replace(**_nested(point))
         except InvalidParameters as exc:
-            desc = ", ".join(f"{k}={v!r}" for k, v in point.items())
             raise InvalidParameters(f"sweep point {i} ({desc}): {exc}") from None
+        j = seen.setdefault(p.to_json(), i)
+        if j != i:  # it would be run twice and counted twice in the mean and spread
+            raise InvalidParameters(f"sweep point {i} ({desc}): the same parameters as point "
+                                    f"{j}; a --vary list repeats a value")
     return points
 
 

@@ -94,6 +94,10 @@ def test_numbering_from_current_collector():
     assert g["cc_minus_se"] == pytest.approx(-2.0, abs=2 / 30)  # peaks are bin centres
 
 
+def test_no_particle_to_read_is_an_empty_answer():
+    assert histogram_peak(np.ones((3, 3)), np.zeros((3, 3), int), np.array([], int)).shape == (0,)
+
+
 def test_bad_shapes():
     with pytest.raises(InvalidParameters):
         histogram_peak(np.zeros((3, 3)), np.zeros((3, 4), int), np.array([0]))

@@ -325,6 +325,29 @@ def test_cli_compare_bad_input_exits_2_and_writes_nothing(gsf, tmp_path, capsys,
     assert not out.exists()
 
 
+def test_refused_measured_inputs_name_the_file(gsf, charged, tmp_path, capsys):
+    """A phase source of another area with the same pixel count, an area without any NMC
+    particle, and one simulated file given twice: one line each, exit 2, nothing written."""
+    from esim.io.gsf import read_gsf, write_gsf
+
+    ph = read_gsf(gsf / "phase.gsf")
+    write_gsf(tmp_path / "phase_2x.gsf", ph.data, pixel_size_m=2 * ph.pixel_size_m,
+              z_unit="", title="phase")  # same pixels, twice the area
+    with pytest.raises(InputFileError, match=r"phase_2x\.gsf: covers .* must image one area"):
+        _measured(gsf, phase=str(tmp_path / "phase_2x.gsf"))
+    write_gsf(tmp_path / "phase_se.gsf", np.full(ph.data.shape, 2.0), pixel_size_m=(
+        ph.pixel_size_y_m, ph.pixel_size_m), z_unit="", title="phase")
+    with pytest.raises(InputFileError, match=r"phase_se\.gsf: no NMC particle"):
+        _measured(gsf, phase=str(tmp_path / "phase_se.gsf"))
+    sim = charged.save(tmp_path / "sim.h5")
+    out = tmp_path / "cmp"
+    assert main(["compare", "--ssrm", str(gsf / "ssrm_ohm.gsf"), "--phase",
+                 str(gsf / "phase.gsf"), "--sim", str(sim), "--sim",
+                 str(tmp_path / "." / "sim.h5"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "sim.h5: given twice" in err and "Traceback" not in err and not out.exists()
+
+
 def test_hand_made_particle_labels_replace_the_watershed(charged, gsf, tmp_path):
     """The true particles given as labels: every true NMC particle of the window is read, and
     the watershed's own particles agree with them."""

@@ -237,6 +237,9 @@ def test_empty_seed_list_is_an_error(tmp_path):
 
     with pytest.raises(InvalidParameters, match="seeds"):
         run_otoyama2020(tmp_path / "res", quick=True, seeds=[])
+    # one electrode twice would be pooled as two independent ones
+    with pytest.raises(InvalidParameters, match="--seeds: seed 5 given twice"):
+        run_otoyama2020(tmp_path / "res", quick=True, seeds=[5, 6, 5])
     assert not (tmp_path / "res").exists()
 
 

@@ -197,6 +197,10 @@ def test_cli_pack_stage_json(tmp_path, capsys):
     (["--stage", "otoyama2020", "--quick", "--vary", "spm.plane_position_m=1e-5,2e-5"],
      "spm.plane_position_m: the otoyama2020 stage sets it"),
     (["--stage", "otoyama2020", "--quick", "--vary", "spm.seed=1,2"], "vary structure.seed"),
+    (["--vary", "structure.seed=1,2,1"], "sweep point 2 (structure.seed=1): the same parameters "
+     "as point 0"),
+    (["--zip", "--vary", "structure.seed=1,1", "--vary", "spm.tip_radius_m=1e-8,1e-8"],
+     "the same parameters as point 0"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, words):
     out = tmp_path / "s"

@@ -107,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameters(f"--min-diameter-m: must be positive, got {args.min_diameter_m}")
     if not (args.high_ohm > 0):
         raise InvalidParameters(f"--high-ohm: must be positive, got {args.high_ohm}")
+    sims = [str(Path(f).resolve()) for f in args.sim]
+    twice = [f for f, r in zip(args.sim, sims) if sims.count(r) > 1]
+    if twice:  # pooled twice, its particles would count double
+        raise InvalidParameters(f"--sim {twice[0]}: given twice")
     # read and check everything before anything is written
     measured = load_measured(ssrm=args.ssrm, kpfm=args.kpfm, cafm=args.cafm, phase=args.phase,
                              sem=args.sem, edx_ni=args.edx_ni, edx_s=args.edx_s,
