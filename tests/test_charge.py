@@ -418,11 +418,29 @@ def test_cli_charge_quick_and_partial(tmp_path, capsys):
     assert (tmp_path / "charged_packing.h5").exists()
     cfg = tmp_path / "c.toml"
     cfg.write_text("[charge]\nmax_time_s = 300.0\n")
-    bad = tmp_path / "bad.h5"
+    # a charge that stops early writes its partial result beside the output, not over it
+    good = out.read_bytes()
     assert main(["charge", str(tmp_path / "charged_packing.h5"), "--config", str(cfg),
-                 "-o", str(bad), "--no-figure", "--json"]) == 2
-    assert "max_time_s" in capsys.readouterr().err
-    assert ChargeResult.load(bad).partial
+                 "-o", str(out), "--no-figure", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "max_time_s" in err and "partial result in" in err and "charged_partial.h5" in err
+    assert out.read_bytes() == good
+    assert ChargeResult.load(tmp_path / "charged_partial.h5").partial
+    # --config and --quick that would be ignored are refused, naming what applies
+    packing = str(tmp_path / "charged_packing.h5")
+    wide = tmp_path / "wide.toml"
+    wide.write_text("[structure]\nseed = 5\n[charge]\nrest_time_s = 0.0\n")
+    for argv, needle in (([packing, "--config", str(wide)], "only its [charge] table applies"),
+                         ([packing, "--quick"], "--quick: the packing"),
+                         (["--quick", "--config", str(cfg)], "--config: applies to a packing"),
+                         (["--quick", "--no-figure", "--figure", "f.png"], "--figure: given "
+                          "with --no-figure"),
+                         (["--quick", "--figure", str(tmp_path / "f.txt")], "--figure: expected "
+                          "a .png or .pdf or .svg path")):
+        assert main(["charge", *argv, "-o", str(tmp_path / "x.h5")]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x_packing.h5").exists()
 
 
 def test_shells_agree_with_uniform_at_the_reference_rate(full_small, small):

@@ -92,6 +92,26 @@ def test_output_under_a_file_is_refused_before_any_work(tmp_path, capsys, argv, 
     assert f.read_text() == "keep me" and list(tmp_path.iterdir()) == [f]
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["pack", "-o", "{d}/p.h5", "--figure", "{d}/p.txt"], "--figure: expected a .png"),
+    (["pack", "-o", "{d}/p.h5", "--figure", "{d}/p.h5"], "--figure: expected a .png"),
+    (["pack", "-o", "{d}/p.h5", "--figure", "{d}/a_file/f.png"], "--figure: "),
+    (["pack", "-o", "{d}/p.h5", "--no-figure", "--figure", "{d}/f.png"], "with --no-figure"),
+    (["spm", "--soc", "0.5", "-o", "{d}"], "{d}/gsf exists and is not a folder"),
+])
+def test_figure_and_inner_paths_are_checked_before_any_work(tmp_path, capsys, argv, needle):
+    """A figure path esim cannot draw (a suffix matplotlib does not take, under a file, or
+    beside --no-figure) and a file where spm writes its gsf/ folder: exit 2 at once, not after
+    the packing with the HDF5 already written."""
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "gsf").write_text("x")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([a.replace("{d}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert needle.replace("{d}", str(tmp_path)) in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_output_file_that_is_a_folder_is_refused(tmp_path, capsys):
     (tmp_path / "p.h5").mkdir()
     assert main(["pack", "-o", str(tmp_path / "p.h5")]) == 2

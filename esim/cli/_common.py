@@ -20,6 +20,20 @@ def add_set_argument(p: argparse.ArgumentParser, what: str = "the parameter set"
                         "file), e.g. --set charge.rest_time_s=0")
 
 
+def figure_path(args: argparse.Namespace, output: Path) -> Path | None:
+    """The figure a command draws beside ``output`` (``--figure``, default OUTPUT with .png),
+    checked before any work; None with ``--no-figure``."""
+    from esim.errors import InvalidParameters
+    from esim.io.atomic import FIGURE_SUFFIXES, check_output_file
+
+    if args.no_figure:
+        if args.figure:
+            raise InvalidParameters("--figure: given with --no-figure; choose one")
+        return None
+    path = Path(args.figure) if args.figure else output.with_suffix(".png")
+    return check_output_file(path, "--figure", FIGURE_SUFFIXES)
+
+
 def params_from_arg(config: str | None, overrides: list[str] | tuple[str, ...] = ()) -> Params:
     """The default parameter set, or the validated one in ``config`` (a TOML file), with the
     ``--set SECTION.KEY=VALUE`` items ``overrides`` applied (validated)."""

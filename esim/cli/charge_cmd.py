@@ -5,8 +5,8 @@ depth) and print a summary.
 The input is a TOML parameter file (the electrode is packed first and saved beside the output
 as ``<output>_packing.h5``) or a saved packing (``.h5``, its own parameters are used; a
 ``--config`` TOML may give the ``[charge]`` section).  A charge that stops early (cut-off not
-reached, Newton failure, impossible current) still writes what was computed (``partial``) and
-exits with status 2.
+reached, Newton failure, impossible current) writes what was computed (``partial``) to
+``<output>_partial.h5``, leaving an existing ``<output>`` as it was, and exits with status 2.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from esim.cli._common import add_set_argument, apply_overrides, print_json, print_table
+from esim.cli._common import (add_set_argument, apply_overrides, figure_path, print_json,
+                              print_table)
 
 HELP = "galvanostatic first charge of the electrode (HDF5 + figure)"
 log = logging.getLogger("esim")
@@ -68,11 +69,21 @@ def _params_and_packing(args: argparse.Namespace):
     charge_kw: dict[str, Any] = {}
     src = args.input
     if src and Path(src).suffix.lower() in (".h5", ".hdf5"):
+        if args.quick:
+            raise InvalidParameters(f"--quick: the packing {src} fixes the electrode; --quick "
+                                    "applies to a parameter-file input only")
         packing = Packing.load(src)
         params = packing.params
         if args.config:
-            _, charge_kw = _split_charge(_read_toml(args.config))
+            rest, charge_kw = _split_charge(_read_toml(args.config))
+            if rest:
+                raise InvalidParameters(
+                    f"{args.config}: only its [charge] table applies to a packing input; found "
+                    f"[{'], ['.join(rest)}] (use --set SECTION.KEY=VALUE for other sections)")
     else:
+        if args.config:
+            raise InvalidParameters("--config: applies to a packing .h5 input only; give the "
+                                    "[charge] table in the parameter file, or use --set")
         if src:
             rest, charge_kw = _split_charge(_read_toml(src))
             try:
@@ -99,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from esim.plot import save_figure
 
     out = check_output_file(args.output, "--output", (".h5", ".hdf5"))
+    fig = figure_path(args, out)
     quiet = args.quiet or args.json
     params, packing = _params_and_packing(args)
     summary: dict[str, Any] = {}
@@ -115,11 +127,13 @@ def run(args: argparse.Namespace) -> int:
         result = charge(packing, params, quiet=quiet)
     except ChargeIncomplete as exc:
         failure, result = exc, exc.result
+    if failure is not None:  # a partial result beside the output, not over a finished one
+        out = out.with_name(out.stem + "_partial" + out.suffix)
+        fig = fig.with_name(fig.stem + "_partial" + fig.suffix) if fig is not None else None
     result.save(out)
     summary.update(result.summary())
     summary["output"] = str(out)
-    if not args.no_figure:
-        fig = Path(args.figure) if args.figure else out.with_suffix(".png")
+    if fig is not None:
         save_figure(plot_charge(result, packing), fig)
         summary["figure"] = str(fig)
     if args.json:
@@ -127,5 +141,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_table(f"esim charge: {out}", summary)
     if failure is not None:
-        raise failure
+        msg = str(failure).removesuffix(" (partial result kept)")
+        raise ChargeIncomplete(f"{msg} (partial result in {out})", failure.result)
     return 0

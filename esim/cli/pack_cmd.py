@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from pathlib import Path
 
-from esim.cli._common import add_set_argument, params_from_arg, print_json, print_table
+from esim.cli._common import (add_set_argument, figure_path, params_from_arg, print_json,
+                              print_table)
 from esim.io.atomic import check_output_file
 
 HELP = "generate a two-phase particle packing (HDF5 + figure)"
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     params = params_from_arg(args.config, args.set)
     out = check_output_file(args.output, "--output", (".h5", ".hdf5"))
+    fig = figure_path(args, out)
     t0 = time.perf_counter()
     packing = pack(params, quiet=args.quiet or args.json)
     elapsed = time.perf_counter() - t0
@@ -37,10 +38,9 @@ def run(args: argparse.Namespace) -> int:
     summary = packing.summary()
     summary["elapsed_s"] = elapsed
     summary["output"] = str(out)
-    if not args.no_figure:
+    if fig is not None:
         from esim.plot import plot_packing
 
-        fig = Path(args.figure) if args.figure else out.with_suffix(".png")
         plot_packing(packing, fig)
         summary["figure"] = str(fig)
     if args.json:

@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.soc <= 1.0:
         raise InvalidParameters(f"--soc: must lie in [0, 1], got {args.soc}")
-    check_output_dir(args.output, "--output")
+    check_output_dir(args.output, "--output", subfolders=("gsf",),
+                     files=("spm.h5", "iv.csv", "spm_maps.png", "spm_truth.png", "iv.png"))
     t0 = time.perf_counter()
     packing, params, spm = _load(args.input, args.set)
     changes = {}

@@ -31,16 +31,30 @@ def _check_parents(path: Path, field: str) -> None:
             return
 
 
-def check_output_dir(path: str | os.PathLike, field: str = "--outdir") -> Path:
+#: What esim draws figures as (the suffix picks the format)
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def check_output_dir(path: str | os.PathLike, field: str = "--outdir", *,
+                     subfolders: tuple[str, ...] = (), files: tuple[str, ...] = ()) -> Path:
     """Check, before any work, that ``path`` can be made or used as an output folder; raise
     :class:`~esim.errors.InvalidParameters` naming ``field`` if it is a file or lies under one,
-    or if its nearest existing folder is not writable.  Creates nothing."""
+    or if its nearest existing folder is not writable; and, in an existing folder, if one of the
+    ``subfolders`` it will write is a file or one of the ``files`` a folder.  Creates nothing."""
     path = Path(path)
     if path.exists():
         if not path.is_dir():
             raise InvalidParameters(f"{field}: {path} exists and is not a folder")
         if not os.access(path, os.W_OK | os.X_OK):
             raise InvalidParameters(f"{field}: cannot write into {path}")
+        for name in subfolders:
+            if (path / name).exists() and not (path / name).is_dir():
+                raise InvalidParameters(f"{field}: {path / name} exists and is not a folder "
+                                        "(the maps are written there)")
+        for name in files:
+            if (path / name).is_dir():
+                raise InvalidParameters(f"{field}: {path / name} is a folder; it would be "
+                                        "overwritten by a file")
         return path
     _check_parents(path, field)
     return path
