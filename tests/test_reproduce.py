@@ -261,6 +261,11 @@ def test_set_runs_a_recorded_variant(tmp_path, capsys):
                  "--set", "network.contact_model=mechanical", "--json"]) == 0
     rep = json.loads((out / "report.json").read_text())
     assert rep["overrides"] == {"network": {"contact_model": "mechanical"}}
+    printed = json.loads(capsys.readouterr().out)  # --json: one object, numbers keyed by unit
+    assert printed["output"] == str(out) and printed["rows"] == rep["rows"]
+    assert printed["within_by_kind"]["prediction"] == rep["summary"]["prediction"]
+    assert printed["numbers"]["high_r_fraction"] == rep["aggregate"]["high_r_fraction"]["mean"]
+    assert printed["numbers"]["capacity_mAh_per_g"] == rep["charge"]["capacity_mAh_per_g"]
     assert "A variant, not the default set:** network.contact_model = 'mechanical'" in (
         out / "report.md").read_text()
     assert "contacts are the mechanical model's radii" in rep["explanations"][0]

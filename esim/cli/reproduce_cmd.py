@@ -31,7 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="+", help="packing seeds")
     p.add_argument("--windows", type=int, help="cross-sections per seed")
     add_set_argument(p, "the preset (the report then says it compares a variant)")
-    p.add_argument("--json", action="store_true", help="print the report rows as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: the output folder, the rows within tolerance by "
+                        "kind, the run's numbers (means over the windows; the unit in each key) "
+                        "and the report's rows")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +45,12 @@ def run(args: argparse.Namespace) -> int:
                                           windows=args.windows, quiet=args.quiet or args.json,
                                           overrides=parse_overrides(args.set))
     if args.json:
-        print(json.dumps(report["rows"], default=float))
+        numbers = {k: v["mean"] for k, v in report["aggregate"].items()}
+        numbers.update(report["charge"])
+        print(json.dumps({"output": str(args.output), "elapsed_s": report["elapsed_s"],
+                          "seeds": report["seeds"], "n_windows": report["n_windows"],
+                          "within_by_kind": report["summary"], "numbers": numbers,
+                          "rows": report["rows"]}, default=float))
     else:
         print((Path(args.output) / "report.md").read_text())
     logging.getLogger("esim").info("wrote %s", args.output)
