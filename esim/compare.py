@@ -445,6 +445,11 @@ def load_measured(*, ssrm: str | None = None, kpfm: str | None = None, cafm: str
     ref = next(iter(chans.values()))
     for k, ch in chans.items():
         _check_unit(ch, k, CHANNEL_SPECS[k].unit)
+        if k == "ssrm":
+            bad = int(np.count_nonzero(np.asarray(ch.data) <= 0))
+            if bad:
+                raise InputFileError(f"{ch.source}: {bad} pixels hold a resistance <= 0 ohm; an "
+                                     "SSRM map holds positive resistances")
         if ch.data.shape != ref.data.shape:
             raise InputFileError(f"{ch.source}: shape {ch.data.shape}, but {ref.source} has "
                                  f"{ref.data.shape}; the channels must share one pixel grid")

@@ -228,8 +228,10 @@ def generate_dataset(base: Params, n: int, outdir: str | Path, *, first_seed: in
 
     if not 1 <= int(n) <= 100_000:
         raise InvalidParameters(f"--samples: must lie in [1, 100000], got {n!r}")
-    if not states or any(s not in STATES for s in states) or len(set(states)) != len(states):
+    if not states or any(s not in STATES for s in states):
         raise InvalidParameters(f"--states: choose from {', '.join(STATES)}, got {states!r}")
+    if len(set(states)) != len(states):
+        raise InvalidParameters(f"--states: a state is given twice, got {' '.join(states)}")
     if not 1 <= int(workers) <= 256:
         raise InvalidParameters(f"--workers: must lie in [1, 256], got {workers!r}")
     if not (0 <= int(first_seed) and int(first_seed) + int(n) <= 2**32):

@@ -528,6 +528,9 @@ def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdi
         raise InvalidParameters(f"--soc: must lie in [0, 1], got {soc!r}")
     if not 1 <= int(workers) <= 256:
         raise InvalidParameters(f"--workers: must lie in [1, 256], got {workers!r}")
+    if quick and stage != "otoyama2020":
+        raise InvalidParameters(f"--quick: applies to the otoyama2020 stage only (the {stage} "
+                                "stage runs the parameters as given)")
     out = check_output_dir(outdir)
     points = expand_points(base, vary, mode=mode)
     setups = []

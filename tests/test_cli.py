@@ -98,6 +98,10 @@ def test_output_under_a_file_is_refused_before_any_work(tmp_path, capsys, argv, 
     (["pack", "-o", "{d}/p.h5", "--figure", "{d}/a_file/f.png"], "--figure: "),
     (["pack", "-o", "{d}/p.h5", "--no-figure", "--figure", "{d}/f.png"], "with --no-figure"),
     (["spm", "--soc", "0.5", "-o", "{d}"], "{d}/gsf exists and is not a folder"),
+    (["spm", "--iv-choice", "0", "0", "0", "-o", "{d}/m"], "--iv-choice: three counts >= 0, at "
+     "least one"),
+    (["dataset", "-n", "1", "--states", "charged", "charged", "-o", "{d}/ds"],
+     "--states: a state is given twice"),
 ])
 def test_figure_and_inner_paths_are_checked_before_any_work(tmp_path, capsys, argv, needle):
     """A figure path esim cannot draw (a suffix matplotlib does not take, under a file, or

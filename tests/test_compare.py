@@ -339,6 +339,12 @@ def test_refused_measured_inputs_name_the_file(gsf, charged, tmp_path, capsys):
         ph.pixel_size_y_m, ph.pixel_size_m), z_unit="", title="phase")
     with pytest.raises(InputFileError, match=r"phase_se\.gsf: no NMC particle"):
         _measured(gsf, phase=str(tmp_path / "phase_se.gsf"))
+    ss = read_gsf(gsf / "ssrm_ohm.gsf")
+    write_gsf(tmp_path / "ssrm_neg.gsf", -ss.data, pixel_size_m=(ss.pixel_size_y_m,
+                                                                 ss.pixel_size_m),
+              z_unit="Ohm", title="SSRM")
+    with pytest.raises(InputFileError, match=r"ssrm_neg\.gsf: \d+ pixels hold a resistance <= 0"):
+        _measured(gsf, ssrm=str(tmp_path / "ssrm_neg.gsf"))
     sim = charged.save(tmp_path / "sim.h5")
     out = tmp_path / "cmp"
     assert main(["compare", "--ssrm", str(gsf / "ssrm_ohm.gsf"), "--phase",

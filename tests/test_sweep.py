@@ -197,6 +197,8 @@ def test_cli_pack_stage_json(tmp_path, capsys):
     (["--stage", "otoyama2020", "--quick", "--vary", "spm.plane_position_m=1e-5,2e-5"],
      "spm.plane_position_m: the otoyama2020 stage sets it"),
     (["--stage", "otoyama2020", "--quick", "--vary", "spm.seed=1,2"], "vary structure.seed"),
+    (["--quick", "--stage", "solve", "--vary", "structure.seed=1,2"], "--quick: applies to the "
+     "otoyama2020 stage only"),
     (["--vary", "structure.seed=1,2,1"], "sweep point 2 (structure.seed=1): the same parameters "
      "as point 0"),
     (["--zip", "--vary", "structure.seed=1,1", "--vary", "spm.tip_radius_m=1e-8,1e-8"],

@@ -86,7 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="segment the simulated maps by the measured side's method (same) or "
                         "take their true phases (default: %(default)s)")
     p.add_argument("--min-diameter-m", type=float, default=1e-6,
-                   help="smallest NMC particle section counted, m (default: %(default)s)")
+                   help="NMC particle size d for the watershed, m: seeds at least d/2 apart, "
+                        "and sections smaller than a disc of diameter d/2 are not counted "
+                        "(default: %(default)s)")
     p.add_argument("--high-ohm", type=float, default=HIGH_R_OHM,
                    help="high-resistance threshold, ohm (default: %(default)s)")
     p.add_argument("-o", "--outdir", default="compare",

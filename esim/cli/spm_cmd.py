@@ -24,7 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default="spm_out", help="output folder (default: %(default)s)")
     p.add_argument("--soc", type=float, default=0.0,
                    help="uniform state of charge of the NMC, 0..1 (default: 0, pristine)")
-    p.add_argument("--plane-position", type=float, help="cut plane position along its normal, m")
+    p.add_argument("--plane-position", type=float,
+                   help="cut plane position along its normal, m (a negative value: the middle "
+                        "of the box, the default; write a negative value as "
+                        "--plane-position=-1)")
     p.add_argument("--pixels", type=int, help="pixels along each image axis")
     p.add_argument("--seed", type=int, help="seed of the noisy channels")
     p.add_argument("--iv-choice", type=int, nargs=3, metavar=("LOW", "HIGH", "SE"),
@@ -69,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.soc <= 1.0:
         raise InvalidParameters(f"--soc: must lie in [0, 1], got {args.soc}")
+    if min(args.iv_choice) < 0 or sum(args.iv_choice) == 0:
+        raise InvalidParameters("--iv-choice: three counts >= 0, at least one I-V point, got "
+                                + " ".join(map(str, args.iv_choice)))
     check_output_dir(args.output, "--output", subfolders=("gsf",),
                      files=("spm.h5", "iv.csv", "spm_maps.png", "spm_truth.png", "iv.png"))
     t0 = time.perf_counter()
