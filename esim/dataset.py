@@ -224,7 +224,7 @@ def generate_dataset(base: Params, n: int, outdir: str | Path, *, first_seed: in
     """
     import dask
 
-    from esim.sweep import _compute, _load_point, point_hash
+    from esim.sweep import _compute, _load_point, point_hash, warn_stale
 
     if not 1 <= int(n) <= 100_000:
         raise InvalidParameters(f"--samples: must lie in [1, 100000], got {n!r}")
@@ -266,6 +266,7 @@ def generate_dataset(base: Params, n: int, outdir: str | Path, *, first_seed: in
     reused = n - len(tasks)
     for i, doc in zip(slots, _compute(tasks, workers, quiet, "samples") if tasks else []):
         docs[i] = doc
+    warn_stale(out, "sample_", n, "dataset (manifest.csv lists this one's samples)")
     rows = _manifest_rows([d for d in docs if d is not None])
     result = DatasetResult(rows=rows, reused=reused, elapsed_s=time.perf_counter() - t0)
     result.files = _write_manifest(result, out, base, states, first_seed)

@@ -422,6 +422,22 @@ class SweepResult:
         return np.array([np.nan if r.get(name) is None else float(r[name]) for r in self.rows])
 
 
+def warn_stale(folder: Path, prefix: str, n: int, what: str) -> list[str]:
+    """Warn about, and return, the entries ``{prefix}NNN[.json]`` of ``folder`` numbered ``n``
+    or more: left by an earlier, larger run into the same folder (kept, not deleted, but not
+    part of this one's tables)."""
+    import re
+
+    pat = re.compile(re.escape(prefix) + r"(\d+)(\.json)?$")
+    stale = sorted(e.name for e in folder.iterdir() if (m := pat.match(e.name))
+                   and int(m.group(1)) >= n) if folder.is_dir() else []
+    if stale:
+        log.warning("%s: %d entries from an earlier, larger run remain (%s%s); they are not "
+                    "part of this %s", folder, len(stale), ", ".join(stale[:3]),
+                    ", ..." if len(stale) > 3 else "", what)
+    return stale
+
+
 def _init_worker() -> None:
     import numba
 
@@ -571,6 +587,7 @@ def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdi
     reused = len(points) - len(tasks)
     for i, row in zip(slots, _compute(tasks, workers, quiet) if tasks else []):
         rows[i] = row
+    warn_stale(folder, "point_", len(points), "sweep")
     result = SweepResult(keys=list(vary), stage=stage, rows=[r for r in rows if r is not None],
                          vary={k: list(v) for k, v in vary.items()}, reused=reused,
                          elapsed_s=time.perf_counter() - t0)

@@ -146,6 +146,20 @@ def test_resume_reuses_matching_points_only(solved, base):
     assert other.rows[0]["sigma_e_S_per_m"] < res.rows[0]["sigma_e_S_per_m"]
 
 
+def test_entries_of_an_earlier_larger_run_are_named(tmp_path, caplog):
+    from esim.sweep import warn_stale
+
+    for name in ("point_0000.json", "point_0001.json", "point_0002.json", "point_0002",
+                 "point_0010.json", "notes.txt"):
+        (tmp_path / name).mkdir() if "." not in name else (tmp_path / name).write_text("{}")
+    with caplog.at_level("WARNING", logger="esim.sweep"):
+        assert warn_stale(tmp_path, "point_", 2, "sweep") == ["point_0002", "point_0002.json",
+                                                              "point_0010.json"]
+    assert "3 entries from an earlier, larger run remain" in caplog.text
+    caplog.clear()
+    assert warn_stale(tmp_path, "point_", 11, "sweep") == [] and not caplog.text
+
+
 def test_processes_give_the_same_numbers(solved, base, tmp_path):
     _, res = solved
     vary = {"structure.nmc_fraction_of_solid": [0.4, 0.7], "structure.seed": [1, 2]}

@@ -250,6 +250,9 @@ def run(args: argparse.Namespace) -> int:
     summary["solve_time_s"] = t_solve
 
     sweep: list[dict[str, Any]] | None = None
+    if not args.soc_sweep and (Path(args.outdir) / "soc_sweep.csv").exists():
+        log.warning("%s: soc_sweep.* are from an earlier run with --soc-sweep; this run "
+                    "writes no SOC sweep", args.outdir)
     if args.soc_sweep:
         t2 = time.perf_counter()
         socs = np.linspace(0.0, 1.0, args.soc_sweep)
