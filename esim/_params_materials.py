@@ -111,8 +111,10 @@ class MaterialsParams:
                "coated surface of a contact). Bracket 0 (film broken by pressing: coated "
                "carbon-free composites do conduct electrons) .. ~1 ohm m2 (an intact 5-10 nm "
                "film of an insulator with rho ~1e8 ohm m [E]). Default chosen so that an "
-               "asperity-limited (10 nm) charged NMC-NMC point contact reads ~1e9 ohm, as the "
-               "point-contact particles after charge in Otoyama et al. (2020) SSRM maps")
+               "asperity-limited (10 nm) charged NMC-NMC point contact is of the order of the "
+               "~1e9 ohm of the point-contact particles after charge in Otoyama et al. (2020) "
+               "SSRM maps: two films of 0.95e9 ohm and the constriction's 0.19e9 ohm (x = "
+               "0.59) give 2.1e9 ohm")
 
     # -- mechanics -----------------------------------------------------------------------------
     nmc_youngs_modulus_Pa: float = param(

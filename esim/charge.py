@@ -46,6 +46,13 @@ particle's x (:func:`esim.materials.nmc_sigma_e`); within a step they are evalua
 start-of-step x (lagged, first-order like backward Euler; the step-halving test bounds the
 error), everything else is implicit.
 
+The reaction current enters and leaves each particle at its node (the particle's potential),
+as in the resistor network: the NMC's own resistance between an interface and the rest of the
+particle is left out [A].  For a pristine particle (x ~ 0, sigma ~ 1.6e-4 S/m) and a typical
+interface cap it is ~7e8 ohm, about twice the charge-transfer resistance of the cap; from
+x ~ 0.1 on, with sigma 100 times higher, it is negligible, so it can delay only the first
+minutes of the reaction onset.
+
 Particles without a path (NMC not joined to the collector, SE not joined to the separator) have
 no unknowns: their interfaces carry no current and their x never changes.  An isolated NMC
 cluster could in principle shuttle Li between its own particles; starting from one x, it has no

@@ -243,6 +243,12 @@ def test_gwy_tiff_and_npy_read_like_gsf(charged, gsf, tmp_path):
         read_map(tmp_path / "scan.gwy")
     with pytest.raises(InputFileError, match="no channel titled"):
         read_map(f"{tmp_path / 'scan.gwy'}#KPFM")
+    # a unit object without its (empty) unit string: a unitless channel, not a KeyError
+    nounit = GwySIUnit(unitstr="")
+    del nounit["unitstr"]
+    c["/0/data"]["si_unit_z"] = nounit
+    c.tofile(str(tmp_path / "nounit.gwy"))
+    assert read_map(f"{tmp_path / 'nounit.gwy'}#Topo").z_unit == ""
     tifffile.imwrite(tmp_path / "ssrm.tif", ref.data.astype(np.float32))
     t = read_map(tmp_path / "ssrm.tif", pixel_size_m=ref.pixel_size_m)
     np.testing.assert_array_equal(t.data, ref.data)

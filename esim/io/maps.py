@@ -108,8 +108,9 @@ def _read_gwy(path: Path, title: str | None) -> tuple[np.ndarray, float, float, 
         xreal, yreal = float(f["xreal"]), float(f["yreal"])
     except (KeyError, ValueError, TypeError) as exc:
         raise InputFileError(f"{path}#{title}: malformed data field ({exc})") from exc
-    unit_xy = f["si_unit_xy"]["unitstr"] if "si_unit_xy" in f else "m"
-    unit_z = f["si_unit_z"]["unitstr"] if "si_unit_z" in f else ""
+    # a unit object may leave out an empty unit string
+    unit_xy = f["si_unit_xy"].get("unitstr", "") if "si_unit_xy" in f else "m"
+    unit_z = f["si_unit_z"].get("unitstr", "") if "si_unit_z" in f else ""
     if normalise_unit(unit_xy) not in ("m", ""):
         raise InputFileError(f"{path}#{title}: lateral unit {unit_xy!r}; expected metres ('m')")
     return data, xreal / nx, yreal / ny, str(unit_z), f"{path}#{title}"
