@@ -48,10 +48,10 @@ error), everything else is implicit.
 
 The reaction current enters and leaves each particle at its node (the particle's potential),
 as in the resistor network: the NMC's own resistance between an interface and the rest of the
-particle is left out [A].  For a pristine particle (x ~ 0, sigma ~ 1.6e-4 S/m) and a typical
-interface cap it is ~7e8 ohm, about twice the charge-transfer resistance of the cap; from
-x ~ 0.1 on, with sigma 100 times higher, it is negligible, so it can delay only the first
-minutes of the reaction onset.
+particle is left out [A].  For a pristine particle (the calibrated 2.2e-4 S/m) and an interface
+cap of radius 0.7 r (r = 2.5 um) its spreading part rho/(4a) is 6.5e8 ohm, 1.6 times the cap's
+charge-transfer resistance (4.2e8 ohm at R_ct = 40 ohm cm2); at x = 0.1 (sigma ten times
+higher) it is a sixth of it, and from x ~ 0.3 on negligible: it can slow only the onset.
 
 Particles without a path (NMC not joined to the collector, SE not joined to the separator) have
 no unknowns: their interfaces carry no current and their x never changes.  An isolated NMC
