@@ -361,9 +361,12 @@ def _diagnostics(pk, params, chg) -> dict[str, Any]:
             prof[name] = [float(v) for v in chg.soc_vs_z[int(np.flatnonzero(kinds == kind)[0])]]
     sig_i, sig_e = float(eff["sigma_ion_S_per_m"]), float(eff["sigma_e_S_per_m"])
     L = float(pk.box_m[2])
-    # relaxation of a U(x) difference over the 15 um window by the slower carrier: diffusion
-    # with D = sigma / C_v, C_v = dQ/dU per volume of electrode; the slowest mode over a length
-    # l decays as exp(-pi^2 D t / l^2).  The conductivity that keeps it for the rest time:
+    # relaxation of a U(x) difference over the 15 um window (linearised porous electrode): the
+    # slowest mode over a length l decays with tau = C_v r_ct / a_v + l^2 C_v / (pi^2 sigma_amb),
+    # C_v = dQ/dU per volume of electrode, r_ct = RT / (F i0) (+ the interface ASR) the
+    # charge transfer per interface area, a_v the active interface area per volume, sigma_amb
+    # the series of the two effective conductivities.  The conductivity that keeps it for the
+    # rest time (the transport term alone; the kinetic term is minutes):
     from esim.ocv import nmc_ocv
     from esim.packing import PHASE_NMC
 
@@ -375,6 +378,12 @@ def _diagnostics(pk, params, chg) -> dict[str, Any]:
     ell = float(params.spm.fov_height_m)
     rest = max(c.rest_time_s, 1.0)
     sig_keep = ell**2 * c_v / (np.pi**2 * rest)
+    from esim.charge import FARADAY_C_per_mol, GAS_J_per_mol_K
+
+    r_ct = (GAS_J_per_mol_K * params.materials.temperature_K
+            / (FARADAY_C_per_mol * c.exchange_current_density_A_per_m2) + c.interface_asr_ohm_m2)
+    a_v = float(eff["active_interface_area_m2"]) / float(np.prod(pk.box_m))
+    tau_kin = c_v * r_ct / a_v if a_v > 0 else float("inf")
     # the same NMC-NMC contacts under the mechanical model (Hertz with the hardness cap, forces
     # scaled to the stack pressure), whose radii do not depend on the numerical stiffness ratio
     from esim.network import _mechanical_radii
@@ -394,7 +403,11 @@ def _diagnostics(pk, params, chg) -> dict[str, Any]:
     return {"volumetric_capacitance_F_per_m3": c_v,
             "nmc_sigma_e_charged_to_pristine": s1 / s0,
             "contact_r_at_25nm_ohm": r25,
-            "tau_relax_window_s": ell**2 * c_v / (np.pi**2 * 1.0 / (1 / sig_i + 1 / sig_e)),
+            "tau_relax_transport_s": ell**2 * c_v / (np.pi**2 * 1.0 / (1 / sig_i + 1 / sig_e)),
+            "tau_relax_kinetic_s": tau_kin,
+            "tau_relax_window_s": (tau_kin + ell**2 * c_v
+                                   / (np.pi**2 * 1.0 / (1 / sig_i + 1 / sig_e))),
+            "interface_area_per_volume_per_m": a_v,
             "sigma_keeping_gradient_S_per_m": sig_keep,
             "polarisation_at_that_sigma_V": c.current_density_A_per_m2 * L / sig_keep,
             "kpfm_beta": float(params.spm.kpfm_beta),
@@ -581,14 +594,17 @@ def _explanations(agg, charge_nums, diag, rows, params: Params,
     tau, rest_s = diag["tau_relax_window_s"], charge_nums["rest_time_s"]
     if tau < rest_s / 10:
         survives = (f"the rest equalises U(x) between connected particles (relaxation time over "
-                    f"the {window_um} window l^2 C_v / (pi^2 sigma_amb) = {tau:.2g} s, with "
-                    f"C_v = {diag['volumetric_capacitance_F_per_m3']:.2g} F/m3 and sigma_amb "
-                    "the series of the two effective conductivities): it does not survive a "
-                    "longer rest")
+                    f"the {window_um} window C_v r_ct / a_v + l^2 C_v / (pi^2 sigma_amb) = "
+                    f"{diag['tau_relax_kinetic_s']:.2g} s + "
+                    f"{diag['tau_relax_transport_s']:.2g} s = {tau:.2g} s, with C_v = "
+                    f"{diag['volumetric_capacitance_F_per_m3']:.2g} F/m3, r_ct the charge "
+                    "transfer per interface area, a_v the interface area per volume and "
+                    "sigma_amb the series of the two effective conductivities): it does not "
+                    "survive a longer rest")
     else:
-        survives = (f"its relaxation time over the {window_um} window, l^2 C_v / (pi^2 "
-                    f"sigma_amb) = {tau:.2g} s, is not short against the {rest_h} rest: part "
-                    "of it survives the rest")
+        survives = (f"its relaxation time over the {window_um} window, C_v r_ct / a_v + l^2 "
+                    f"C_v / (pi^2 sigma_amb) = {tau:.2g} s, is not short against the {rest_h} "
+                    "rest: part of it survives the rest")
     drop_keep = diag["polarisation_at_that_sigma_V"]
     keep = (f"A gradient that survives the rest needs sigma_amb below "
             f"{diag['sigma_keeping_gradient_S_per_m']:.1g} S/m, "
