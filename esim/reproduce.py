@@ -384,6 +384,7 @@ def _diagnostics(pk, params, chg) -> dict[str, Any]:
             / (FARADAY_C_per_mol * c.exchange_current_density_A_per_m2) + c.interface_asr_ohm_m2)
     a_v = float(eff["active_interface_area_m2"]) / float(np.prod(pk.box_m))
     tau_kin = c_v * r_ct / a_v if a_v > 0 else float("inf")
+    tau_tr = ell**2 * c_v / (np.pi**2 * 1.0 / (1 / sig_i + 1 / sig_e))
     # the same NMC-NMC contacts under the mechanical model (Hertz with the hardness cap, forces
     # scaled to the stack pressure), whose radii do not depend on the numerical stiffness ratio
     from esim.network import _mechanical_radii
@@ -403,10 +404,9 @@ def _diagnostics(pk, params, chg) -> dict[str, Any]:
     return {"volumetric_capacitance_F_per_m3": c_v,
             "nmc_sigma_e_charged_to_pristine": s1 / s0,
             "contact_r_at_25nm_ohm": r25,
-            "tau_relax_transport_s": ell**2 * c_v / (np.pi**2 * 1.0 / (1 / sig_i + 1 / sig_e)),
+            "tau_relax_transport_s": tau_tr,
             "tau_relax_kinetic_s": tau_kin,
-            "tau_relax_window_s": (tau_kin + ell**2 * c_v
-                                   / (np.pi**2 * 1.0 / (1 / sig_i + 1 / sig_e))),
+            "tau_relax_window_s": tau_kin + tau_tr,
             "interface_area_per_volume_per_m": a_v,
             "sigma_keeping_gradient_S_per_m": sig_keep,
             "polarisation_at_that_sigma_V": c.current_density_A_per_m2 * L / sig_keep,
