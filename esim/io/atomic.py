@@ -50,7 +50,7 @@ def check_output_dir(path: str | os.PathLike, field: str = "--outdir", *,
         for name in subfolders:
             if (path / name).exists() and not (path / name).is_dir():
                 raise InvalidParameters(f"{field}: {path / name} exists and is not a folder "
-                                        "(the maps are written there)")
+                                        "(results are written into it)")
         for name in files:
             if (path / name).is_dir():
                 raise InvalidParameters(f"{field}: {path / name} is a folder; it would be "
