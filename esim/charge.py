@@ -555,6 +555,12 @@ class _Model:
         k_n = np.concatenate([k_n, wn])
         k_s = np.concatenate([k_s, np.full(wn.size, -1)])
         area = np.concatenate([area, w_area])
+        # a particle's caps may overlap where its SE neighbours crowd it: scale them so their
+        # sum stays within the sphere's surface, as esim.effective caps the interface area
+        total = np.bincount(k_n, weights=area, minlength=n)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shrink = np.where(total > 4 * np.pi * r * r, 4 * np.pi * r * r / total, 1.0)
+        area = area * shrink[k_n]
         act = act_e[k_n] & ((k_s < 0) | act_i[np.maximum(k_s, 0)]) & (area > 0)
         self.k_n, self.k_s, self.k_area = k_n[act], k_s[act], area[act]
         self.k_e = emap[self.k_n]  # 0..ne-1

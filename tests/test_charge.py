@@ -361,6 +361,29 @@ def test_separator_follows_the_glass_temperature(small):
                                 rel=1e-12)
 
 
+def test_interface_area_of_a_particle_stays_within_its_surface(small, monkeypatch):
+    """Overlapping caps (SE neighbours crowding an NMC) are scaled so that a particle's
+    interfaces add up to at most 4 pi r^2, as esim.effective caps them; caps that fit are
+    kept as they are."""
+    import esim.effective as E
+
+    base = C._Model(small, small.params)
+    real = E.interface_cap_area
+
+    def fat(packing):
+        idx, area = real(packing)
+        return idx, area * 50.0  # every cap 50x: most particles would exceed their surface
+
+    monkeypatch.setattr(E, "interface_cap_area", fat)
+    m = C._Model(small, small.params)
+    r = small.radii_m.astype(float)
+    tot = np.bincount(m.k_n, weights=m.k_area, minlength=small.n_particles)
+    assert (tot <= 4 * np.pi * r**2 * (1 + 1e-12)).all()
+    assert np.isclose(tot, 4 * np.pi * r**2, rtol=1e-12).sum() > 0.5 * (tot > 0).sum()
+    tot0 = np.bincount(base.k_n, weights=base.k_area, minlength=small.n_particles)
+    assert (tot0 < 4 * np.pi * r**2).all()  # the real caps fit: nothing was scaled
+
+
 def test_impossible_current(small):
     with pytest.raises(ChargeIncomplete, match="too high") as e:
         charge(small, _params(small, current_density_A_per_m2=1e4, dt_min_s=1e-3))
