@@ -705,7 +705,7 @@ def test_cli_spm(small_params, tmp_path, capsys):
     capsys.readouterr()
     assert main(["spm", str(cfg), "-o", str(tmp_path / "out3"), "--iv-choice", "1", "-1",
                  "0"]) == 2
-    assert "iv_choice" in capsys.readouterr().err
+    assert "--iv-choice: three counts >= 0" in capsys.readouterr().err
     assert not (tmp_path / "out3").exists()
 
 
