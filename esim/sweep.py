@@ -721,6 +721,12 @@ def plot_sweep(result: SweepResult, path: str | Path,
         graw = [r["overrides"].get(gkey) for r in result.rows]
         gx, glabels, gnum = _axis_values(graw)
         series = [(gx == u, u if gnum else glabels[int(u)]) for u in np.unique(gx)]
+    xlabel = axis_label(xkey) if xkey else "point"
+    if numeric and xkey and xkey.endswith("_m") and np.nanmax(np.abs(x)) < 1e-3:
+        # lengths below a millimetre on a readable scale: 10 nm, not 1e-8 m
+        factor, unit = (1e9, "nm") if np.nanmax(np.abs(x)) < 1e-6 else (1e6, "µm")
+        x = x * factor
+        xlabel = xlabel.removesuffix("(m)") + f"({unit})"
     ux_all = np.unique(x)
     log_x = bool(numeric and ux_all.size > 2 and np.all(ux_all > 0)
                  and ux_all.max() / ux_all.min() >= 20)
@@ -759,7 +765,7 @@ def plot_sweep(result: SweepResult, path: str | Path,
             ax.set_xscale("log")
         if not numeric:
             ax.set_xticks(range(len(labels)), [str(v) for v in labels])
-        ax.set_xlabel(axis_label(xkey) if xkey else "point")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(axis_label(m))
     fig.suptitle(f"esim sweep: {result.stage} ({len(result.rows)} points)")
     if show_legend:  # the same series in every panel: one legend, below them, over no data

@@ -134,6 +134,36 @@ def test_an_unknown_metric_is_named_with_the_stage_numbers(solved, tmp_path, cap
     assert not caplog.text
 
 
+def test_a_length_below_a_millimetre_is_drawn_in_nm_or_um(tmp_path, monkeypatch):
+    """A tip radius of 5e-9 m is drawn at 5 on an axis in nm (it was 0.5 with a 1e-8 offset
+    on an axis in m); a box of 2e-5 m in um; a length above a millimetre stays in m."""
+    import esim.plot
+    from esim.sweep import SweepResult, plot_sweep
+
+    drawn = {}
+
+    def keep(fig, path, dpi=150):
+        ax = fig.axes[0]
+        drawn[str(path)] = (ax.get_xlabel(), sorted(ax.lines[0].get_xdata()))
+        return path
+
+    monkeypatch.setattr(esim.plot, "save_figure", keep)
+    for key, values, label, xs in (("spm.tip_radius_m", [5e-9, 2e-8], "spm.tip_radius (nm)",
+                                    [5.0, 20.0]),
+                                   ("structure.box_x_m", [2e-5, 4e-5], "structure.box_x (µm)",
+                                    [20.0, 40.0]),
+                                   ("charge.separator_thickness_m", [2e-3, 4e-3],
+                                    "charge.separator_thickness (m)", [2e-3, 4e-3])):
+        rows = [{"index": i, "status": "ok", "overrides": {key: v}, "n_particles": 10 + i}
+                for i, v in enumerate(values)]
+        res = SweepResult(keys=[key], stage="pack", rows=rows, vary={key: values}, reused=0,
+                          elapsed_s=0.0)
+        plot_sweep(res, tmp_path / f"{key}.png", metrics=["n_particles"])
+        got_label, got_x = drawn[str(tmp_path / f"{key}.png")]
+        assert got_label == label
+        np.testing.assert_allclose(got_x, xs, rtol=1e-12)
+
+
 def test_resume_reuses_matching_points_only(solved, base):
     out, res = solved
     vary = {"structure.nmc_fraction_of_solid": [0.4, 0.7], "structure.seed": [1, 2]}
