@@ -62,6 +62,7 @@ from esim.analysis import (CAFM_HISTOGRAM, HIGH_R_OHM, KPFM_HISTOGRAM, SSRM_HIST
 from esim.errors import InputFileError, InvalidParameters
 from esim.io.atomic import atomic_write_json, atomic_write_text
 from esim.io.maps import CC_SIDES, MapChannel, read_map
+from esim.io.table import csv_text
 from esim.packing import PHASE_NMC, PHASE_SE, PORE
 
 __all__ = ["ChannelSpec", "CHANNEL_SPECS", "Segmentation", "MapSet", "CC_SIDES",
@@ -739,21 +740,19 @@ def _markdown(result: dict[str, Any]) -> str:
 
 
 def _particles_csv(sets: Sequence[MapSet]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
     chans = [c for c in CHANNEL_SPECS if all(c in s.channels for s in sets)]
-    w.writerow(["set", "number", "label", "pixels", "depth_m",
-                *[f"{c}_{CHANNEL_SPECS[c].key_unit}" for c in chans]])
-    for s in sets:
+    names = ["set", "number", "label", "pixels", "depth_m",
+             *[f"{c}_{CHANNEL_SPECS[c].key_unit}" for c in chans]]
+    if not chans:
+        return ",".join(names) + "\n"
+    parts = []
+    for s in sets:  # a loop over map sets; each set's particles at once
         vals = {c: s.particle_values(c) for c in chans}
-        if not chans:
-            continue
         first = vals[chans[0]]
-        for k in range(first.ids.size):
-            w.writerow([s.name, int(first.number[k]), int(first.ids[k]), int(first.n_pixels[k]),
-                        repr(float(first.z_m[k])), *[repr(float(vals[c].peak[k]))
-                                                     for c in chans]])
-    return buf.getvalue()
+        parts.append([np.full(first.ids.size, s.name), first.number, first.ids, first.n_pixels,
+                      np.asarray(first.z_m, float),
+                      *[np.asarray(vals[c].peak, float) for c in chans]])
+    return csv_text({k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(names)})
 
 
 def write_comparison(result: dict[str, Any], measured: MapSet, sims: Sequence[MapSet],

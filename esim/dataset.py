@@ -62,38 +62,26 @@ def sample_params(base: Params, seed: int) -> Params:
 
 
 def _write_particles_csv(maps: Any, path: Path) -> None:
-    import csv
-    import io
-
     from esim.io.atomic import atomic_write_text
+    from esim.io.table import csv_text
     from esim.packing import PHASE_NMC, PHASE_SE
     from esim.spm.maps import CLASS_NAMES
 
-    names = {PHASE_NMC: "NMC", PHASE_SE: "SE"}
     pr = maps.particle_readings()
-    cols = ["particle", "phase", "connection_class", "soc", "network_resistance_ohm",
-            "bottleneck_contact_radius_m", "bottleneck_kept_fraction", "pixels", "z_m",
-            "ssrm_ohm", "cafm_A", "kpfm_vcpd_prime_V"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
-    for k in range(pr["particle"].size):
-        row = []
-        for c in cols:
-            v = pr[c][k]
-            if c == "soc" and int(pr["phase"][k]) != PHASE_NMC:
-                row.append("")  # the SE carries no state of charge
-            elif c == "connection_class":
-                row.append(CLASS_NAMES[int(v)])
-            elif c == "phase":
-                row.append(names.get(int(v), int(v)))
-            elif isinstance(v, (np.integer, int)):
-                row.append(int(v))
-            else:
-                # full precision; "inf" = no path to the collector, "" = no value
-                row.append("" if np.isnan(v) else repr(float(v)))
-        w.writerow(row)
-    atomic_write_text(path, buf.getvalue())
+    cols = {c: pr[c] for c in ("particle", "phase", "connection_class", "soc",
+                               "network_resistance_ohm", "bottleneck_contact_radius_m",
+                               "bottleneck_kept_fraction", "pixels", "z_m", "ssrm_ohm", "cafm_A",
+                               "kpfm_vcpd_prime_V")}
+    phase = np.asarray(pr["phase"]).astype(int)
+    cols["phase"] = np.where(phase == PHASE_NMC, "NMC", np.where(phase == PHASE_SE, "SE",
+                                                                    phase.astype(str)))
+    codes = np.array(sorted(CLASS_NAMES))
+    cols["connection_class"] = np.array([CLASS_NAMES[c] for c in codes])[
+        np.searchsorted(codes, np.asarray(pr["connection_class"], int))]
+    # the SE carries no state of charge; full precision; "inf" = no path to the collector,
+    # "" = no value
+    cols["soc"] = np.where(phase == PHASE_NMC, np.asarray(pr["soc"], float), np.nan)
+    atomic_write_text(path, csv_text(cols))
 
 
 def _export_state(maps: Any, folder: Path, figures: bool) -> dict[str, Any]:
