@@ -17,17 +17,21 @@ def _spread(values: list[float]) -> dict[str, float]:
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], float)
     if v.size == 0:
         return {"mean": float("nan"), "std": float("nan"), "min": float("nan"),
-                "max": float("nan"), "n": 0}
+                "max": float("nan"), "median": float("nan"), "n": 0}
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+            "min": float(v.min()), "max": float(v.max()), "median": float(np.median(v)),
+            "n": int(v.size)}
 
 
 # What a row of the report can show (the phrase names them in the report's summary).  Only
 # predictions test the model; the others check that a calibration on (or fit to) the paper's
-# number, the instrument's range (the SSRM ceiling) or an input read back through the
-# instrument came through the whole pipeline.
+# number, the instrument's range (the SSRM ceiling, the C-AFM noise), an input read back
+# through the pipeline, or a consequence of another row or of how the row is built
+# ("consistency": it cannot fail unless that other row does or the code is wrong) came
+# through the whole pipeline.
 ROW_KINDS = {"prediction": "the predictions", "calibrated": "the calibrations",
-             "instrument": "the instrument's range", "input": "the inputs"}
+             "instrument": "the instrument's range", "input": "the inputs",
+             "consistency": "the consistency checks"}
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -92,8 +96,10 @@ def _compare(agg: dict[str, dict], charge_nums: dict[str, float], t: dict,
     wt_t = t["cell"]["nmc_se_weight_ratio"][0]
     rows.append(_row("NMC share of the composite (wt %)", wt_t, seed_mean("nmc_weight_percent"),
                      lambda v: abs(v - wt_t) <= 1.0, "±1 wt %",
-                     "from the 54:46 vol % (an input) and the two densities",
-                     per_seed("nmc_weight_percent"), "seeds", target="cell.nmc_se_weight_ratio"))
+                     "from the 54:46 vol % (an input) and the two densities: the paper's 75:25 "
+                     "wt % and its 54:46 vol % agree with each other, whatever the model does",
+                     per_seed("nmc_weight_percent"), "seeds", target="cell.nmc_se_weight_ratio",
+                     kind="input"))
     cap_t = t["charge"]["first_charge_capacity_mAh_per_g"]
     rows.append(_row("first-charge capacity (mAh/g NMC)", cap_t, charge_nums["capacity_mAh_per_g"],
                      lambda v: abs(v / cap_t - 1) <= 0.10, "±10 %",
@@ -167,16 +173,22 @@ def _compare(agg: dict[str, dict], charge_nums: dict[str, float], t: dict,
                      f"dissipates most of the path's power), {n_cut} cut off by the milling "
                      "(no NMC contact left on the part behind the face; they read the ceiling, "
                      f"like the SE), {k - n_pc - n_cut} other; isolated particles (no electronic "
-                     "path before the milling, so never charged) are excluded from both rows",
+                     "path before the milling, so never charged) are excluded from both rows; "
+                     "the same paper number as the row above, so it is counted as a check of "
+                     "that row (what the high-resistance particles are), not a second prediction",
                      per("high_r_and_charged_fraction"),
-                     target="ssrm.particles_high_resistance_after_charge"))
+                     target="ssrm.particles_high_resistance_after_charge", kind="consistency"))
     hr = agg["ssrm_nmc_after_high_ohm"]
     rows.append(_row("charged SSRM, the NMC at >= 5e8 ohm (ohm)",
                      t["ssrm"]["charged_nmc_point_contact_ohm"], hr["mean"],
                      lambda v: 1e9 / 3 <= v <= 3e9, "factor 3 of 1e9",
-                     f"log-median per window, {k} particle{'s' * (k != 1)} in {hr['n']} of "
-                     f"{len(windows)} windows" if k else "no such particle in any window",
-                     per("ssrm_nmc_after_high_ohm"), target="ssrm.charged_nmc_point_contact_ohm"))
+                     (f"log-median per window, {k} particle{'s' * (k != 1)} in {hr['n']} of "
+                      f"{len(windows)} windows" if k else "no such particle in any window")
+                     + "; materials.film_rho_e_thickness_ohm_m2 was calibrated on this number, "
+                     "and a reading >= 5e8 ohm below the SSRM ceiling lies within the band by "
+                     "construction",
+                     per("ssrm_nmc_after_high_ohm"), target="ssrm.charged_nmc_point_contact_ohm",
+                     kind="calibrated"))
     rows.append(_row("charged SSRM, SE (ohm)", t["ssrm"]["charged_se_ohm"],
                      m["ssrm_se_after_ohm"], lambda v: 1e9 / 3 <= v <= 3e9, "factor 3 of 1e9",
                      "", per("ssrm_se_after_ohm"), target="ssrm.charged_se_ohm",
@@ -191,20 +203,29 @@ def _compare(agg: dict[str, dict], charge_nums: dict[str, float], t: dict,
     rows.append(_row("C-AFM current of SE, -2 to 1 V, before charge (A)",
                      t["cafm"]["se_current_below_1V_A"], m["cafm_se_max_abs_below_1V_A"],
                      lambda v: abs(v) < floor, f"below the detectable {floor:.0e} A",
-                     "the largest magnitude over two SE points; the SE's electronic "
-                     "conductivity ([E]) behind the tip", per("cafm_se_max_abs_below_1V_A"),
-                     target="cafm.se_current_below_1V_A"))
+                     "the largest magnitude over two SE points: the amplifier's noise "
+                     "(spm.cafm_noise_floor_A); the SE's electronic conductivity ([E]) behind "
+                     "the tip passes far less", per("cafm_se_max_abs_below_1V_A"),
+                     target="cafm.se_current_below_1V_A", kind="instrument"))
     i2 = t["cafm"]["se_current_at_2V_A"]
     rows.append(_row("C-AFM current of SE at +2 V, before charge (A)", i2,
                      m["cafm_se_at_2V_A"], lambda v: i2 / 3 <= v <= 3 * i2, "factor 3",
                      "spm.se_decomposition_current_2V_A (Fig. S3), read through the "
                      "amplifier's noise", per("cafm_se_at_2V_A"),
                      target="cafm.se_current_at_2V_A", kind="input"))
+    cr = _spread(per("cafm_low_to_high_r_current_ratio"))
+    cr_med = cr["median"]
     rows.append(_row("C-AFM current at -2 V after charge, low- / high-resistance NMC "
                      "(ratio of magnitudes)",
-                     "> 1", m["cafm_low_to_high_r_current_ratio"], lambda v: v > 1.0, "> 1",
-                     "the two lowest- and two highest-reading NMC of each window (Fig. 4d)",
-                     per("cafm_low_to_high_r_current_ratio")))  # the file's comment, no key
+                     "> 1", cr_med, lambda v: v > 1.0, "> 1",
+                     "median over windows (range "
+                     f"{cr['min']:.3g}-{cr['max']:.3g}; a window whose highest-reading NMC "
+                     "sits at the ceiling would dominate a mean); the two lowest- and two "
+                     "highest-reading NMC of each window (Fig. 4d). The points are chosen by "
+                     "their SSRM reading and the C-AFM current crosses the same path, so the "
+                     "row checks the two maps agree",
+                     per("cafm_low_to_high_r_current_ratio"),
+                     kind="consistency"))  # the file's comment, no key
     # -- KPFM
     for key, tkey, label in (("kpfm_nmc_before_V", "pristine_nmc_V", "KPFM V_CPD' NMC before"),
                              ("kpfm_se_before_V", "pristine_se_V", "KPFM V_CPD' SE before"),
@@ -324,8 +345,10 @@ def _markdown(report: dict[str, Any]) -> str:
                    "seeds) pass on their own, i.e. how often the paper's one-window experiment "
                    "would have matched the target if the electrode were the simulated one.  "
                    "*kind*: only a prediction tests the model; a calibrated row was fitted to "
-                   "the paper's number, an instrument row is set by the instrument's range (the "
-                   "SSRM ceiling), and an input row reads back a number taken from the paper.")]
+                   "the paper's number, an instrument row is set by the instrument (the SSRM "
+                   "ceiling, the C-AFM noise), an input row reads back numbers taken as given, "
+                   "and a consistency row follows from another row or from how its points are "
+                   "chosen.")]
     if report.get("inputs"):
         lines += ["", "## Numbers of the paper taken as given", "",
                   "The other numbers of the targets file: esim uses them (or does not model "

@@ -27,8 +27,9 @@ it after charge (Otoyama et al., Research Square preprint, 2020, Figure 5f; issu
 
 # Histogram bins of the per-particle peak (keyword arguments of particle_table).  SSRM: 140 bins
 # over 1e5-1e10 ohm (0.036 decade each, finer than the 0.02-decade read noise times a few);
-# KPFM: 200 bins over 0-5 V (25 mV each, about the KPFM noise); C-AFM: |I| over 1e-14-1e-5 A
-# in 180 bins (0.05 decade each).
+# KPFM: 200 bins over 0-5 V (25 mV each, 2.5x the 10 mV KPFM noise); C-AFM: |I| over
+# 1e-14-1e-5 A in 180 bins (0.05 decade each).  histogram_peak locates each peak within its
+# bin, so the bins set the histogram's smoothing, not the readings' resolution.
 SSRM_HISTOGRAM = {"bins": 140, "log": True, "value_range": (1e5, 1e10)}
 KPFM_HISTOGRAM = {"bins": 200, "log": False, "value_range": (0.0, 5.0)}
 CAFM_HISTOGRAM = {"bins": 180, "log": True, "value_range": (1e-14, 1e-5)}
@@ -64,8 +65,17 @@ class ParticleValues:
 
 def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
                    bins: int = 64, log: bool = False, value_range: tuple[float, float] | None
-                   = None) -> np.ndarray:
+                   = None, refine: bool = True) -> np.ndarray:
     """Value at the peak of each particle's pixel histogram.
+
+    The peak is located to a fraction of a bin (``refine``): a Gaussian through the fullest
+    bin and its two neighbours (a parabola through their log counts; a parabola through the
+    counts themselves where a neighbour is empty), whose vertex lies within half a bin of the
+    fullest bin's centre.  A bin centre alone quantises every reading to the bin: measured on
+    the quick Otoyama preset's KPFM maps (25 mV bins, 10 mV noise, 4 scans x 12 NMC), the
+    per-particle error against the noise-free map was 8.8 mV rms with bin centres, 8.3-9.0 mV
+    with 2.5-10 mV bins (finer bins trade the quantisation for the noise of the fuller bins),
+    and 2.9 mV refined.
 
     Parameters
     ----------
@@ -79,14 +89,18 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
         Histogram bins over ``value_range`` (default: the range of the selected pixels).
         The pixels below and above ``value_range`` fill one extra bin each.
     log : bool
-        Histogram log10 of the values (for resistance maps spanning decades).
+        Histogram log10 of the values (for resistance maps spanning decades; the refinement
+        then works on log10 too).
+    refine : bool
+        Locate the peak within the fullest bin (default); ``False``: its bin centre.  Not
+        refined when the fullest bin is the first or last of the range.
 
     Returns
     -------
     (P,) float64
-        Bin centre of the fullest bin (ties: the lower bin), in the map's units; NaN for a
-        particle with no pixel, or whose fullest bin lies below or above ``value_range`` (its
-        value cannot be read there, and is not clipped to the range's edge).
+        The peak (ties: the lower bin), in the map's units; NaN for a particle with no pixel,
+        or whose fullest bin lies below or above ``value_range`` (its value cannot be read
+        there, and is not clipped to the range's edge).
     """
     values = np.asarray(values, dtype=np.float64)
     labels = np.asarray(labels)
@@ -126,6 +140,19 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
     has = (counts.sum(axis=1) > 0) & (best >= 1) & (best <= bins)
     k = best[has] - 1
     centre = 0.5 * (edges[k] + edges[k + 1])
+    if refine and bins >= 3:
+        rows_h = np.flatnonzero(has)
+        inner = (k >= 1) & (k <= bins - 2)  # both neighbours are bins of the range
+        r, c = rows_h[inner], best[has][inner]
+        cm, c0, cp = (counts[r, c - 1].astype(float), counts[r, c].astype(float),
+                      counts[r, c + 1].astype(float))
+        gauss = (cm > 0) & (cp > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lm, l0, lp = np.log(np.maximum(cm, 1)), np.log(c0), np.log(np.maximum(cp, 1))
+            num = np.where(gauss, lm - lp, cm - cp)
+            den = np.where(gauss, lm - 2 * l0 + lp, cm - 2 * c0 + cp)
+            delta = np.where(den < 0, 0.5 * num / den, 0.0)
+        centre[inner] += np.clip(delta, -0.5, 0.5) * (edges[1] - edges[0])
     out[has] = (10.0 ** centre) if log else centre
     return out
 

@@ -61,7 +61,11 @@ def test_harness_quick_reproduce(quick_run):
     r = next(r for r in rows if r["suite"] == "reproduce")
     assert r["n_windows"] == 1 and r["n_seeds"] == 1
     assert 0 < r["report_elapsed_s"] < r["time_s"]
-    assert r["reproduce_peak_rss_MiB"] > r["peak_rss_MiB"]  # the subprocess, not the harness
+    # the subprocess's own peak (wait4), not the harness's: a process that imports numba,
+    # scipy and matplotlib holds > 150 MiB, whatever the pytest process ran before this test
+    # (comparing with the harness's peak failed when heavier test modules ran first)
+    assert 150 < r["reproduce_peak_rss_MiB"] < 4096
+    assert r["reproduce_peak_rss_MiB"] != r["peak_rss_MiB"]
     within, total = map(int, r["predictions_within"].split("/"))
     assert 0 <= within <= total > 0
 

@@ -171,7 +171,7 @@ def test_explanations_follow_the_rows_and_the_parameters(quick_report):
 
 
 def test_histogram_peak_equals_truth_on_noise_free_maps(small_packing):
-    from esim.analysis import particle_table
+    from esim.analysis import KPFM_HISTOGRAM, SSRM_HISTOGRAM, particle_table
     from esim.packing import PHASE_NMC
     from esim.reproduce import kpfm_calibration
     from esim.spm.maps import simulate_spm
@@ -181,15 +181,20 @@ def test_histogram_peak_equals_truth_on_noise_free_maps(small_packing):
     m = simulate_spm(small_packing, params, soc=1.0, noise=False)
     depth = np.broadcast_to(m.z_m[:, None], m.particle.shape)
     ids = m.window_particles[m.window_phase == PHASE_NMC]
-    t = particle_table(m.ssrm_ohm, m.particle, depth, ids, bins=400, log=True,
-                       value_range=(1e5, 1e10))
+    # the bins the reproduction and esim compare use
+    t = particle_table(m.ssrm_ohm, m.particle, depth, ids, **SSRM_HISTOGRAM)
     # ground truth: the pre-amplifier reading in the particle's interior (its median pixel)
     truth = np.array([np.median(m.ssrm_true_ohm[m.particle == i]) for i in t.ids])
     ok = truth < 0.5 * params.spm.ssrm_r_max_ohm
     assert ok.sum() >= 3
-    # 400 log bins over 5 decades are 2.9 % wide: the peak is the truth to about a bin
-    # (measured: within 1.4 %)
-    np.testing.assert_allclose(t.peak[ok], truth[ok], rtol=0.04)
+    # 140 log bins over 5 decades are 8.6 % wide: the peak is the truth to half a bin
+    # (measured: within 3.8 %)
+    np.testing.assert_allclose(t.peak[ok], truth[ok], rtol=0.043)
+    # KPFM: the particle's V_CPD' on the noise-free map (its median pixel) to a third of a
+    # 25 mV bin (measured: 5.4 mV; bin centres alone were off by up to 10.5 mV)
+    k = particle_table(m.kpfm_vcpd_prime_V, m.particle, depth, ids, **KPFM_HISTOGRAM)
+    v_truth = np.array([np.median(m.kpfm_vcpd_prime_V[m.particle == i]) for i in k.ids])
+    np.testing.assert_allclose(k.peak, v_truth, atol=0.025 / 3)
 
 
 @pytest.mark.parametrize("args,needle", [(["--windows", "0"], "--windows: must be >= 1"),
@@ -304,6 +309,22 @@ def test_summary_counts_predictions_apart_from_calibrations(quick_report):
     assert kinds["KPFM V_CPD' NMC shift (V)"] == "calibrated"
     assert kinds["pristine SSRM, SE (ohm)"] == "instrument"
     assert kinds["C-AFM current of SE at +2 V, before charge (A)"] == "input"
+    # rows that cannot fail on their own are not predictions: the film resistance was
+    # calibrated on the point-contact particles' ~1e9 ohm (and a reading >= 5e8 ohm below the
+    # ceiling lies in the band); the weight ratio follows from the input volume ratio; the SE
+    # current below 1 V is the amplifier's noise; the "of which" row shares the fraction row's
+    # paper number; the C-AFM ratio follows from choosing its points by their SSRM reading
+    assert kinds["charged SSRM, the NMC at >= 5e8 ohm (ohm)"] == "calibrated"
+    assert kinds["NMC share of the composite (wt %)"] == "input"
+    assert kinds["C-AFM current of SE, -2 to 1 V, before charge (A)"] == "instrument"
+    assert kinds["...of which charged (point-contact-limited or cut off by the milling)"] == \
+        "consistency"
+    assert kinds["C-AFM current at -2 V after charge, low- / high-resistance NMC "
+                 "(ratio of magnitudes)"] == "consistency"
+    # the ratio row reads the median over the windows, not a mean one window can dominate
+    win = [w["numbers"]["cafm_low_to_high_r_current_ratio"] for w in rep["windows"]]
+    assert rows["C-AFM current at -2 V after charge, low- / high-resistance NMC "
+                "(ratio of magnitudes)"]["simulated"] == pytest.approx(float(np.median(win)))
     for q in ("OCV after charge and rest (V vs In-Li)", "charged SSRM, most NMC (ohm)",
               "charged NMC at >= 5e8 ohm (fraction)",
               "KPFM V_CPD' gradient after charge (V, CC - SE)"):
@@ -419,20 +440,26 @@ def test_window_numbers_do_not_depend_on_the_map_resolution():
     _, _, small = _analyse_window(pk, p.replace(spm={"pixels_u": 48, "pixels_z": 32}), chg, plane,
                                   1, True)
     assert small.ssrm_ohm.shape == (32, 48)
-    wa, wb = (_analyse_window(pk, p, chg, plane, 1, True, px)[0] for px in (128, 256))
+    (wa, _, ma), (wb, _, _) = (_analyse_window(pk, p, chg, plane, 1, True, px)
+                               for px in (128, 256))
     a, b = wa.numbers, wb.numbers
     assert a["n_nmc_particles"] == b["n_nmc_particles"] > 3
     # one SSRM histogram bin is 5/140 decade: 8.6 %
     assert b["ssrm_nmc_after_low_ohm"] == pytest.approx(a["ssrm_nmc_after_low_ohm"], rel=0.09)
     assert b["ssrm_nmc_before_ohm"] == pytest.approx(a["ssrm_nmc_before_ohm"], rel=0.09)
-    assert abs(b["kpfm_nmc_after_V"] - a["kpfm_nmc_after_V"]) <= 0.026
-    assert abs(b["kpfm_se_after_V"] - a["kpfm_se_after_V"]) <= 0.026
-    # particle by particle: the same particles, each V_CPD' peak within two 25 mV bins (each
-    # reading is quantised to a bin, and the two resolutions sample its pixels differently),
-    # so the fitted gradient moves by quantisation, not by the resolution (it moved by 31 mV
-    # on this window, two particles one or two bins apart)
+    assert abs(b["kpfm_nmc_after_V"] - a["kpfm_nmc_after_V"]) <= 0.01
+    assert abs(b["kpfm_se_after_V"] - a["kpfm_se_after_V"]) <= 0.01
+    # particle by particle: the same particles; each V_CPD' peak, read to a fraction of its
+    # 25 mV bin, within 10 mV on every section of >= 50 pixels at 128^2 (measured: within
+    # 5.8 mV; 10 of 11 within 1.7 mV).  A sliver of a few pixels is read from a handful of
+    # noisy pixels that the two resolutions place differently (a 5-pixel sliver here moved by
+    # 51 mV), so it is held to three bins only
     assert [r["particle"] for r in wa.rows] == [r["particle"] for r in wb.rows]
-    dv = [abs(x["vcpd_prime_after_V"] - y["vcpd_prime_after_V"]) for x, y in zip(wa.rows, wb.rows)]
-    assert max(dv) <= 2 * 5.0 / 200 + 1e-9
+    big = np.array([np.count_nonzero(ma.particle == r["particle"]) >= 50 for r in wa.rows])
+    assert big.sum() >= 5
+    dv = np.array([abs(x["vcpd_prime_after_V"] - y["vcpd_prime_after_V"])
+                   for x, y in zip(wa.rows, wb.rows)])
+    assert dv[big].max() <= 0.010
+    assert dv.max() <= 3 * 5.0 / 200
     assert [x["ssrm_after_ohm"] for x in wa.rows] == pytest.approx(
         [y["ssrm_after_ohm"] for y in wb.rows], rel=0.09)
