@@ -209,10 +209,9 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool,
         return float(f(x)) if x.size else float("nan")
 
     low = ~high & counted
-    grad_v = linear_gradient(z[low], v_after[low]) if low.sum() >= 3 else \
-        linear_gradient(z, v_after)
+    sel = _vcpd_fit_mask(klass, r_after)
+    grad_v = linear_gradient(z[sel], v_after[sel])
     grad_r = linear_gradient(z[counted], np.log10(r_after[counted]))
-    sel = low if low.sum() >= 3 else np.ones(z.size, bool)
     grad_end = linear_gradient(z[sel], v_end[sel])
     grad_rest = linear_gradient(z[sel], v_rest[sel])
     numbers = {
@@ -250,6 +249,15 @@ def _analyse_window(pk, params, chg, plane: float, seed: int, quick: bool,
     numbers["kpfm_nmc_shift_V"] = numbers["kpfm_nmc_after_V"] - numbers["kpfm_nmc_before_V"]
     numbers.update(_iv_numbers(pristine, charged, spm.bias_V))
     return WindowResult(seed, plane, rows, numbers), pristine, charged
+
+
+def _vcpd_fit_mask(klass: np.ndarray, r_after_ohm: np.ndarray) -> np.ndarray:
+    """The particles the V_CPD' gradient is fitted to: the counted ones below
+    :data:`HIGH_R_OHM` (the paper left its high-resistance particles 03 and 08 out of it), or
+    every particle where fewer than 3 are left (the report and Fig. S4 use this one rule)."""
+    counted, high = _counted_and_high(klass, r_after_ohm)
+    low = ~high & counted
+    return low if low.sum() >= 3 else np.ones(low.size, bool)
 
 
 def _counted_and_high(klass: np.ndarray, r_after_ohm: np.ndarray
@@ -783,7 +791,7 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
               "explanations": _explanations(agg, charge_nums, diag, rows, base,
                                             [p for r in results for p in r.rows])}
     if figures:
-        _figures(out, first)
+        _figures(out, first, len(results))
     report["elapsed_s"] = time.perf_counter() - t0  # the whole run, figures included
     atomic_write_text(out / "report.json", json.dumps(report, indent=1, default=float,
                                                       allow_nan=True).replace("NaN", "null"))
@@ -819,16 +827,20 @@ def _cluster_labels(numbers, r_ohm, v_V, tol_decades: float, tol_V: float
     return out
 
 
-def _figures(out: Path, first) -> None:
+def _figures(out: Path, first, n_windows: int = 1) -> None:
     """Figures 2, 3, 4, 5e, 5f, S1 and S4 of the paper, from the first seed's first window."""
     from esim.plot import save_figure
 
     pk, chg, pristine, charged, res = first
-    pristine.plot(out / "fig2_pristine_maps.png")
-    charged.plot(out / "fig3_charged_maps.png")
-    pristine.plot_iv(out / "fig4b_iv_pristine.png", "(b) pristine, NMC and SE")
+    # the particles' numbers (01 = collector side) on every figure that shows them
+    labels = {int(r["particle"]): f"{r['number']:02d}" for r in res.rows}
+    pristine.plot(out / "fig2_pristine_maps.png", numbers=labels, iv_prefix="a")
+    charged.plot(out / "fig3_charged_maps.png", numbers=labels, iv_prefix="c")
+    pristine.plot_iv(out / "fig4b_iv_pristine.png", "(b) pristine, NMC and SE", numbers=labels,
+                     prefix="a")
     charged.plot_iv(out / "fig4d_iv_charged.png",
-                    "(d) after charge, lowest- and highest-resistance NMC")
+                    "(d) after charge, lowest- and highest-resistance NMC", numbers=labels,
+                    prefix="c")
     try:
         from esim.charge import plot_charge
 
@@ -866,19 +878,20 @@ def _figures(out: Path, first) -> None:
     tol_r, tol_v = 0.03 * np.log10(hi / lo), 0.03 * max(v_span, 1e-3)
     for text, r, v in (_cluster_labels(num, ra, va, tol_r, tol_v)
                        + _cluster_labels(num, rb, vb, tol_r, tol_v)):  # after, then before
-        # a label runs ~0.6 decades to the right: step it down below a neighbour's label
-        dy = 3
+        # a label runs ~0.6 decades to the right: step it up above a neighbour's label; a
+        # leader line ties every label to its own point, however far it was stepped
+        dy = 10
         while any(abs(math.log10(r) - x) < 0.6 and abs(v - y) < 0.1 * max(v_span, 1e-3)
                   and d == dy for x, y, d in placed):
-            dy -= 9
+            dy += 10
         placed.append((math.log10(r), v, dy))
-        ax[0].annotate(text, (r, v), fontsize=7, xytext=(5, dy), textcoords="offset points",
-                       bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none",
-                             "alpha": 0.75})  # readable over a neighbour's marker
+        ax[0].annotate(text, (r, v), fontsize=7, xytext=(12, dy), textcoords="offset points",
+                       va="center", arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.4",
+                                                "shrinkA": 0, "shrinkB": 3})
     for a in ax:
         a.xaxis.set_minor_formatter(NullFormatter())
     ax[0].set_xlim(lo, hi)
-    ax[0].set_ymargin(0.1)  # room above the top cluster for its label (~10 pt over the marker)
+    ax[0].set_ymargin(0.15)  # room above the top cluster for its labels (10-30 pt over it)
     ax[0].axvline(HIGH_R_OHM, color="grey", ls=":", lw=0.8)
     ax[0].set_xlabel("resistance, SSRM histogram peak (Ω)")
     ax[0].set_ylabel("V_CPD', KPFM histogram peak (V)")
@@ -906,33 +919,56 @@ def _figures(out: Path, first) -> None:
     ax[1].legend(fontsize=8, ncols=2, loc="upper right")
     save_figure(fig, out / "fig5ef_particles.png")
     z = np.array([r["z_m"] for r in rows]) * 1e6
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    ax = fig.subplots(1, 2)
-    low = np.asarray(ra) < HIGH_R_OHM
-    ax[0].scatter(z, vb, color="k", label="before charge")
-    ax[0].scatter(z[low], va_a[low], color="tab:red", label="after charge")
-    if (~low).any():  # as the paper left its particles 03 and 08 out of the gradient
-        ax[0].scatter(z[~low], va_a[~low], facecolors="none", edgecolors="tab:red",
-                      label="after charge, >= 5e8 Ω (left out of the fit)")
-    if low.sum() >= 3:  # the fitted line behind the reported gradient (low-R particles)
-        k, c = np.polyfit(z[low], np.asarray(va)[low], 1)
-        zz = np.array([z.min(), z.max()])
-        ax[0].plot(zz, k * zz + c, color="tab:red", lw=1, ls="--", label="linear fit")
-    g = res.numbers["vcpd_gradient_cc_minus_se_V"]
-    ax[0].set_xlabel("depth z of the particle (µm, 0 = current collector)")
-    ax[0].set_ylabel("V_CPD' (V)")
-    ax[0].set_title(f"(S4) V_CPD' vs position; CC − SE change {g:+.3f} V")
-    ax[0].legend(fontsize=8)
-    ax[1].scatter(z, rb, color="k", label="before charge")
-    ax[1].scatter(z[~cut], ra_a[~cut], color="tab:red", label="after charge")
+    fig = Figure(figsize=(15, 4.4), layout="constrained")
+    ax = fig.subplots(1, 3)
+    fit = _vcpd_fit_mask(cls, np.asarray(ra, float))
+    win = f"window 1 of {n_windows}"
+    spans = [float(np.ptp(v[np.isfinite(v)])) for v in (np.asarray(vb, float), va_a)
+             if np.isfinite(v).any()]
+    half = max([0.15] + [0.5 * x + 0.02 for x in spans])  # V, half the height of (a) and (b)
+    for a_, vals, title, col in ((ax[0], np.asarray(vb, float), "(a) before charge", "k"),
+                                 (ax[1], va_a, "(b) after charge", "tab:red")):
+        a_.scatter(z[fit], vals[fit], color=col, label="particle")
+        if (~fit).any():  # as the paper left its particles 03 and 08 out of the gradient
+            a_.scatter(z[~fit], vals[~fit], facecolors="none", edgecolors=col,
+                       label=">= 5e8 Ω after charge (left out of the fit)")
+        for zi, vi, n in zip(z, vals, num):  # the particles' numbers, as on the other figures
+            if np.isfinite(vi):
+                a_.annotate(f"{n:02d}", (zi, vi), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+        ok = fit & np.isfinite(vals)
+        if ok.sum() >= 2:  # the fitted line behind the gradient
+            k, c = np.polyfit(z[ok], vals[ok], 1)
+            zz = np.array([z.min(), z.max()])
+            a_.plot(zz, k * zz + c, color=col, lw=1, ls="--",
+                    label=f"linear fit: CC − SE {-k * (zz[1] - zz[0]):+.3f} V")
+            if a_ is ax[1]:  # the paper's +0.2 V over the same span, from the fit's SE end
+                a_.plot(zz, [k * zz[1] + c + 0.2, k * zz[1] + c], color="0.5", lw=1, ls=":",
+                        label="paper: +0.2 V, CC side higher")
+        fin = vals[np.isfinite(vals)]
+        if fin.size:  # one height for both panels, with room for the paper's 0.2 V
+            mid = 0.5 * (fin.min() + fin.max())
+            a_.set_ylim(mid - half, mid + half)
+        a_.set_xlabel("depth z of the particle (µm, 0 = current collector)")
+        a_.set_ylabel("V_CPD' (V)")
+        a_.set_title(f"(S4{title[1]}) V_CPD' {title[4:]}, {win}", fontsize=10, loc="left")
+        a_.legend(fontsize=7)
+    ax[2].scatter(z, rb, color="k", label="before charge")
+    ax[2].scatter(z[~cut], ra_a[~cut], color="tab:red", label="after charge")
     if cut.any():
-        ax[1].scatter(z[cut], ra_a[cut], facecolors="none", edgecolors="tab:red", s=60,
+        ax[2].scatter(z[cut], ra_a[cut], facecolors="none", edgecolors="tab:red", s=60,
                       label="after charge, cut off by the milling")
-    ax[1].set_yscale("log")
-    ax[1].set_xlabel("depth z of the particle (µm, 0 = current collector)")
-    ax[1].set_ylabel("resistance (Ω)")
-    ax[1].set_title("resistance vs position")
-    ax[1].legend(fontsize=8)
+    for zi, r, n in zip(z, ra_a, num):
+        if np.isfinite(r):
+            ax[2].annotate(f"{n:02d}", (zi, r), fontsize=7, xytext=(3, 3),
+                           textcoords="offset points")
+    ax[2].set_yscale("log")
+    ax[2].set_xlabel("depth z of the particle (µm, 0 = current collector)")
+    ax[2].set_ylabel("resistance (Ω)")
+    ax[2].set_title(f"(c) resistance vs position, {win}", fontsize=10, loc="left")
+    ax[2].legend(fontsize=7)
+    fig.suptitle("V_CPD' and resistance against depth (cf. Otoyama 2020 Fig. S4); the report "
+                 "gives the gradient's mean over every window", fontsize=10)
     save_figure(fig, out / "figS4_position.png")
 
 

@@ -463,3 +463,16 @@ def test_window_numbers_do_not_depend_on_the_map_resolution():
     assert dv.max() <= 3 * 5.0 / 200
     assert [x["ssrm_after_ohm"] for x in wa.rows] == pytest.approx(
         [y["ssrm_after_ohm"] for y in wb.rows], rel=0.09)
+
+
+def test_vcpd_fit_mask_is_the_reports_rule():
+    """Fig. S4 and the report fit the gradient to the same particles: the counted ones below
+    5e8 ohm, or every particle when fewer than 3 are left."""
+    from esim.reproduce import _vcpd_fit_mask
+    from esim.spm.maps import CLASS_CONNECTED, CLASS_CUT_OFF, CLASS_ISOLATED
+
+    k = np.array([CLASS_CONNECTED, CLASS_CONNECTED, CLASS_ISOLATED, CLASS_CUT_OFF,
+                  CLASS_CONNECTED, CLASS_CONNECTED])
+    r = np.array([1e8, 2e8, 1e8, 2e9, 6e8, 3e8])
+    np.testing.assert_array_equal(_vcpd_fit_mask(k, r), [1, 1, 0, 0, 0, 1])
+    np.testing.assert_array_equal(_vcpd_fit_mask(k[:4], r[:4]), [1, 1, 1, 1])  # 2 left: all

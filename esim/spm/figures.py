@@ -36,15 +36,43 @@ def _show(ax, fig, data, m: "SPMMaps", title: str, label: str, **kw):
     return cb
 
 
-def _mark_iv(ax, m: "SPMMaps") -> None:
+def _mark_iv(ax, m: "SPMMaps", prefix: str = "") -> None:
     for k, (r, c) in enumerate(m.iv_pixels):
         ax.plot(m.u_m[c] * _UM, m.z_m[r] * _UM, "o", mfc="none", mec="red", ms=7)
-        ax.annotate(f"{k}", (m.u_m[c] * _UM, m.z_m[r] * _UM), color="red", fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")
+        ax.annotate(f"{prefix}{k + 1}", (m.u_m[c] * _UM, m.z_m[r] * _UM), color="red",
+                    fontsize=8, xytext=(4, 4), textcoords="offset points")
 
 
-def plot_maps(m: "SPMMaps", path: str | os.PathLike) -> Path:
-    """Six panels: SEM, EDX S, EDX Ni, SSRM (log), C-AFM |I| (log), KPFM V_CPD'."""
+def _number_particles(ax, m: "SPMMaps", numbers: dict[int, str]) -> None:
+    """Write each numbered particle's label at the centroid of its section in the window
+    (white on a dark outline: readable on any colour of the map)."""
+    import matplotlib.patheffects as pe
+
+    ids = np.array(sorted(numbers), dtype=np.int64)
+    if ids.size == 0:
+        return
+    lab = m.particle.ravel()
+    row = np.searchsorted(ids, lab)
+    row = np.clip(row, 0, ids.size - 1)
+    hit = ids[row] == lab
+    rr, cc = np.divmod(np.flatnonzero(hit), m.particle.shape[1])
+    n = np.bincount(row[hit], minlength=ids.size)
+    has = n > 0
+    zc = np.bincount(row[hit], weights=m.z_m[rr], minlength=ids.size)[has] / n[has]
+    uc = np.bincount(row[hit], weights=m.u_m[cc], minlength=ids.size)[has] / n[has]
+    for pid, u, z in zip(ids[has].tolist(), uc, zc):  # a loop over the labels drawn (~10-20)
+        ax.text(u * _UM, z * _UM, numbers[pid], color="white", fontsize=8, ha="center",
+                va="center", fontweight="bold",
+                path_effects=[pe.withStroke(linewidth=2, foreground="black")])
+
+
+def plot_maps(m: "SPMMaps", path: str | os.PathLike, *, numbers: dict[int, str] | None = None,
+              iv_prefix: str = "") -> Path:
+    """Six panels: SEM, EDX S, EDX Ni, SSRM (log), C-AFM |I| (log), KPFM V_CPD'.
+
+    ``numbers`` maps particle ids to the labels written on the SSRM and KPFM panels (as the
+    paper numbers its particles on its maps, Fig. 5a-d); ``iv_prefix`` goes before the I-V
+    points' numbers on the C-AFM panel (the paper's "a" before and "c" after the charge)."""
     from matplotlib.colors import LogNorm
 
     fig = _figure(figsize=(15, 9.4), layout="constrained")
@@ -63,9 +91,12 @@ def plot_maps(m: "SPMMaps", path: str | os.PathLike) -> Path:
     hi = max(float(cur.max()), floor * 10)
     _show(axs[1, 1], fig, cur, m, f"(e) C-AFM |I| at {m.bias_V:g} V", "|current| (A)",
           cmap="magma", norm=LogNorm(vmin=floor, vmax=hi))
-    _mark_iv(axs[1, 1], m)
+    _mark_iv(axs[1, 1], m, iv_prefix)
     _show(axs[1, 2], fig, m.kpfm_vcpd_prime_V, m,
           f"(f) KPFM V_CPD' = V_CPD + {m.ocv_vs_inli_V:.2f} V", "V_CPD' (V)", cmap="jet")
+    if numbers:
+        for ax in (axs[1, 0], axs[1, 2]):
+            _number_particles(ax, m, numbers)
     fig.suptitle("Virtual SPM of the milled cross-section (separator side at the top)")
     return save_figure(fig, path)
 
@@ -100,9 +131,11 @@ def plot_truth(m: "SPMMaps", path: str | os.PathLike) -> Path:
     return save_figure(fig, path)
 
 
-def plot_iv(m: "SPMMaps", path: str | os.PathLike, title: str = "") -> Path:
+def plot_iv(m: "SPMMaps", path: str | os.PathLike, title: str = "", *,
+            numbers: dict[int, str] | None = None, prefix: str = "") -> Path:
     """I-V curves at the chosen points: current (linear, pA or nA) and |I| (log); ``title``
-    goes before the sweep rate."""
+    goes before the sweep rate.  The points are numbered from 1 after ``prefix`` (as on the
+    C-AFM map of :func:`plot_maps`); a point on a particle of ``numbers`` names its number."""
     from esim.spm.maps import CLASS_NAMES
 
     fig = _figure(figsize=(11, 4.5), layout="constrained")
@@ -113,7 +146,9 @@ def plot_iv(m: "SPMMaps", path: str | os.PathLike, title: str = "") -> Path:
     for k, (r, c) in enumerate(m.iv_pixels):
         ph = {PHASE_NMC: "NMC", PHASE_SE: "SE"}.get(int(m.phase[r, c]), "pore")
         cls = CLASS_NAMES[int(m.connection_class[r, c])]
-        lab = f"{k}: {ph}, {cls}, R_net={m.network_resistance_ohm[r, c]:.2g} Ω"
+        pid = int(m.particle[r, c])
+        name = f"{ph} {numbers[pid]}" if numbers and pid in numbers else ph
+        lab = f"{prefix}{k + 1}: {name}, {cls}, R_net={m.network_resistance_ohm[r, c]:.2g} Ω"
         i = m.iv_current_A[k]
         ax1.plot(m.iv_voltage_V, i * scale, label=lab)
         ax2.semilogy(m.iv_voltage_V, np.clip(np.abs(i), floor, None), label=lab)

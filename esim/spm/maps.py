@@ -415,12 +415,13 @@ class SPMMaps:
             out[name] = med
         return out
 
-    def plot(self, path: str | os.PathLike) -> Path:
+    def plot(self, path: str | os.PathLike, **kw: Any) -> Path:
         """Figure laid out like Otoyama 2020, Figures 2/3: SEM, EDX S, EDX Ni / SSRM, C-AFM,
-        KPFM, with colour bars and units (SSRM and |I| on log scales)."""
+        KPFM, with colour bars and units (SSRM and |I| on log scales); ``kw``: ``numbers``
+        and ``iv_prefix`` of :func:`esim.spm.figures.plot_maps`."""
         from esim.spm.figures import plot_maps
 
-        return plot_maps(self, path)
+        return plot_maps(self, path, **kw)
 
     def plot_truth(self, path: str | os.PathLike) -> Path:
         """Ground-truth figure: phase, connection class, network resistance, SOC."""
@@ -428,11 +429,12 @@ class SPMMaps:
 
         return plot_truth(self, path)
 
-    def plot_iv(self, path: str | os.PathLike, title: str = "") -> Path:
-        """I-V curves of the chosen points (linear and log |I|)."""
+    def plot_iv(self, path: str | os.PathLike, title: str = "", **kw: Any) -> Path:
+        """I-V curves of the chosen points (linear and log |I|); ``kw``: ``numbers`` and
+        ``prefix`` of :func:`esim.spm.figures.plot_iv`."""
         from esim.spm.figures import plot_iv
 
-        return plot_iv(self, path, title)
+        return plot_iv(self, path, title, **kw)
 
     def write_iv_csv(self, path: str | os.PathLike) -> Path:
         """I-V curves as CSV: time, voltage, then one measured current column per point (A)."""
