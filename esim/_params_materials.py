@@ -33,8 +33,12 @@ class MaterialsParams:
 
     # -- conditions --------------------------------------------------------------------------
     temperature_K: float = param(
-        298.15, unit="K", range=(150.0, 600.0),
-        source="25 C, room temperature of the reference measurements (Otoyama et al. 2020)")
+        298.15, unit="K", range=(150.0, 430.0),
+        source="25 C, room temperature of the reference measurements (Otoyama et al. 2020). "
+               "Upper bound 430 K: the activation energy at x = 0 (0.48 eV) belongs to Amin & "
+               "Chiang's 5e-8 S/cm sample, paired here with the calibrated, 44x higher pristine "
+               "conductivity, so above ~440 K the pristine NMC would conduct better than at "
+               "x = 0.1, against the table's trend")
     stack_pressure_Pa: float = param(
         360e6, unit="Pa", range=(0.0, 5e9),
         source="pressing pressure of the reference cell, 360 MPa (Otoyama et al. 2020, Methods)")

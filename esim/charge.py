@@ -666,8 +666,10 @@ class _Preconditioner:
         self.fresh = True
         self.first_iterations = 0  # CG iterations of the first solve (AMG)
         if method == "direct":
-            self.lu = spla.splu(sp.csc_matrix(S), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                                options={"SymmetricMode": True})
+            from esim.solver import splu_checked
+
+            self.lu = splu_checked(sp.csc_matrix(S), permc_spec="MMD_AT_PLUS_A",
+                                   diag_pivot_thresh=0.0, options={"SymmetricMode": True})
             self.op = spla.LinearOperator(S.shape, matvec=self.lu.solve, dtype=np.float64)
             return
         from esim.solver import _sa_hierarchy, _vcycle_operator

@@ -18,11 +18,27 @@ Definitions
     and ``sigma_bulk`` its bulk conductivity (NMC electronic at the given SOC; glass ionic).
     A uniform block of the phase has tau = 1; no path gives ``inf``.  Contacts and films are
     part of tau (this is an effective, "network" tortuosity factor, not a path length ratio).
+    A two-phase medium cannot beat ``eps sigma_bulk`` (Wiener's bound), so tau >= 1; the
+    particle network can give tau < 1 in dense packings, where each contact's half-particle
+    resistance uses its sphere's whole section and the soft glass spheres overlap (a volume
+    shared by several contacts counts once per contact).  Measured against resolved voxel
+    solves of the same packings (54:46, glass-only at 0.95): sigma_ion 1.17x the voxel value at
+    solid fraction 0.85 (about half of it the voxel reference's insulating sides), 1.39x at
+    0.90, 1.7x at 0.95, where a glass-only packing gives tau_ion = 0.66.  ``effective_properties``
+    logs a warning when tau < 1; the particle network's transport is validated at the default
+    0.85.
 ``bruggeman_e``, ``bruggeman_ion``
     The same results as Bruggeman exponents, what cell models such as PyBaMM take:
     ``sigma_eff = sigma_bulk eps^b``, i.e. ``b = ln(sigma_eff / sigma_bulk) / ln(eps)``
     (so ``tau = eps^(1 - b)``; b = 1.5 is Bruggeman's random spheres).  NaN where it is not
     defined: ``eps`` of 0 or 1, or no path (``sigma_eff`` of 0).
+``sigma_e_percolating``, ``sigma_ion_percolating``
+    Whether any conducting path joins the two faces in that network.  Every phase carries
+    electrons, the glass too, so ``sigma_e_percolating`` is True even for an electrode without
+    NMC; whether the NMC skeleton itself spans the electrode is ``nmc_percolates``.
+``nmc_percolates``
+    A cluster of NMC-NMC contacts touches both the current collector and the separator
+    (:meth:`esim.packing.Packing.nmc_connectivity`).
 ``nmc_connected_fraction``
     Volume fraction of NMC (sphere volumes) in clusters of NMC-NMC contacts that touch the
     current collector.  Connectivity is topological over the phase that carries the carrier:
@@ -44,6 +60,7 @@ Every conductivity comes with the solver's diagnostics: ``<name>_flux_mismatch``
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Iterable
 
@@ -56,6 +73,8 @@ from esim.errors import InvalidParameters
 from esim.materials import materials_of, nmc_sigma_e, se_sigma_ion, soc_to_x
 from esim.network import build_network
 from esim.packing import PHASE_NMC, PHASE_SE, WALL_CC, WALL_SEP, Packing
+
+log = logging.getLogger(__name__)
 
 __all__ = ["bruggeman_exponent", "connected_to_wall", "effective_properties",
            "interface_cap_area", "soc_sweep"]
@@ -166,7 +185,7 @@ def effective_properties(packing: Packing, params: Any = None, soc: float = 0.0
         ``sigma_ion_S_per_m`` with the same four diagnostics;
         ``nmc_sigma_e_bulk_S_per_m``, ``se_sigma_ion_bulk_S_per_m``,
         ``nmc_volume_fraction``, ``se_volume_fraction``, ``tau_e``, ``tau_ion``,
-        ``nmc_connected_fraction``, ``se_connected_fraction``,
+        ``nmc_percolates``, ``nmc_connected_fraction``, ``se_connected_fraction``,
         ``active_interface_area_m2``, ``interface_area_m2``.
 
     Examples
@@ -203,12 +222,20 @@ def effective_properties(packing: Packing, params: Any = None, soc: float = 0.0
                       else math.inf)
     out["bruggeman_e"] = bruggeman_exponent(phi_nmc, bulk_e, sig_e)
     out["bruggeman_ion"] = bruggeman_exponent(phi_se, bulk_i, sig_i)
+    for key, what in (("tau_e", "electronic"), ("tau_ion", "ionic")):
+        if out[key] < 1.0:  # beyond Wiener's bound: the network overcounts overlapping volume
+            log.warning("%s = %.3g < 1: the particle network's %s conductivity exceeds "
+                        "eps * sigma_bulk, which no two-phase medium can (solid fraction "
+                        "%.3f; the network overcounts overlapping sphere volume in dense "
+                        "packings: see esim.effective)", key, out[key], what,
+                        packing.solid_fraction)
 
     vol = packing.radii_m**3
     nmc = packing.phase == PHASE_NMC
     se = packing.phase == PHASE_SE
     nmc_conn = connected_to_wall(packing, PHASE_NMC, WALL_CC)
     se_conn = connected_to_wall(packing, PHASE_SE, WALL_SEP)
+    out["nmc_percolates"] = bool(packing.nmc_connectivity()["nmc_percolates"])
     out["nmc_connected_fraction"] = (float(vol[nmc_conn].sum() / vol[nmc].sum())
                                      if nmc.any() else 0.0)
     out["se_connected_fraction"] = (float(vol[se_conn].sum() / vol[se].sum())

@@ -392,6 +392,21 @@ def _reduced_system(
 # --------------------------------------------------------------------------------------------
 # backends
 # --------------------------------------------------------------------------------------------
+def splu_checked(A: Any, **kw: Any) -> spla.SuperLU:
+    """``scipy.sparse.linalg.splu`` that answers an exactly singular factor with esim's
+    :class:`SolverDidNotConverge` (SuperLU raises a bare ``RuntimeError``).  The reduced
+    Laplacian of a connected, grounded network is non-singular in exact arithmetic; in
+    float64 it is singular when a cluster hangs on by a conductance below ~1e-16 of its own
+    (``1 + 1e-17 == 1``), so the cluster's potential is undetermined to working precision."""
+    try:
+        return spla.splu(A, **kw)
+    except RuntimeError as exc:
+        raise SolverDidNotConverge(
+            f"the network's matrix is singular to working precision ({exc}): a cluster is "
+            "attached by a conductance ~1e-16 or less of its own, beyond float64; raise the "
+            "smallest conductances (e.g. a phase's conductivity) or drop that cluster") from None
+
+
 class DirectBackend:
     """Sparse LU (SuperLU, symmetric-mode ordering); ``solve(A, b) -> (x, info)``."""
 
@@ -399,7 +414,7 @@ class DirectBackend:
 
     def factorize(self, A: sp.spmatrix) -> spla.SuperLU:
         """LU factorisation of the SPD matrix ``A`` (S), ordered for a symmetric pattern."""
-        return spla.splu(
+        return splu_checked(
             sp.csc_matrix(A),
             permc_spec="MMD_AT_PLUS_A",
             diag_pivot_thresh=0.0,
@@ -539,7 +554,7 @@ def _sa_hierarchy(A: sp.csr_matrix, B: np.ndarray, max_coarse: int = 500, theta:
         Rs.append(R)
         As.append(Ac)
         B = norms
-    coarse_lu = spla.splu(As[-1].tocsc())
+    coarse_lu = splu_checked(As[-1].tocsc())
     return As, Ps, Rs, coarse_lu
 
 
@@ -801,7 +816,7 @@ def _grid_lu(d, wx, wy, wz):
     n = int(active.sum())
     M = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                       shape=(n, n))
-    return active.reshape(d.shape), spla.splu(M)
+    return active.reshape(d.shape), splu_checked(M)
 
 
 def _pcg_threads(A: sp.csr_matrix, b: np.ndarray, precond, rtol: float, maxiter: int,

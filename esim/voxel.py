@@ -115,7 +115,7 @@ def voxelize(packing: Packing, voxel_size_m: float | None = None, *,
     -------
     VoxelImage
     """
-    h = float(voxel_size_m or packing.params.structure.nmc_d50_m / 20)
+    h = float(packing.params.structure.nmc_d50_m / 20 if voxel_size_m is None else voxel_size_m)
     if not (h > 0 and math.isfinite(h)):
         raise InvalidParameters(f"voxel_size_m: must be a positive length in m, got {h!r}")
     shape = np.maximum(np.rint(packing.box_m / h).astype(np.int64), 1)

@@ -42,6 +42,8 @@ def test_default_toml_loads_to_defaults(tmp_path):
     ("structure", "z_boundary", "open", "one of walls, periodic"),
     ("structure", "se_overlap_allowed", 1, "expected true or false"),
     ("structure", "nmc_d50_m", float("nan"), "must be finite"),
+    # above ~440 K the x = 0 activation energy would make pristine NMC out-conduct x = 0.1
+    ("materials", "temperature_K", 500.0, "materials.temperature_K (allowed range [150, 430] K)"),
 ])
 def test_bad_values_name_field_and_range(section, key, value, needle):
     with pytest.raises(InvalidParameters) as e:

@@ -17,7 +17,11 @@ voxel image resolves the contacts:
   conducts through is the *sum* of sphere volumes, ~20% more than the union the voxel image
   holds (``sum/union = 1.20`` here); in the voxel image the oxide also owns the NMC/SE overlap.
   The upper bound leaves room for that ~20% bias plus the spreading fit's own error (a few %);
-  the lower bound catches a broken model with an error the other way.
+  the lower bound catches a broken model with an error the other way.  Part of the measured
+  ratio is the reference's: the voxel network's lateral faces are insulating while the packing
+  is periodic; adding the wrap-around faces raises the voxel value by 6.6-7.0 % (ratio 1.07 at
+  0.5 um, 1.08 at 0.33 um; measured by an independent review, 2026-11-27).  The overcount
+  grows with density (1.39 at solid fraction 0.90, 1.7 at 0.95; README, Known limitations).
 
 * **Electrons through NMC with the LiNbO3 film switched off**
   (``materials.film_rho_e_thickness_ohm_m2 = 0``).  Hard NMC-NMC contacts have radii of tens of

@@ -360,3 +360,15 @@ def test_particle_network_backends_agree():
     b = _G(net, method="amg")
     assert a.conductance_S == pytest.approx(b.conductance_S, rel=1e-8)
     assert a.solution.n_excluded_clusters == b.solution.n_excluded_clusters
+
+
+@pytest.mark.parametrize("method", ["direct", "amg", "auto"])
+def test_singular_to_working_precision_is_an_esim_error(method):
+    """A dead-end cluster hanging on by 1e-17 S beside 1 S edges makes the reduced Laplacian
+    exactly singular in float64 (1 + 1e-17 == 1): SuperLU's bare RuntimeError becomes
+    SolverDidNotConverge, which names the cause."""
+    from esim.errors import SolverDidNotConverge
+
+    conns = [[0, 1], [1, 4], [1, 2], [2, 3]]
+    with pytest.raises(SolverDidNotConverge, match="singular to working precision"):
+        S.solve_network(5, conns, [1.0, 1.0, 1e-17, 1.0], [0, 4], [1.0, 0.0], method=method)

@@ -61,5 +61,7 @@ def test_periodic_wrap_in_x_not_in_z():
 def test_bad_voxel_size(small_packing):
     with pytest.raises(InvalidParameters, match="voxel_size_m"):
         voxelize(small_packing, -1.0)
+    with pytest.raises(InvalidParameters, match="voxel_size_m"):  # 0 is not "the default"
+        voxelize(small_packing, 0.0)
     with pytest.raises(InvalidParameters, match="voxel_size_m"):
         voxelize(small_packing, 1e-9)

@@ -90,13 +90,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse.linalg as spla
 
 from esim._params_spm import SPMParams, spm_params_of
 from esim.errors import InvalidParameters
 from esim.materials import materials_of, nmc_sigma_e, se_sigma_e, soc_to_x
 from esim.packing import PHASE_NMC, PHASE_SE, PORE, Packing
-from esim.solver import laplacian, network_components
+from esim.solver import laplacian, network_components, splu_checked
 from esim.spm import instrument as ins
 from esim.spm.section import SectionGrid, milled_network, plane_geometry, rasterize_section
 
@@ -540,7 +539,7 @@ def network_paths(n_nodes: int, conns: np.ndarray, g: np.ndarray, ground: int,
     pos = np.full(n_nodes, -1, dtype=np.int64)
     pos[free_idx] = np.arange(free_idx.size)
     A = laplacian(n_nodes, conns, g)[free_idx][:, free_idx].tocsc()
-    lu = spla.splu(A)
+    lu = splu_checked(A)
     uq, inv = np.unique(pos[query[qsel]], return_inverse=True)
     # edges inside the grounded cluster, as positions (ground -> index nf, held at 0 V)
     e_on = (g > 0) & active[conns[:, 0]] & active[conns[:, 1]]
