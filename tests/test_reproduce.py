@@ -70,6 +70,13 @@ def test_report_numbers(quick_report):
     for part in ("ssrm_after_low_tip_part_ohm", "ssrm_after_low_network_part_ohm"):
         assert f"{agg[part]['mean']:.2g} ohm" in note
     assert {q for q, r in rows.items() if not r["within"]} <= missed
+    # the paper's central finding is present even in the thin quick sample: high-resistance
+    # NMC exist (2 of 16 in the quick windows, measured), and every one of them charged (cut
+    # off by the milling or point-contact-limited, never "other" or isolated)
+    win = [w["numbers"] for w in rep["windows"]]
+    n_high = sum(w["n_high_r"] for w in win)
+    assert n_high >= 1
+    assert sum(w["n_high_r_cut_off"] + w["n_high_r_point_contact"] for w in win) == n_high
     # the count of single windows that pass is each window's own number put through the row's
     # test: recount two rows from the per-window numbers
     win = [w["numbers"] for w in rep["windows"]]
