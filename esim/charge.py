@@ -1364,12 +1364,13 @@ def plot_charge(result: ChargeResult, packing: Packing | None = None):
         b.set_title("(b) SOC at end of charge, slice y = L_y/2")
     c = ax[-1]
     zc = 0.5 * (r.z_bin_edges_m[1:] + r.z_bin_edges_m[:-1]) * 1e6
-    names = {SNAP_ONSET: "onset", SNAP_END_OF_CHARGE: "end of charge",
+    names = {SNAP_ONSET: "early charge", SNAP_END_OF_CHARGE: "end of charge",
              SNAP_AFTER_REST: "after rest"}
     for s in range(r.snapshot_kind.size):
         name = names.get(int(r.snapshot_kind[s]), "?")
+        q = float(np.interp(r.snapshot_time_s[s], r.time_s, r.capacity_mAh_per_g))
         c.plot(zc, r.soc_vs_z[s], "o-", ms=3,
-               label=f"{name} (t = {r.snapshot_time_s[s]:.0f} s)")
+               label=f"{name} (t = {r.snapshot_time_s[s]:.0f} s, {q:.0f} mAh/g)")
     c.set_xlabel("depth z (µm)  [0 = current collector]")
     c.set_ylabel("mean SOC of NMC")
     c.set_title("(c) SOC against depth")
