@@ -4,9 +4,9 @@
 to 4.4 V vs Li at 0.13 mA/cm2, rests, images the charged state at the same cross-sections, and
 writes the figures (analogues of Figures 2, 3, 4, 5e/f, S1, S4), ``report.md`` and
 ``report.json``: one row per number of the paper's that esim predicts or was calibrated on
-(reported, simulated, within?, and what the row can show: prediction, calibration, instrument
-range or input), headed by how many predictions pass, then the paper's numbers taken as given
-beside the values used.
+(reported, simulated, within?, and what the row can show: prediction, calibration, instrument,
+input or consistency check), headed by how many predictions pass, then the paper's numbers
+taken as given beside the values used.
 ``--quick`` runs a small box, one seed and two windows (what CI runs).  ``--set SECTION.KEY=VALUE``
 (repeatable) changes the preset, e.g. ``--set network.contact_model=mechanical``; the report then
 says that it compares a variant, not the default set, with the paper.
