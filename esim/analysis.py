@@ -65,7 +65,7 @@ class ParticleValues:
 
 def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
                    bins: int = 64, log: bool = False, value_range: tuple[float, float] | None
-                   = None, refine: bool = True) -> np.ndarray:
+                   = None, refine: bool = True, out_of_range: str = "nan") -> np.ndarray:
     """Value at the peak of each particle's pixel histogram.
 
     The peak is located to a fraction of a bin (``refine``): a Gaussian through the fullest
@@ -94,6 +94,11 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
     refine : bool
         Locate the peak within the fullest bin (default); ``False``: its bin centre.  Not
         refined when the fullest bin is the first or last of the range.
+    out_of_range : {"nan", "inf"}
+        What a particle whose fullest bin lies outside ``value_range`` reads: NaN (default:
+        its value cannot be read), or ``-inf`` below (0 with ``log``) and ``+inf`` above the
+        range, for counts that only need its side of a threshold (a particle above an SSRM
+        range is a high-resistance one).
 
     Returns
     -------
@@ -138,6 +143,12 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
     np.add.at(counts, (row, b), 1)
     best = np.argmax(counts, axis=1)
     has = (counts.sum(axis=1) > 0) & (best >= 1) & (best <= bins)
+    if out_of_range == "inf":
+        filled = counts.sum(axis=1) > 0
+        out[filled & (best == 0)] = 0.0 if log else -np.inf
+        out[filled & (best == bins + 1)] = np.inf
+    elif out_of_range != "nan":
+        raise InvalidParameters(f"out_of_range: 'nan' or 'inf', got {out_of_range!r}")
     k = best[has] - 1
     centre = 0.5 * (edges[k] + edges[k + 1])
     if refine and bins >= 3:
@@ -159,8 +170,10 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
 
 def particle_table(values: np.ndarray, labels: np.ndarray, depth_m: np.ndarray,
                    ids: np.ndarray, *, bins: int = 64, log: bool = False,
-                   value_range: tuple[float, float] | None = None) -> ParticleValues:
-    """Histogram-peak values of ``ids``, numbered from the current-collector side.
+                   value_range: tuple[float, float] | None = None,
+                   out_of_range: str = "nan") -> ParticleValues:
+    """Histogram-peak values of ``ids``, numbered from the current-collector side
+    (``out_of_range``: see :func:`histogram_peak`).
 
     ``depth_m`` (H, W) is the depth z of each pixel (0 at the current collector).
     """
@@ -175,7 +188,8 @@ def particle_table(values: np.ndarray, labels: np.ndarray, depth_m: np.ndarray,
     npx = npx[npx > 0]
     order = np.argsort(z, kind="stable")
     ids, z, npx = ids[order], z[order], npx[order]
-    peak = histogram_peak(values, labels, ids, bins=bins, log=log, value_range=value_range)
+    peak = histogram_peak(values, labels, ids, bins=bins, log=log, value_range=value_range,
+                          out_of_range=out_of_range)
     return ParticleValues(ids=ids, number=np.arange(1, ids.size + 1), peak=peak,
                           n_pixels=npx, z_m=z)
 

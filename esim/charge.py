@@ -230,6 +230,8 @@ class ChargeResult:
         ``|li_removed - charge_passed| / charge_passed``.
     n_steps, n_newton, n_rejected, n_factorizations : int
     elapsed_s : float, s
+        Wall-clock time of the run; not saved to HDF5 (the same parameters give the same
+        bytes), so 0 for a loaded result.
     partial : bool
         True when the run stopped early (see ``stop_reason`` and ``message``).
     stop_reason : str
@@ -275,7 +277,7 @@ class ChargeResult:
     n_newton: int = 0
     n_rejected: int = 0
     n_factorizations: int = 0
-    elapsed_s: float = 0.0
+    elapsed_s: float = dataclasses.field(default=0.0, metadata={"saved": False})
     partial: bool = False
     stop_reason: str = ""
     message: str = ""

@@ -165,14 +165,16 @@ class MapSet:
         z = (np.arange(h) + 0.5) * self.pixel_size_depth_m
         return np.broadcast_to(z[:, None], (h, w))
 
-    def particle_values(self, channel: str) -> ParticleValues:
-        """Histogram-peak value of every segmented NMC particle (C-AFM: of |I|)."""
+    def particle_values(self, channel: str, out_of_range: str = "nan") -> ParticleValues:
+        """Histogram-peak value of every segmented NMC particle (C-AFM: of |I|);
+        ``out_of_range`` as :func:`esim.analysis.histogram_peak`."""
         spec = CHANNEL_SPECS[channel]
         values = self.channels[channel]
         if channel == "cafm":
             values = np.abs(values)
         ids = np.arange(self.seg.n_particles)
-        return particle_table(values, self.seg.particles, self.depth_m, ids, **spec.histogram)
+        return particle_table(values, self.seg.particles, self.depth_m, ids, **spec.histogram,
+                              out_of_range=out_of_range)
 
 
 # --- segmentation ---------------------------------------------------------------------------
@@ -536,7 +538,9 @@ def _check_readable(ms: MapSet) -> None:
                f"{spec.title} histogram range {lo:g}-{hi:g} {spec.unit}")
         if bad == ms.seg.n_particles:
             raise InputFileError(f"{msg}; no particle can be read{hint}")
-        log.warning("%s; they are left out of the comparison%s", msg, hint)
+        left = ("left out of the medians and distances; above the range they count as "
+                "high-resistance particles" if k == "ssrm" else "left out of the comparison")
+        log.warning("%s (or hold no data); they are %s%s", msg, left, hint)
 
 
 def simulated_mapset(maps: Any, method: str = "phase", *, min_diameter_m: float = 1e-6,
@@ -601,9 +605,13 @@ def _channel_comparison(channel: str, measured: MapSet, sims: Sequence[MapSet],
         out[f"wasserstein_{du}"] = float(stats.wasserstein_distance(a, b))
         out[f"median_difference_{du}"] = float(np.median(b) - np.median(a))
     if channel == "ssrm":
-        for side, peaks in (("measured", pm.peak), ("simulated",
-                                                    np.concatenate([p.peak for p in ps]))):
-            ok = np.isfinite(peaks)
+        # a particle that reads above the histogram's range (an amplifier saturating above
+        # 1e10 ohm) is a high-resistance one: counted, not dropped
+        for side, peaks in (("measured", measured.particle_values(channel, "inf").peak),
+                            ("simulated", np.concatenate([s.particle_values(channel,
+                                                                            "inf").peak
+                                                          for s in sims]))):
+            ok = ~np.isnan(peaks)
             k, n = int(np.count_nonzero(peaks[ok] >= high_ohm)), int(np.count_nonzero(ok))
             out[f"high_fraction_{side}"] = k / n if n else float("nan")
             out[f"high_fraction_{side}_wilson95"] = wilson_interval(k, n)
@@ -771,6 +779,9 @@ def write_comparison(result: dict[str, Any], measured: MapSet, sims: Sequence[Ma
         files["figure"] = plot_comparison(result, measured, sims, out / "compare.png")
         files["segmentation_figure"] = plot_segmentation(measured, sims[0],
                                                          out / "segmentation.png")
+    else:  # an earlier run's figures would not show this comparison
+        for name in ("compare.png", "segmentation.png"):
+            (out / name).unlink(missing_ok=True)
     # the JSON last: its presence means the comparison is complete
     atomic_write_json(files["json"], result)
     return files
@@ -797,7 +808,7 @@ def rank_sweep(measured: MapSet, sweep_dir: str | os.PathLike, *, min_diameter_m
         :class:`MapSet` list under ``best_sets`` (not JSON).
     """
     from esim.spm.maps import SPMMaps
-    from esim.sweep import _is_seed
+    from esim.sweep import _is_seed, folder_hash
 
     folder = Path(sweep_dir)
     doc_path = folder / "sweep.json"
@@ -811,13 +822,21 @@ def rank_sweep(measured: MapSet, sweep_dir: str | os.PathLike, *, min_diameter_m
                              "maps: run `esim sweep --stage spm --save`")
     method = "phase" if sim_phases == "truth" else measured.seg.method.split(" ")[0]
     groups: dict[str, dict[str, Any]] = {}
+    stale = []
     for r in rows:
         f = folder / "points" / f"point_{int(r['index']):04d}" / "spm.h5"
         if r.get("status") != "ok" or not f.is_file():
             continue
+        if folder_hash(f.parent) != r.get("params_hash"):  # maps of another parameter set
+            stale.append(f.parent.name)
+            continue
         key = {k: v for k, v in r["overrides"].items() if not _is_seed(k)}
         g = groups.setdefault(json.dumps(key, sort_keys=True), {"overrides": key, "files": []})
         g["files"].append(f)
+    if stale:
+        log.warning("%s: %d saved point(s) hold maps of other parameters than their rows "
+                    "(%s): left out; re-run the sweep with --save", folder, len(stale),
+                    ", ".join(stale[:5]))
     if not groups:
         raise InputFileError(f"{folder}: no finished point with saved maps (points/*/spm.h5); "
                              "run the sweep with --save")
@@ -880,6 +899,13 @@ def _fit_csv(fit: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
+def remove_fit(out_dir: str | os.PathLike) -> None:
+    """Remove a ranking's ``fit.*`` from a folder a plain comparison is written into: they
+    would describe another run."""
+    for name in ("fit.json", "fit.csv", "fit.md", "fit.png"):
+        (Path(out_dir) / name).unlink(missing_ok=True)
+
+
 def write_fit(fit: dict[str, Any], measured: MapSet, out_dir: str | os.PathLike, *,
               figures: bool = True) -> dict[str, Path]:
     """``fit.csv``, ``fit.md``, ``fit.json`` (and ``fit.png``) of :func:`rank_sweep`, plus the
@@ -894,6 +920,8 @@ def write_fit(fit: dict[str, Any], measured: MapSet, out_dir: str | os.PathLike,
         from esim.plot_compare import plot_fit
 
         files["fit_figure"] = plot_fit(fit, out / "fit.png")
+    else:
+        (out / "fit.png").unlink(missing_ok=True)
     files["fit_json"] = out / "fit.json"
     doc = {k: v for k, v in fit.items() if k not in ("best", "best_sets")}
     atomic_write_json(files["fit_json"], doc)

@@ -158,12 +158,12 @@ class DatasetResult:
 
 def _finish_sample(index: int, seed: int, digest: str, states: tuple[str, ...], folder: str,
                    record: dict[str, Any]) -> dict[str, Any]:
-    from esim.io.atomic import atomic_write_text
+    from esim.io.atomic import atomic_write_text, json_safe
 
     doc = {"sample": index, "seed": seed, "params_hash": digest, "states": list(states),
            "folder": Path(folder).name, **record}
     atomic_write_text(Path(folder).parent / f"{Path(folder).name}.json",
-                      json.dumps(doc, indent=1, default=_json_default) + "\n")
+                      json.dumps(json_safe(doc), indent=1, default=_json_default) + "\n")
     return doc
 
 
@@ -212,7 +212,7 @@ def generate_dataset(base: Params, n: int, outdir: str | Path, *, first_seed: in
     """
     import dask
 
-    from esim.sweep import _compute, _load_point, point_hash, warn_stale
+    from esim.sweep import _compute, _load_point, forget, point_hash, warn_stale
 
     if not 1 <= int(n) <= 100_000:
         raise InvalidParameters(f"--samples: must lie in [1, 100000], got {n!r}")
@@ -224,7 +224,8 @@ def generate_dataset(base: Params, n: int, outdir: str | Path, *, first_seed: in
         raise InvalidParameters(f"--workers: must lie in [1, 256], got {workers!r}")
     if not (0 <= int(first_seed) and int(first_seed) + int(n) <= 2**32):
         raise InvalidParameters(f"--first-seed: must lie in [0, 2^32 - n], got {first_seed!r}")
-    out = check_output_dir(outdir)
+    out = check_output_dir(outdir, files=("manifest.csv", "manifest.json", "README.md",
+                                          "base_params.toml"), marker="manifest.json")
     default = Params()
     for name, got, dflt in (("structure.seed", base.structure.seed, default.structure.seed),
                             ("spm.seed", base.spm.seed, default.spm.seed)):
@@ -247,6 +248,9 @@ def generate_dataset(base: Params, n: int, outdir: str | Path, *, first_seed: in
         if old is not None:
             docs[i] = old
             continue
+        # a regenerated sample starts from nothing: no marker of an earlier run beside files of
+        # this one (if interrupted), no state or charge of another electrode beside its own
+        forget(out / f"sample_{i:05d}.json", folder)
         rec = run(p.to_json(), states, str(folder), figures, dask_key_name=f"sample-{i}")
         tasks.append(finish(i, first_seed + i, digest, states, str(folder), rec,
                             dask_key_name=f"row-{i}"))

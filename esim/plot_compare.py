@@ -150,7 +150,9 @@ def plot_fit(fit: dict[str, Any], path: str | os.PathLike) -> Path:
     chans = [k[:-3] for k in rows[0] if k.endswith("_ks")]
     fig = _figure(figsize=(6.4, 4.4), layout="constrained")
     ax = fig.subplots()
-    x = np.array([float(r["overrides"][key]) for r in rows])
+    from esim.sweep import _axis_values
+
+    x, labels, numeric = _axis_values([r["overrides"].get(key) for r in rows])
     order = np.argsort(x, kind="stable")
     lines = len(fit["vary"]) == 1  # else several sets share an x: markers only
     for c in chans:
@@ -162,7 +164,9 @@ def plot_fit(fit: dict[str, Any], path: str | os.PathLike) -> Path:
             label="score (mean D)")
     ax.plot([x[0]], [score[0]], "*", ms=16, color="tab:red", label="best")
     pos = x[x > 0]
-    if pos.size and pos.max() / pos.min() >= 20:
+    if not numeric:  # e.g. network.contact_model: one tick per value
+        ax.set_xticks(np.arange(len(labels)), [str(v) for v in labels])
+    elif pos.size and pos.max() / pos.min() >= 20:
         ax.set_xscale("log")
     ax.set_xlabel(key)
     ax.set_ylabel("Kolmogorov-Smirnov D (measured vs simulated)")

@@ -65,7 +65,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from esim.errors import EsimError, InvalidParameters
-from esim.io.atomic import check_output_dir
+from esim.io.atomic import atomic_write_text, check_output_dir
 from esim.params import Params, params_from_dict
 
 log = logging.getLogger(__name__)
@@ -438,10 +438,40 @@ def warn_stale(folder: Path, prefix: str, n: int, what: str) -> list[str]:
     return stale
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: int | None = None) -> None:
+    """A worker runs numba single-threaded and dies with its driver: killed alone (SIGTERM from
+    a scheduler or ``kill PID``), the driver would otherwise leave its workers computing and
+    writing into the output folder, racing a resumed run."""
     import numba
 
     numba.set_num_threads(1)
+    if parent_pid is None:
+        return
+    import os
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the driver died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:  # elsewhere (and as a second guard): poll the parent
+        import time
+
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="esim-parent-watch").start()
+
+
+class _Terminated(BaseException):
+    """SIGTERM delivered to the driver while its workers compute."""
 
 
 def _compute(tasks: list[Any], workers: int, quiet: bool, desc: str = "sweep points"
@@ -470,30 +500,79 @@ def _compute(tasks: list[Any], workers: int, quiet: bool, desc: str = "sweep poi
 
             from concurrent.futures.process import BrokenProcessPool
 
+            import os
+            import signal
+            import threading
+
             ctx = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                       initializer=_init_worker, initargs=(os.getpid(),))
+
+            def on_term(signum, frame):
+                raise _Terminated()
+
+            main = threading.current_thread() is threading.main_thread()
+            old = signal.signal(signal.SIGTERM, on_term) if main else None
             try:
-                with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                         initializer=_init_worker) as pool:
-                    return list(dask.compute(*tasks, scheduler="processes", pool=pool))
+                return list(dask.compute(*tasks, scheduler="processes", pool=pool))
+            except (_Terminated, KeyboardInterrupt):
+                # stop the workers now (shutdown alone would wait for their running tasks);
+                # finished points are on disk, and a re-run resumes from them
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise KeyboardInterrupt from None
             except BrokenProcessPool:
                 raise EsimError(
                     "the worker processes stopped abruptly (out of memory?, or a script that "
                     "starts workers at import: guard its top level with "
                     "'if __name__ == \"__main__\":'); finished points are kept, re-run to "
                     "resume, or use one worker") from None
+            finally:
+                if main:
+                    signal.signal(signal.SIGTERM, old)
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
 
 
 def _finish_point(index: int, overrides: dict[str, Any], digest: str, path: Path,
-                  numbers: dict[str, Any]) -> dict[str, Any]:
+                  numbers: dict[str, Any], save_dir: str | None = None) -> dict[str, Any]:
     """Write one point's JSON atomically (run inside the task, so a finished point survives an
-    interruption of the sweep)."""
+    interruption of the sweep).  A saved point's folder gets its hash first
+    (``HASH_FILE``): the JSON, written last, vouches for a complete folder."""
     from esim.io.atomic import atomic_write_text
 
+    if save_dir is not None and Path(save_dir).is_dir():
+        atomic_write_text(Path(save_dir) / HASH_FILE, digest + "\n")
     row = {"index": index, "params_hash": digest, "overrides": overrides, **numbers}
     atomic_write_text(path, json.dumps(row, indent=1) + "\n")
     return row
+
+
+HASH_FILE = "params_hash.txt"
+"""The hash of the parameters a saved point's (or sample's) files were made with."""
+
+
+def folder_hash(folder: Path) -> str | None:
+    """The parameter hash written into a saved point's folder (None if absent)."""
+    try:
+        return (Path(folder) / HASH_FILE).read_text().strip()
+    except OSError:
+        return None
+
+
+def forget(marker: Path, folder: Path) -> None:
+    """Remove a point's (or sample's) marker and files before it is computed again: an
+    interrupted run must not leave a marker of one parameter set beside the files of another,
+    nor the files of an earlier run where this one saves none."""
+    import shutil
+
+    marker.unlink(missing_ok=True)
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    elif folder.exists():
+        folder.unlink()
 
 
 def _load_point(path: Path, digest: str) -> dict[str, Any] | None:
@@ -547,7 +626,9 @@ def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdi
     if quick and stage != "otoyama2020":
         raise InvalidParameters(f"--quick: applies to the otoyama2020 stage only (the {stage} "
                                 "stage runs the parameters as given)")
-    out = check_output_dir(outdir)
+    out = check_output_dir(outdir, subfolders=("points",),
+                           files=("sweep.csv", "sweep.md", "sweep.json", "sweep.png",
+                                  "base_params.toml"), marker="sweep.json")
     points = expand_points(base, vary, mode=mode)
     setups = []
     for point in points:  # every point's set (and the experiment's changes) checked first
@@ -574,15 +655,21 @@ def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdi
     compute = dask.delayed(run_point, pure=True)
     for i, (point, (params, ovr)) in enumerate(zip(points, setups)):
         digest = point_hash(params, stage, soc, quick and stage == "otoyama2020", ovr)
-        path = folder / f"point_{i:04d}.json"
+        path, pdir = folder / f"point_{i:04d}.json", folder / f"point_{i:04d}"
         old = _load_point(path, digest)
-        if old is not None:
+        if old is not None and (not save or folder_hash(pdir) == digest):
+            if old.get("index") != i or old.get("overrides") != point:
+                # the same parameters reached by another --vary: this run's labels
+                old = {**old, "index": i, "overrides": point}
+                atomic_write_text(path, json.dumps(old, indent=1) + "\n")
             rows[i] = old
             continue
-        save_dir = str(folder / f"point_{i:04d}") if save else None
+        forget(path, pdir)
+        save_dir = str(pdir) if save else None
         numbers = compute(params.to_json(), stage, soc, save_dir, quick, ovr,
                           dask_key_name=f"point-{i}")
-        tasks.append(finish(i, point, digest, path, numbers, dask_key_name=f"row-{i}"))
+        tasks.append(finish(i, point, digest, path, numbers, save_dir,
+                            dask_key_name=f"row-{i}"))
         slots.append(i)
     reused = len(points) - len(tasks)
     for i, row in zip(slots, _compute(tasks, workers, quiet) if tasks else []):
@@ -594,6 +681,8 @@ def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdi
     result.files = write_tables(result, out, soc=soc, mode=mode, base=base)
     if figure:
         result.files["figure"] = plot_sweep(result, out / "sweep.png", metrics=metrics)
+    else:  # an earlier run's figure would not show this run's points
+        (out / "sweep.png").unlink(missing_ok=True)
     return result
 
 

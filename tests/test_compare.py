@@ -216,6 +216,19 @@ def test_maps_outside_the_histogram_range_are_named_not_clipped(gsf, tmp_path, c
     got = m.particle_values("ssrm").peak
     assert np.isnan(got[:2]).all()
     np.testing.assert_array_equal(got[2:], pv.peak[2:])
+    # particles above the range (an amplifier saturating above 1e10 ohm) are high-resistance
+    # ones: counted in the share at >= 5e8 ohm, not dropped from it
+    d = np.where(low, 5e10, ch.data)
+    write_gsf(tmp_path / "ssrm_sat.gsf", d, pixel_size_m=(ch.pixel_size_y_m, ch.pixel_size_m),
+              z_unit="Ohm", title="SSRM", x_offset_m=ch.x_offset_m, y_offset_m=ch.y_offset_m)
+    sat = _measured(gsf, ssrm=str(tmp_path / "ssrm_sat.gsf"))
+    peaks = sat.particle_values("ssrm", "inf").peak
+    assert np.isinf(peaks[:2]).all() and (peaks[:2] > 0).all()
+    res = C.compare_maps(sat, [sat])
+    n = peaks.size
+    k = int(np.count_nonzero(peaks >= 5e8))
+    assert k >= 2
+    assert res["channels"]["ssrm"]["high_fraction_measured"] == pytest.approx(k / n)
 
 
 # ------------------------------------------------------------------------------------------
@@ -409,6 +422,23 @@ def test_ranking_a_sweep_recovers_the_tip_radius_of_the_measured_maps(small_para
     assert scores == sorted(scores) and scores[1] - scores[0] > 0.3
     for f in ("fit.csv", "fit.md", "fit.png", "compare.md", "compare.png"):
         assert (tmp_path / "fit" / f).stat().st_size > 0
+    # a saved folder whose maps are not its row's parameters (left by another run) is left
+    # out, with a warning, not ranked under the row's label
+    (tmp_path / "sw" / "points" / "point_0000" / "params_hash.txt").write_text("another\n")
+    rc = main(["-q", "compare", "--ssrm", str(g / "ssrm_ohm.gsf"), "--cafm", str(g / "cafm_A.gsf"),
+               "--sem", str(g / "sem.gsf"), "--sweep", str(tmp_path / "sw"), "-o",
+               str(tmp_path / "fit"), "--json", "--no-figures"])
+    assert rc == 0
+    capsys.readouterr()
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert sorted(r["points"] for r in fit["rows"]) == [1, 2, 2]
+    assert not (tmp_path / "fit" / "fit.png").exists()  # not this run's: removed
+    # a plain comparison into the same folder removes the ranking's fit.* files
+    rc = main(["-q", "compare", "--ssrm", str(g / "ssrm_ohm.gsf"), "--sem", str(g / "sem.gsf"),
+               "--sim", str(tmp_path / "sw" / "points" / "point_0001" / "spm.h5"), "-o",
+               str(tmp_path / "fit"), "--no-figures"])
+    assert rc == 0
+    assert not any((tmp_path / "fit" / f).exists() for f in ("fit.json", "fit.csv", "fit.md"))
     # a sweep without maps cannot be ranked
     rc = main(["-q", "sweep", "--stage", "pack", "-o", str(tmp_path / "sw_pack"),
                "--vary", "structure.seed=1", *[a for s in sets[:4] for a in ("--set", s)]])

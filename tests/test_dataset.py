@@ -169,3 +169,22 @@ def test_sample_params_calibrate_kpfm_unless_the_base_set_changes_it():
     mine = sample_params(Params().replace(spm={"kpfm_beta": 1.5}), 7)
     assert mine.spm.kpfm_beta == 1.5
     assert mine.spm.ocp_u0_V == pytest.approx(kpfm_calibration(p)["ocp_u0_V"])
+
+
+def test_a_regenerated_sample_keeps_nothing_of_the_one_it_replaces(base, tmp_path):
+    """Other seeds into the same folder regenerate the sample from nothing: no charged state or
+    charge of the earlier electrode stays beside the new one; the sample's record is strict
+    JSON (no bare NaN)."""
+    out = tmp_path / "ds"
+    generate_dataset(base, 1, out, first_seed=1)
+    assert (out / "sample_00000" / "charged" / "spm.h5").is_file()
+    res = generate_dataset(base, 1, out, first_seed=5, states=("pristine",))
+    assert res.reused == 0
+    assert not (out / "sample_00000" / "charged").exists()
+    assert not (out / "sample_00000" / "charge.h5").exists()
+
+    def no_constants(name):
+        raise ValueError(f"not JSON: {name}")
+
+    doc = json.loads((out / "sample_00000.json").read_text(), parse_constant=no_constants)
+    assert doc["seed"] == 5

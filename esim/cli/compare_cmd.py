@@ -99,12 +99,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from esim.compare import (CHANNEL_SPECS, compare_maps, load_measured, rank_sweep,
-                              simulated_mapset, write_comparison, write_fit)
+                              remove_fit, simulated_mapset, write_comparison, write_fit)
     from esim.errors import InvalidParameters
     from esim.io.atomic import check_output_dir
     from esim.spm.maps import SPMMaps
 
-    check_output_dir(args.outdir)
+    check_output_dir(args.outdir, files=("compare.json", "compare.md", "particles.csv",
+                                         "compare.png", "segmentation.png", "fit.csv",
+                                         "fit.md", "fit.json", "fit.png"),
+                     marker="compare.json")
     if not (args.min_diameter_m > 0):
         raise InvalidParameters(f"--min-diameter-m: must be positive, got {args.min_diameter_m}")
     if not (args.high_ohm > 0):
@@ -142,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
                               min_diameter_m=args.min_diameter_m)
         files = write_comparison(result, measured, sims, args.outdir,
                                  figures=not args.no_figures)
+        remove_fit(args.outdir)
     for k, v in (result.get("registration") or {}).items():
         summary[f"{k}_shift_rows_px"], summary[f"{k}_shift_columns_px"] = v["shift_px"]
     summary["particles_measured"] = result["segmentation"]["particles_measured"]

@@ -35,13 +35,30 @@ def _check_parents(path: Path, field: str) -> None:
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
+#: The file each command's output folder is known by, and the command (``check_output_dir``)
+OUTPUT_MARKERS = {"sweep.json": "esim sweep", "manifest.json": "esim dataset",
+                  "compare.json": "esim compare", "report.json": "esim reproduce",
+                  "solve.json": "esim solve", "spm.h5": "esim spm (or a dataset state)"}
+
+
 def check_output_dir(path: str | os.PathLike, field: str = "--outdir", *,
-                     subfolders: tuple[str, ...] = (), files: tuple[str, ...] = ()) -> Path:
+                     subfolders: tuple[str, ...] = (), files: tuple[str, ...] = (),
+                     marker: str | None = None) -> Path:
     """Check, before any work, that ``path`` can be made or used as an output folder; raise
     :class:`~esim.errors.InvalidParameters` naming ``field`` if it is a file or lies under one,
     or if its nearest existing folder is not writable; and, in an existing folder, if one of the
-    ``subfolders`` it will write is a file or one of the ``files`` a folder.  Creates nothing."""
+    ``subfolders`` it will write is a file or one of the ``files`` a folder, or (``marker``: the
+    calling command's own entry of :data:`OUTPUT_MARKERS`) if the folder holds another command's
+    output and one of ``files`` would replace a file of it.  Creates nothing."""
     path = Path(path)
+    if path.exists() and path.is_dir() and marker is not None:
+        others = [m for m in OUTPUT_MARKERS if m != marker and (path / m).is_file()]
+        clash = [f for f in files if (path / f).exists() and f not in OUTPUT_MARKERS]
+        if others and clash:
+            raise InvalidParameters(
+                f"{field}: {path} holds the output of {OUTPUT_MARKERS[others[0]]} "
+                f"({others[0]}); writing {clash[0]} there would replace its file: choose "
+                "another folder")
     if path.exists():
         if not path.is_dir():
             raise InvalidParameters(f"{field}: {path} exists and is not a folder")
@@ -90,7 +107,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except IsADirectoryError:  # name the target, not the hidden temporary file
+            raise InvalidParameters(f"{path} is a folder; it would be overwritten by a "
+                                    "file") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

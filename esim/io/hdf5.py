@@ -48,6 +48,8 @@ def save_result(obj: Any, path: str | os.PathLike, *, kind: str) -> Path:
             h5.attrs["esim_format"] = FORMAT_VERSION
             for f in dataclasses.fields(obj):
                 value = getattr(obj, f.name)
+                if f.metadata.get("saved") is False:  # e.g. a wall-clock time: not content
+                    continue
                 if f.name == "params":
                     h5.attrs["params_json"] = value.to_json()
                 elif isinstance(value, np.ndarray):

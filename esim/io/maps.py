@@ -3,9 +3,11 @@ bring: Gwyddion Simple Field (``.gsf``), Gwyddion native (``.gwy``, via ``gwyfil
 ``tifffile``) and NumPy (``.npy``).
 
 A ``.gwy`` file holds many channels: name one with ``FILE.gwy#TITLE`` (the channel's title as
-Gwyddion shows it); a file with a single channel needs no title.  ``.gsf`` and ``.gwy`` carry the
-pixel size and the units; TIFF and ``.npy`` carry neither reliably, so their pixel size must be
-given and their values are taken to be in the unprefixed SI unit the caller expects.
+Gwyddion shows it, exact case; it may hold ``#``) or ``FILE.gwy#N`` (channel number N, for titles
+that several channels share); a title wins over a number.  A file with a single channel needs no
+title.  ``.gsf`` and ``.gwy`` carry the pixel size and the units; TIFF and ``.npy`` carry neither
+reliably, so their pixel size must be given and their values are taken to be in the unprefixed SI
+unit the caller expects.
 
 Every failure raises :class:`esim.errors.InputFileError` naming the file.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,45 +78,92 @@ def normalise_unit(unit: str) -> str:
 
 
 def _split_spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
+    """``FILE.gwy#SEL`` -> (FILE.gwy, SEL), split at the first ``.gwy#`` (any case), so that a
+    channel title may itself hold ``#``; any other spec -> (spec, None)."""
     text = os.fspath(spec)
-    if "#" in text:
-        path, _, title = text.rpartition("#")
-        if Path(path).suffix.lower() == ".gwy":
-            return Path(path), title
+    m = re.search(r"\.gwy#", text, flags=re.IGNORECASE)
+    if m:
+        return Path(text[:m.start() + 4]), text[m.end():]
     return Path(text), None
 
 
+def _gwy_title(value: object, number: int) -> str:
+    """A channel title as text.  gwyfile writes a one-character title as a char and reads it back
+    as that byte's int value; a missing or empty title becomes ``"channel N"``."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 256:
+        value = chr(value)
+    elif isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", errors="replace")
+    text = "" if value is None else str(value)
+    return text if text else f"channel {number}"
+
+
+def _gwy_channels(obj) -> list[tuple[int, str, object]]:
+    """(number, title, data field) of every ``/N/data`` data field in a .gwy container, by N."""
+    from gwyfile.objects import GwyDataField
+
+    out = []
+    for key, value in obj.items():
+        m = re.fullmatch(r"/(\d+)/data", str(key))
+        if m and isinstance(value, GwyDataField):
+            n = int(m.group(1))
+            out.append((n, _gwy_title(obj.get(f"/{n}/data/title"), n), value))
+    return sorted(out, key=lambda c: c[0])
+
+
+def _list_channels(channels: list[tuple[int, str, object]]) -> str:
+    return ", ".join(f"{n}: {t!r}" for n, t, _ in channels)
+
+
 def _read_gwy(path: Path, title: str | None) -> tuple[np.ndarray, float, float, str, str]:
+    """Read one channel of a .gwy file.  ``title`` selects it: a channel whose title is exactly
+    ``title`` (case-sensitive; refused if several carry it), else, for a whole number, the channel
+    of that number (``#N``); ``None`` is allowed only for a file of one channel."""
     import gwyfile
 
     try:
         obj = gwyfile.load(str(path))
-        fields = gwyfile.util.get_datafields(obj)
+        channels = _gwy_channels(obj)
     except Exception as exc:  # gwyfile raises bare ValueError/struct.error on corrupt files
         raise InputFileError(f"{path}: not a readable Gwyddion .gwy file ({exc})") from exc
-    if not fields:
+    if not channels:
         raise InputFileError(f"{path}: the .gwy file holds no data channel")
     if title is None:
-        if len(fields) > 1:
-            raise InputFileError(f"{path}: the .gwy file holds {len(fields)} channels; name one "
-                                 f"as {path}#TITLE, with TITLE one of {sorted(fields)}")
-        title = next(iter(fields))
-    if title not in fields:
-        raise InputFileError(f"{path}: no channel titled {title!r}; the file holds "
-                             f"{sorted(fields)}")
-    f = fields[title]
+        if len(channels) > 1:
+            raise InputFileError(f"{path}: the .gwy file holds {len(channels)} channels; name one "
+                                 f"as {path}#TITLE or {path}#N, with N: TITLE one of "
+                                 f"{_list_channels(channels)}")
+        _, title, f = channels[0]
+        source = f"{path}#{title}"
+    else:
+        hits = [c for c in channels if c[1] == title]
+        if len(hits) > 1:
+            numbers = [n for n, _, _ in hits]
+            raise InputFileError(
+                f"{path}: {len(hits)} channels are titled {title!r} (channels "
+                f"{', '.join(map(str, numbers))}); name one by its number, as "
+                f"{' or '.join(f'{path}#{n}' for n in numbers)}")
+        if not hits and re.fullmatch(r"[0-9]+", title):
+            hits = [c for c in channels if c[0] == int(title)]
+        if not hits:
+            raise InputFileError(f"{path}: no channel titled {title!r}; the file holds channels "
+                                 f"{_list_channels(channels)} (name one as {path}#TITLE or "
+                                 f"{path}#N)")
+        # the spec that selects it again: the title, or the number it was selected by
+        source = f"{path}#{title}"
+        f = hits[0][2]
     try:
         data = np.asarray(f.data, dtype=np.float64)
         ny, nx = data.shape
         xreal, yreal = float(f["xreal"]), float(f["yreal"])
     except (KeyError, ValueError, TypeError) as exc:
-        raise InputFileError(f"{path}#{title}: malformed data field ({exc})") from exc
+        raise InputFileError(f"{source}: malformed data field ({exc})") from exc
     # a unit object may leave out an empty unit string
     unit_xy = f["si_unit_xy"].get("unitstr", "") if "si_unit_xy" in f else "m"
     unit_z = f["si_unit_z"].get("unitstr", "") if "si_unit_z" in f else ""
     if normalise_unit(unit_xy) not in ("m", ""):
-        raise InputFileError(f"{path}#{title}: lateral unit {unit_xy!r}; expected metres ('m')")
-    return data, xreal / nx, yreal / ny, str(unit_z), f"{path}#{title}"
+        raise InputFileError(f"{source}: lateral unit {unit_xy!r}; expected metres ('m')")
+    return data, xreal / nx, yreal / ny, str(unit_z), source
 
 
 def read_map(spec: str | os.PathLike, *, pixel_size_m: float | None = None) -> MapChannel:
@@ -122,7 +172,8 @@ def read_map(spec: str | os.PathLike, *, pixel_size_m: float | None = None) -> M
     Parameters
     ----------
     spec : str or path-like
-        ``FILE.gsf``, ``FILE.gwy`` or ``FILE.gwy#TITLE``, ``FILE.tif[f]``, ``FILE.npy``.
+        ``FILE.gsf``, ``FILE.gwy``, ``FILE.gwy#TITLE`` or ``FILE.gwy#N``, ``FILE.tif[f]``,
+        ``FILE.npy``.
     pixel_size_m : float, m, optional
         Required for TIFF and ``.npy``; for ``.gsf``/``.gwy`` it must agree with the file's own
         (within 1 %) if given.
