@@ -3,7 +3,8 @@
 The measured area: any of --ssrm (Ohm), --kpfm (V) and --cafm (A), one file each, plus one
 source of phases: --phase (a label map: 0 pore, 1 NMC, 2 SE), --sem (a backscattered-electron
 image: pore < SE < NMC in brightness) or --edx-ni with --edx-s (EDX maps).  Files are Gwyddion
-.gsf or .gwy (name a channel of a multi-channel file as FILE.gwy#TITLE), TIFF or .npy (these two
+.gsf or .gwy (name a channel of a multi-channel file as FILE.gwy#TITLE, or FILE.gwy#N by its
+number when titles repeat), TIFF or .npy (these two
 need --pixel-size-m).  The simulated areas: one or more spm.h5 files from `esim spm` or
 `esim dataset` (--sim, repeatable; pooled).
 
