@@ -57,6 +57,9 @@ import itertools
 import json
 import logging
 import math
+import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -447,10 +450,7 @@ def _init_worker(parent_pid: int | None = None) -> None:
     numba.set_num_threads(1)
     if parent_pid is None:
         return
-    import os
-    import signal
     import sys
-    import threading
 
     if sys.platform.startswith("linux"):
         import ctypes
@@ -500,10 +500,6 @@ def _compute(tasks: list[Any], workers: int, quiet: bool, desc: str = "sweep poi
 
             from concurrent.futures.process import BrokenProcessPool
 
-            import os
-            import signal
-            import threading
-
             ctx = multiprocessing.get_context("spawn")
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                        initializer=_init_worker, initargs=(os.getpid(),))
@@ -541,8 +537,6 @@ def _finish_point(index: int, overrides: dict[str, Any], digest: str, path: Path
     """Write one point's JSON atomically (run inside the task, so a finished point survives an
     interruption of the sweep).  A saved point's folder gets its hash first
     (``HASH_FILE``): the JSON, written last, vouches for a complete folder."""
-    from esim.io.atomic import atomic_write_text
-
     if save_dir is not None and Path(save_dir).is_dir():
         atomic_write_text(Path(save_dir) / HASH_FILE, digest + "\n")
     row = {"index": index, "params_hash": digest, "overrides": overrides, **numbers}

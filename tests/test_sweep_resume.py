@@ -84,3 +84,55 @@ def test_an_atomic_write_onto_a_folder_names_the_target(tmp_path):
     with pytest.raises(InvalidParameters, match=r"x\.json is a folder"):
         atomic_write_text(tmp_path / "x.json", "{}")
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temporary file left
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="uses /proc")
+def test_sigterm_to_the_driver_stops_its_workers(tmp_path):
+    """A scheduler's SIGTERM reaches the driver alone: its worker processes must stop with it,
+    not go on writing into the folder (they did, reparented to init, for minutes)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def children(pid):
+        out = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as fh:
+                        if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                            out.append(int(d))
+                except (OSError, ValueError, IndexError):
+                    pass
+        return out
+
+    sets = [a for k, v in SMALL.items() for a in ("--set", f"structure.{k}={v}")]
+    proc = subprocess.Popen([sys.executable, "-m", "esim.cli.main", "-q", "sweep", "--stage",
+                             "pack", "--workers", "2", "-o", str(tmp_path / "sw"), "--vary",
+                             "structure.seed=" + ",".join(map(str, range(1, 41))), *sets],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    kids: list[int] = []
+    while time.time() < deadline and len(kids) < 2:  # the pool's two workers (and a tracker)
+        time.sleep(0.5)
+        kids = children(proc.pid)
+    assert len(kids) >= 2 and proc.poll() is None
+    time.sleep(2.0)  # the workers are computing points
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) != 0
+    end = time.time() + 10
+    while time.time() < end and any(os.path.exists(f"/proc/{k}") for k in kids):
+        time.sleep(0.2)
+    alive = []
+    for k in kids:
+        try:
+            with open(f"/proc/{k}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.append(k)
+        except OSError:
+            pass
+    for k in alive:  # do not leave them behind if the test fails
+        os.kill(k, signal.SIGKILL)
+    assert not alive
