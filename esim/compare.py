@@ -61,7 +61,7 @@ from esim.analysis import (CAFM_HISTOGRAM, HIGH_R_OHM, KPFM_HISTOGRAM, SSRM_HIST
                            ParticleValues, linear_gradient, particle_table, wilson_interval)
 from esim.errors import InputFileError, InvalidParameters
 from esim.io.atomic import atomic_write_json, atomic_write_text
-from esim.io.maps import CC_SIDES, MapChannel, read_map
+from esim.io.maps import CC_SIDES, MapChannel, _split_spec, read_map
 from esim.io.table import csv_text
 from esim.packing import PHASE_NMC, PHASE_SE, PORE
 
@@ -322,7 +322,7 @@ def _orient(a: np.ndarray, cc_side: str) -> np.ndarray:
 
 def _check_unit(ch: MapChannel, name: str, unit: str) -> None:
     if ch.z_unit == "":
-        if Path(ch.source.split("#")[0]).suffix.lower() in (".gsf", ".gwy"):
+        if _split_spec(ch.source)[0].suffix.lower() in (".gsf", ".gwy"):
             log.warning("%s: the file names no unit; taken to be %s", ch.source, unit)
         return
     if ch.z_unit != unit:
