@@ -48,7 +48,8 @@ def _row(name: str, reported: Any, simulated: float, ok, tolerance: str, note: s
          per_unit: list[float] | None = None, unit: str = "windows", *,
          target: str | tuple[str, ...] = (), kind: str = "prediction") -> dict[str, Any]:
     """One row of the table.  ``ok`` is the row's pass test, applied to the simulated value
-    (the mean over windows or seeds) and to each window's (or seed's) own value in
+    (the mean over windows or seeds; the C-AFM ratio row passes the median) and to each
+    window's (or seed's) own value in
     ``per_unit``: how often one window, the paper's whole experiment, would pass on its own.
     ``target`` names the key(s) of the targets file (``section.key``) the row compares with;
     ``kind`` is what the row can show: one of :data:`ROW_KINDS`."""

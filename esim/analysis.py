@@ -105,7 +105,8 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
     (P,) float64
         The peak (ties: the lower bin), in the map's units; NaN for a particle with no pixel,
         or whose fullest bin lies below or above ``value_range`` (its value cannot be read
-        there, and is not clipped to the range's edge).
+        there, and is not clipped to the range's edge; ``out_of_range="inf"``: the range's
+        side instead, as above).
     """
     values = np.asarray(values, dtype=np.float64)
     labels = np.asarray(labels)
@@ -115,6 +116,8 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
                                 f"and {labels.shape}")
     if bins < 1:
         raise InvalidParameters(f"bins: must be >= 1, got {bins}")
+    if out_of_range not in ("nan", "inf"):
+        raise InvalidParameters(f"out_of_range: 'nan' or 'inf', got {out_of_range!r}")
     v = np.log10(values) if log else values
     # map each pixel's label to its row in ids (-1 if not selected)
     if ids.size == 0:
@@ -147,8 +150,6 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
         filled = counts.sum(axis=1) > 0
         out[filled & (best == 0)] = 0.0 if log else -np.inf
         out[filled & (best == bins + 1)] = np.inf
-    elif out_of_range != "nan":
-        raise InvalidParameters(f"out_of_range: 'nan' or 'inf', got {out_of_range!r}")
     k = best[has] - 1
     centre = 0.5 * (edges[k] + edges[k + 1])
     if refine and bins >= 3:

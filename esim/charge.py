@@ -142,7 +142,7 @@ import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
 
 from esim._params_charge import ChargeParams, charge_params_of
-from esim.errors import EsimError, InvalidParameters, NotPercolating
+from esim.errors import EsimError, InvalidParameters, NotPercolating, SolverDidNotConverge
 from esim.materials import arrhenius_factor, materials_of, nmc_sigma_e
 from esim.ocv import nmc_ocv
 from esim.packing import PHASE_NMC, PHASE_SE, WALL_CC, WALL_SEP, Packing
@@ -935,7 +935,7 @@ class _Stepper:
                 self.pre = None  # freed before its successor is built
                 try:
                     self.pre = _Preconditioner(S, c)
-                except RuntimeError:  # exactly singular
+                except (RuntimeError, SolverDidNotConverge):  # exactly singular: smaller dt
                     return None, it, res
                 self.n_factor += 1
                 dy, k = self.pre.solve(S, rhs, c.krylov_rtol, 10 * c.cg_max_iterations)

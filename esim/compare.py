@@ -822,17 +822,25 @@ def rank_sweep(measured: MapSet, sweep_dir: str | os.PathLike, *, min_diameter_m
                              "maps: run `esim sweep --stage spm --save`")
     method = "phase" if sim_phases == "truth" else measured.seg.method.split(" ")[0]
     groups: dict[str, dict[str, Any]] = {}
-    stale = []
+    stale, unchecked = [], []
     for r in rows:
         f = folder / "points" / f"point_{int(r['index']):04d}" / "spm.h5"
         if r.get("status") != "ok" or not f.is_file():
             continue
-        if folder_hash(f.parent) != r.get("params_hash"):  # maps of another parameter set
+        h = folder_hash(f.parent)
+        if h is None:  # saved before esim wrote the hash: cannot be checked
+            unchecked.append(f.parent.name)
+        elif h != r.get("params_hash"):  # maps of another parameter set
             stale.append(f.parent.name)
             continue
         key = {k: v for k, v in r["overrides"].items() if not _is_seed(k)}
         g = groups.setdefault(json.dumps(key, sort_keys=True), {"overrides": key, "files": []})
         g["files"].append(f)
+    if unchecked:
+        log.warning("%s: %d saved point(s) carry no parameter hash (a sweep saved by an earlier "
+                    "esim), so their maps cannot be checked against their rows (%s); re-run the "
+                    "sweep with --save to be sure", folder, len(unchecked),
+                    ", ".join(unchecked[:5]))
     if stale:
         log.warning("%s: %d saved point(s) hold maps of other parameters than their rows "
                     "(%s): left out; re-run the sweep with --save", folder, len(stale),

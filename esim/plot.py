@@ -47,7 +47,8 @@ def plot_packing(packing: Packing, path: str | os.PathLike, *, voxel_size_m: flo
     from esim.voxel import voxelize
 
     s = packing.params.structure
-    h = voxel_size_m or min(s.nmc_d50_m / 20, max(packing.box_m) / 400)
+    h = (min(s.nmc_d50_m / 20, max(packing.box_m) / 400) if voxel_size_m is None
+         else voxel_size_m)
     img = voxelize(packing, h)
     j = img.phase.shape[1] // 2
     sec = img.phase[:, j, :].T  # (z, x)

@@ -729,7 +729,8 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
     from esim.io.atomic import atomic_write_text
     from esim.packing import pack
 
-    check_output_dir(out_dir, "--output")  # before any work
+    check_output_dir(out_dir, "--output", marker="report.json",  # before any work
+                     files=("report.json", "report.md", *REPRODUCE_FIGURES))
     t0 = time.perf_counter()
     base = preset_variant(quick, overrides)
     seeds, windows = seeds_and_windows(base, quick, seeds, windows)
@@ -825,6 +826,12 @@ def _cluster_labels(numbers, r_ohm, v_V, tol_decades: float, tol_V: float
                 start = b
         out.append((", ".join(runs), 10.0 ** lr, v))
     return out
+
+
+#: The figures ``esim reproduce otoyama2020`` writes
+REPRODUCE_FIGURES = ("fig2_pristine_maps.png", "fig3_charged_maps.png", "fig4b_iv_pristine.png",
+                     "fig4d_iv_charged.png", "fig5ef_particles.png", "figS1_charge_curve.png",
+                     "figS4_position.png")
 
 
 def _figures(out: Path, first, n_windows: int = 1) -> None:
@@ -926,6 +933,7 @@ def _figures(out: Path, first, n_windows: int = 1) -> None:
     spans = [float(np.ptp(v[np.isfinite(v)])) for v in (np.asarray(vb, float), va_a)
              if np.isfinite(v).any()]
     half = max([0.15] + [0.5 * x + 0.02 for x in spans])  # V, half the height of (a) and (b)
+    spans_v: dict[Any, tuple[float, float]] = {}  # each panel's (lowest, highest) drawn value
     for a_, vals, title, col in ((ax[0], np.asarray(vb, float), "(a) before charge", "k"),
                                  (ax[1], va_a, "(b) after charge", "tab:red")):
         a_.scatter(z[fit], vals[fit], color=col, label="particle")
@@ -937,22 +945,29 @@ def _figures(out: Path, first, n_windows: int = 1) -> None:
                 a_.annotate(f"{n:02d}", (zi, vi), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")
         ok = fit & np.isfinite(vals)
-        if ok.sum() >= 2:  # the fitted line behind the gradient
+        fin = vals[np.isfinite(vals)]
+        if fin.size:
+            spans_v[a_] = (float(fin.min()), float(fin.max()))
+        if ok.sum() >= 2:  # the fitted line behind the gradient, over the fitted particles
             k, c = np.polyfit(z[ok], vals[ok], 1)
-            zz = np.array([z.min(), z.max()])
+            zz = np.array([z[ok].min(), z[ok].max()])
             a_.plot(zz, k * zz + c, color=col, lw=1, ls="--",
                     label=f"linear fit: CC − SE {-k * (zz[1] - zz[0]):+.3f} V")
             if a_ is ax[1]:  # the paper's +0.2 V over the same span, from the fit's SE end
-                a_.plot(zz, [k * zz[1] + c + 0.2, k * zz[1] + c], color="0.5", lw=1, ls=":",
+                ref = [k * zz[1] + c + 0.2, k * zz[1] + c]
+                a_.plot(zz, ref, color="0.5", lw=1, ls=":",
                         label="paper: +0.2 V, CC side higher")
-        fin = vals[np.isfinite(vals)]
-        if fin.size:  # one height for both panels, with room for the paper's 0.2 V
-            mid = 0.5 * (fin.min() + fin.max())
-            a_.set_ylim(mid - half, mid + half)
+                lo_v, hi_v = spans_v.get(a_, (ref[1], ref[0]))
+                spans_v[a_] = (min(lo_v, ref[1]), max(hi_v, ref[0]))
         a_.set_xlabel("depth z of the particle (µm, 0 = current collector)")
         a_.set_ylabel("V_CPD' (V)")
         a_.set_title(f"(S4{title[1]}) V_CPD' {title[4:]}, {win}", fontsize=10, loc="left")
         a_.legend(fontsize=7)
+    # one height for both panels (equal V scales), each centred on what it draws
+    half = max([half] + [0.5 * (hi_v - lo_v) + 0.03 for lo_v, hi_v in spans_v.values()])
+    for a_, (lo_v, hi_v) in spans_v.items():
+        mid = 0.5 * (lo_v + hi_v)
+        a_.set_ylim(mid - half, mid + half)
     ax[2].scatter(z, rb, color="k", label="before charge")
     ax[2].scatter(z[~cut], ra_a[~cut], color="tab:red", label="after charge")
     if cut.any():

@@ -292,6 +292,9 @@ def _otoyama2020_numbers(params: Params, quick: bool, save_dir: Path | None,
                                          else overrides),
                               figures=save_dir is not None)
     numbers: dict[str, Any] = {k: v["mean"] for k, v in rep["aggregate"].items()}
+    # a ratio's mean is one window's: the report reads the median, and so does the sweep
+    numbers["cafm_low_to_high_r_current_ratio"] = (
+        rep["aggregate"]["cafm_low_to_high_r_current_ratio"]["median"])
     numbers.update(rep["charge"])
     numbers["rows_within"] = sum(bool(r["within"]) for r in rep["rows"])
     numbers["rows_total"] = len(rep["rows"])
@@ -545,7 +548,7 @@ def _finish_point(index: int, overrides: dict[str, Any], digest: str, path: Path
 
 
 HASH_FILE = "params_hash.txt"
-"""The hash of the parameters a saved point's (or sample's) files were made with."""
+"""The hash of the parameters a saved point's files were made with."""
 
 
 def folder_hash(folder: Path) -> str | None:
@@ -557,7 +560,7 @@ def folder_hash(folder: Path) -> str | None:
 
 
 def forget(marker: Path, folder: Path) -> None:
-    """Remove a point's (or sample's) marker and files before it is computed again: an
+    """Remove a point's (or a dataset sample's) marker and files before it is computed again: an
     interrupted run must not leave a marker of one parameter set beside the files of another,
     nor the files of an earlier run where this one saves none."""
     import shutil

@@ -119,6 +119,11 @@ def test_numbering_from_current_collector():
     assert g["cc_minus_se"] == pytest.approx(-2.0, abs=2 / 30)  # peaks are bin centres
 
 
+def test_out_of_range_choice_is_checked_even_without_pixels():
+    with pytest.raises(InvalidParameters, match="out_of_range"):
+        histogram_peak(np.ones((3, 3)), np.zeros((3, 3), int), np.array([5]), out_of_range="x")
+
+
 def test_no_particle_to_read_is_an_empty_answer():
     assert histogram_peak(np.ones((3, 3)), np.zeros((3, 3), int), np.array([], int)).shape == (0,)
 

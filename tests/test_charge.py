@@ -538,3 +538,25 @@ def test_schur_assembly_equals_the_sparse_product(small, shells):
     assert M.k_sep.any() and ion.any()  # both kinds of interface are exercised
     np.testing.assert_allclose(S.toarray(), ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
     assert S.has_sorted_indices
+
+
+def test_a_singular_factor_shrinks_the_step_instead_of_aborting(small, monkeypatch):
+    """An exactly singular Newton matrix (SuperLU's error, now esim's SolverDidNotConverge)
+    rejects the step and retries with a smaller one, as it did before the solver wrapped the
+    error: the charge still reaches its cut-off."""
+    import esim.charge as C
+    from esim.errors import SolverDidNotConverge
+
+    real = C._Preconditioner
+    calls = {"n": 0}
+
+    def flaky(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:  # one factorisation fails, mid-charge
+            raise SolverDidNotConverge("the network's matrix is singular to working precision")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(C, "_Preconditioner", flaky)
+    r = charge(small, _params(small, rest_time_s=0.0))
+    assert calls["n"] > 3 and r.n_rejected >= 1
+    assert r.stop_reason == "cutoff" and not r.partial

@@ -393,7 +393,7 @@ def test_hand_made_particle_labels_replace_the_watershed(charged, gsf, tmp_path)
 
 
 def test_ranking_a_sweep_recovers_the_tip_radius_of_the_measured_maps(small_params, tmp_path,
-                                                                      capsys):
+                                                                      capsys, caplog):
     """Maps "measured" with a 20 nm tip on one electrode; a sweep of the tip radius over two
     other electrodes; the grid search ranks 20 nm first, by a clear margin."""
     p = small_params.replace(structure={"seed": small_params.structure.seed + 5},
@@ -433,6 +433,17 @@ def test_ranking_a_sweep_recovers_the_tip_radius_of_the_measured_maps(small_para
     fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
     assert sorted(r["points"] for r in fit["rows"]) == [1, 2, 2]
     assert not (tmp_path / "fit" / "fit.png").exists()  # not this run's: removed
+    # a folder saved before esim wrote hashes cannot be checked: ranked, with a warning
+    (tmp_path / "sw" / "points" / "point_0000" / "params_hash.txt").unlink()
+    with caplog.at_level("WARNING", logger="esim.compare"):
+        rc = main(["compare", "--ssrm", str(g / "ssrm_ohm.gsf"), "--cafm",
+                   str(g / "cafm_A.gsf"), "--sem", str(g / "sem.gsf"), "--sweep",
+                   str(tmp_path / "sw"), "-o", str(tmp_path / "fit"), "--json", "--no-figures"])
+    assert rc == 0
+    capsys.readouterr()
+    assert "carry no parameter hash" in caplog.text
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert sorted(r["points"] for r in fit["rows"]) == [2, 2, 2]
     # a plain comparison into the same folder removes the ranking's fit.* files
     rc = main(["-q", "compare", "--ssrm", str(g / "ssrm_ohm.gsf"), "--sem", str(g / "sem.gsf"),
                "--sim", str(tmp_path / "sw" / "points" / "point_0001" / "spm.h5"), "-o",

@@ -41,6 +41,11 @@ def test_strings_are_quoted_like_the_csv_module_and_ints_stay_ints():
     assert [r[0] for r in _read(text)[1:]] == names.tolist()
 
 
+def test_unsigned_integers_above_int64_are_not_wrapped():
+    big = np.array([2**63, 2**64 - 1], dtype=np.uint64)
+    assert csv_text({"n": big}).splitlines()[1:] == [str(2**63), str(2**64 - 1)]
+
+
 def test_empty_table_is_its_header_and_bad_columns_are_refused():
     assert csv_text({"a_m": [], "b": np.array([], str)}) == "a_m,b\n"
     with pytest.raises(InvalidParameters, match="differ in length: a 2, b 3"):

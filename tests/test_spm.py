@@ -637,7 +637,7 @@ def test_hdf5_round_trip_and_figures(charged, tmp_path):
         p = getattr(charged, fn)(tmp_path / f"{fn}.png")
         assert p.stat().st_size > 10_000
     csv = charged.write_iv_csv(tmp_path / "iv.csv").read_text().splitlines()
-    assert csv[0].startswith("time_s,voltage_V,I0_")
+    assert csv[0].startswith("time_s,voltage_V,I1_")
     assert len(csv) == 1 + charged.spm["iv_samples"]
 
 

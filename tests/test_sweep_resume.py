@@ -136,3 +136,32 @@ def test_sigterm_to_the_driver_stops_its_workers(tmp_path):
     for k in alive:  # do not leave them behind if the test fails
         os.kill(k, signal.SIGKILL)
     assert not alive
+
+
+def test_a_command_may_rerun_into_its_own_folder_beside_another_commands(tmp_path):
+    """compare -o into an esim spm folder works, and so does the same compare again (its own
+    files there are its own); a folder of another command alone is refused."""
+    from esim.io.atomic import check_output_dir
+
+    d = tmp_path / "run1"
+    d.mkdir()
+    (d / "spm.h5").write_bytes(b"")  # esim spm's folder
+    files = ("compare.json", "compare.md", "particles.csv")
+    check_output_dir(d, files=files, marker="compare.json")  # first compare: nothing clashes
+    for f in files:
+        (d / f).write_text("")
+    check_output_dir(d, files=files, marker="compare.json")  # again: its own files
+    (d / "compare.json").unlink()  # particles.csv now is not compare's (a dataset state's)
+    with pytest.raises(InvalidParameters, match="esim spm"):
+        check_output_dir(d, files=files, marker="compare.json")
+
+
+def test_solve_names_a_blocked_result_file_before_any_work(tmp_path, capsys):
+    from esim.cli.main import main
+
+    out = tmp_path / "s"
+    (out / "solve.json").mkdir(parents=True)
+    sets = [a for k, v in SMALL.items() for a in ("--set", f"structure.{k}={v}")]
+    assert main(["solve", *sets, "-o", str(out), "--no-figure"]) == 2
+    assert "solve.json is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["solve.json"]  # nothing written

@@ -110,7 +110,9 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.soc_sweep is not None and not (2 <= args.soc_sweep <= 1000):
         raise InvalidParameters(f"--soc-sweep: must be an integer in [2, 1000], "
                                 f"got {args.soc_sweep!r}")
-    check_output_dir(args.outdir)
+    check_output_dir(args.outdir, files=("solve.csv", "solve.md", "solve.json", "solve.png",
+                                         "soc_sweep.csv", "soc_sweep.md", "soc_sweep.png"),
+                     marker="solve.json")
 
 
 def _is_hdf5(path: Path) -> bool:

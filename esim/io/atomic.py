@@ -51,7 +51,7 @@ def check_output_dir(path: str | os.PathLike, field: str = "--outdir", *,
     calling command's own entry of :data:`OUTPUT_MARKERS`) if the folder holds another command's
     output and one of ``files`` would replace a file of it.  Creates nothing."""
     path = Path(path)
-    if path.exists() and path.is_dir() and marker is not None:
+    if path.exists() and path.is_dir() and marker is not None and not (path / marker).is_file():
         others = [m for m in OUTPUT_MARKERS if m != marker and (path / m).is_file()]
         clash = [f for f in files if (path / f).exists() and f not in OUTPUT_MARKERS]
         if others and clash:

@@ -7,8 +7,9 @@ Formatting rules:
 * floats: the shortest repr that reads back to the same float64 (``repr(float(v))``, e.g.
   ``0.1``, ``1e+20``, ``inf``); NaN is written as an empty field, "no value";
 * integers and booleans: as integers;
-* strings: as they are, quoted as RFC 4180 (and Python's :mod:`csv`) does when they hold a
-  comma, a double quote or a line break.
+* strings (and any other objects, as ``str()``, so None reads "None"): as they are, quoted as
+  RFC 4180 (and Python's :mod:`csv`) does when they hold a comma, a double quote or a line
+  break.  Give numbers as numeric arrays.
 """
 
 from __future__ import annotations
@@ -32,16 +33,18 @@ def _column_text(name: str, values: Any) -> np.ndarray:
         s = a.astype(np.float64).astype(str)
         s[np.isnan(a)] = ""
         return s
-    if a.dtype.kind in "iub":
+    if a.dtype.kind == "b":
         return a.astype(np.int64).astype(str)
+    if a.dtype.kind in "iu":
+        return a.astype(str)
     s = a.astype(str)
     special = np.zeros(s.shape, bool)
     for ch in (",", '"', "\n", "\r"):
-        special |= np.strings.find(s, ch) >= 0
+        special |= np.char.find(s, ch) >= 0
     if special.any():
-        q = np.strings.replace(s[special], '"', '""')
+        q = np.char.replace(s[special], '"', '""')
         s = s.astype(object)  # quoted strings may be longer than the fixed-width dtype
-        s[special] = np.strings.add(np.strings.add('"', q), '"')
+        s[special] = np.char.add(np.char.add('"', q), '"')
         s = s.astype(str)
     return s
 
@@ -80,6 +83,6 @@ def csv_text(columns: Mapping[str, Any]) -> str:
     if len(texts) == 1:  # an empty line would read as no row: quote a lone empty field, as csv does
         rows = np.where(rows == "", '""', rows)
     for t in texts[1:]:  # a loop over columns; each step joins every row at once
-        rows = np.strings.add(np.strings.add(rows, ","), t)
+        rows = np.char.add(np.char.add(rows, ","), t)
     body = "\n".join(rows.tolist()) + "\n" if rows.size else ""
     return ",".join(header.tolist()) + "\n" + body

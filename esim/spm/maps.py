@@ -444,7 +444,7 @@ class SPMMaps:
             pid = int(self.particle[r, c])
             cls = CLASS_NAMES[int(self.connection_class[r, c])]
             ph = {PHASE_NMC: "NMC", PHASE_SE: "SE"}.get(int(self.phase[r, c]), "pore")
-            cols.append(f"I{k}_{ph}_p{pid}_{cls}_row{r}_col{c}_A")
+            cols.append(f"I{k + 1}_{ph}_p{pid}_{cls}_row{r}_col{c}_A")  # as on the figures
         data = np.column_stack([self.iv_time_s, self.iv_voltage_V, self.iv_current_A.T])
         lines = [",".join(cols)] + [",".join(f"{v:.9g}" for v in row) for row in data]
         path = Path(path)
