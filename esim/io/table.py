@@ -1,7 +1,7 @@
 """CSV text of a table given by its columns, formatted a column at a time.
 
 A per-particle table has one row per particle; formatting it column by column keeps the loop
-over particles inside numpy (``astype(str)``, ``np.strings``) instead of in Python.
+over particles inside numpy (``astype(str)``, ``np.char``) instead of in Python.
 
 Formatting rules:
 * floats: the shortest repr that reads back to the same float64 (``repr(float(v))``, e.g.
