@@ -478,7 +478,7 @@ def test_kpfm_uniform_potential_stays_uniform(small_packing):
 
 
 def test_kpfm_blur_conserves_and_psf_normalised(small_packing, pristine):
-    from esim.spm.maps import _crop_psf
+    from esim.spm.maps import kpfm_psf_of
 
     p = pristine.pixel_size_u_m
     s = pristine.spm_params
@@ -486,12 +486,34 @@ def test_kpfm_blur_conserves_and_psf_normalised(small_packing, pristine):
                        cantilever_sigma_m=s.kpfm_cantilever_sigma_m,
                        cantilever_weight=s.kpfm_cantilever_weight)
     assert psf.sum() == pytest.approx(1.0, abs=1e-12)
-    k = _crop_psf(psf, pristine.phase.shape)
-    assert k.sum() == pytest.approx(1.0, abs=1e-12)
+    k = kpfm_psf_of(s, (p, p))
+    np.testing.assert_array_equal(k, psf)
     # symmetric PSF, reflective borders (kpfm_surroundings = "mirror"): the map mean is kept
     m = simulate_spm(small_packing, spm=_spm(kpfm_surroundings="mirror"), noise=False)
     assert m.kpfm_vcpd_V.mean() == pytest.approx(m.kpfm_true_vcpd_V.mean(), abs=1e-12)
     np.testing.assert_allclose(m.kpfm_vcpd_V, ins.blur(m.kpfm_true_vcpd_V, k), atol=1e-12)
+
+
+def test_kpfm_small_window_keeps_the_whole_cantilever_tail(small_packing):
+    """A window smaller than the cantilever term (2 um, sigma 2 um) is blurred by the whole
+    PSF: its far tail averages the (mirrored) surroundings.  A kernel cut to twice the map and
+    renormalised hands that weight to the near field and sharpens the contrast (the old code:
+    2.2 mV off here, 66 mV on a 1 V step).  A pixel far below the PSF's reach is refused."""
+    from esim.spm.maps import KPFM_PSF_MAX_HALF_PX, kpfm_psf_of
+
+    spm = _spm(kpfm_surroundings="mirror", fov_width_m=2e-6, fov_height_m=2e-6,
+               fov_u_offset_m=8e-6, pixels_u=32, pixels_z=32)
+    m = simulate_spm(small_packing, spm=spm, noise=False)
+    assert np.ptp(m.kpfm_true_vcpd_V) > 0.1  # NMC and glass in the window
+    full = ins.kpfm_psf((m.pixel_size_z_m, m.pixel_size_u_m))
+    assert full.shape[0] > 4 * 32  # the tail reaches beyond twice the map
+    np.testing.assert_allclose(m.kpfm_vcpd_V, ins.blur(m.kpfm_true_vcpd_V, full), atol=1e-12)
+    tiny = (1e-9, 1e-9)  # 8000 px for 4 sigma of 2 um
+    assert 4 * spm.kpfm_cantilever_sigma_m / tiny[0] > KPFM_PSF_MAX_HALF_PX
+    with pytest.raises(InvalidParameters, match="kpfm_cantilever_sigma_m"):
+        kpfm_psf_of(spm, tiny)
+    fm = kpfm_psf_of(dataclasses.replace(spm, kpfm_cantilever_weight=0.0), tiny)  # FM-KPFM
+    assert fm.shape == (241, 241)  # 4 x 30 nm apex
 
 
 def test_blur_extended_with_glass_beyond_an_edge_is_the_cantilever_tail():
@@ -520,16 +542,13 @@ def test_kpfm_sees_the_section_around_the_window(small_packing, charged):
     potential in the middle, the section's particles (rendered independently here, on the
     adjacent windows) laterally and towards the collector, the separator's glass beyond the
     electrode; the measured map is the PSF over that field."""
-    from esim.spm.maps import _crop_psf, kpfm_surroundings, window_of
+    from esim.spm.maps import kpfm_psf_of, kpfm_surroundings, window_of
     from esim.spm.section import rasterize_section
 
     pk, m = small_packing, charged
     spm = m.spm_params
     assert spm.kpfm_surroundings == "section"  # the default
-    psf = _crop_psf(ins.kpfm_psf(math.sqrt(m.pixel_size_u_m * m.pixel_size_z_m),
-                                 apex_sigma_m=spm.kpfm_apex_sigma_m,
-                                 cantilever_sigma_m=spm.kpfm_cantilever_sigma_m,
-                                 cantilever_weight=spm.kpfm_cantilever_weight), m.phase.shape)
+    psf = kpfm_psf_of(spm, (m.pixel_size_z_m, m.pixel_size_u_m))
     py, px = psf.shape[0] // 2, psf.shape[1] // 2
     # every particle's raw V_CPD: the window's, read off its truth map (NMC at SOC 1, glass)
     v_glass = float(m.kpfm_true_vcpd_V[m.phase != PHASE_NMC][0])

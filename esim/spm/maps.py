@@ -897,10 +897,7 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
     v_se = spm.kpfm_se_offset_V - spm.kpfm_se_coupling * ocv
     v_true = np.where(solid, v_k[kpix] if ids.size else v_se, v_se)
     p_kpfm = (grid.pixel_size_z_m, grid.pixel_size_u_m)  # (rows, columns)
-    psf = ins.kpfm_psf(p_kpfm, apex_sigma_m=spm.kpfm_apex_sigma_m,
-                       cantilever_sigma_m=spm.kpfm_cantilever_sigma_m,
-                       cantilever_weight=spm.kpfm_cantilever_weight)
-    psf = _crop_psf(psf, shape)
+    psf = kpfm_psf_of(spm, p_kpfm)
     if spm.kpfm_surroundings == "section":
         ext = kpfm_surroundings(packing, spm, grid, v_all, v_se, psf.shape[0] // 2,
                                 psf.shape[1] // 2)
@@ -973,13 +970,33 @@ def hs_plane(packing: Packing, spm: SPMParams) -> float:
     return check_plane(packing, spm.plane_axis, spm.plane_position_m)
 
 
-def _crop_psf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Crop a PSF to at most twice the map (beyond that the reflected padding repeats)."""
-    hy = min(psf.shape[0] // 2, 2 * shape[0])
-    hx = min(psf.shape[1] // 2, 2 * shape[1])
-    cy, cx = psf.shape[0] // 2, psf.shape[1] // 2
-    k = psf[cy - hy:cy + hy + 1, cx - hx:cx + hx + 1]
-    return k / k.sum()
+#: Largest half-width of the KPFM point-spread function, px per axis.  The PSF is never cut
+#: short (the weight of its far tail is what averages the far surroundings, and renormalising a
+#: cut kernel hands that weight to the near field); a pixel this small against
+#: ``kpfm_cantilever_sigma_m`` is refused instead of convolving a kernel of > 8193^2 entries.
+KPFM_PSF_MAX_HALF_PX = 4096
+
+
+def kpfm_psf_of(spm: SPMParams, pixel_size_m: tuple[float, float]) -> np.ndarray:
+    """The KPFM point-spread function of ``spm`` on a map of ``(dz, du)`` pixels, whole.
+
+    Raises
+    ------
+    InvalidParameters
+        When its half-width (4 sigma of the broader term) exceeds :data:`KPFM_PSF_MAX_HALF_PX`.
+    """
+    reach = max(spm.kpfm_apex_sigma_m,
+                spm.kpfm_cantilever_sigma_m if spm.kpfm_cantilever_weight > 0 else 0.0)
+    half = max(math.ceil(4.0 * reach / q) for q in pixel_size_m)
+    if half > KPFM_PSF_MAX_HALF_PX:
+        raise InvalidParameters(
+            f"spm.kpfm_cantilever_sigma_m: the KPFM point-spread function would be {half} px "
+            f"wide on each side (4 x {reach:.3g} m over {min(pixel_size_m):.3g} m pixels; at "
+            f"most {KPFM_PSF_MAX_HALF_PX}): use larger pixels (fov_*_m / pixels_*) or set "
+            f"spm.kpfm_cantilever_weight = 0 (FM-KPFM)")
+    return ins.kpfm_psf(pixel_size_m, apex_sigma_m=spm.kpfm_apex_sigma_m,
+                        cantilever_sigma_m=spm.kpfm_cantilever_sigma_m,
+                        cantilever_weight=spm.kpfm_cantilever_weight)
 
 
 def _tip_current(v, r_series, is_se, contact: ins.TipContact, spm: SPMParams) -> np.ndarray:
