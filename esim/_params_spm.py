@@ -68,10 +68,11 @@ class SPMParams:
                                      "'full' images the whole thickness")
     fov_u_offset_m: float = param(0.0, unit="m", range=(0.0, 1.0),
                                   source="lateral start of the window (the box is periodic) [A]")
-    pixels_u: int = param(256, unit="", range=(1, 8192),
-                          source="pixels along the lateral axis; 256 is a usual AFM scan [E]")
-    pixels_z: int = param(256, unit="", range=(1, 8192),
-                          source="pixels along z; 256 is a usual AFM scan [E]")
+    pixels_u: int = param(256, unit="", range=(2, 8192),
+                          source="pixels along the lateral axis; 256 is a usual AFM scan [E]; at "
+                                 "least 2 (the SEM's edge contrast is a gradient)")
+    pixels_z: int = param(256, unit="", range=(2, 8192),
+                          source="pixels along z; 256 is a usual AFM scan [E]; at least 2")
 
     # -- tip contact and bias (SSRM and C-AFM share them) ------------------------------------
     tip_radius_m: float = param(10e-9, unit="m", range=(1e-10, 1e-6),

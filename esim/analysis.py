@@ -90,7 +90,8 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
         The pixels below and above ``value_range`` fill one extra bin each.
     log : bool
         Histogram log10 of the values (for resistance maps spanning decades; the refinement
-        then works on log10 too).
+        then works on log10 too).  Values <= 0 (a current map's exact zeros) lie below any
+        range; only NaN and infinite values are left out.
     refine : bool
         Locate the peak within the fullest bin (default); ``False``: its bin centre.  Not
         refined when the fullest bin is the first or last of the range.
@@ -118,20 +119,30 @@ def histogram_peak(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *,
         raise InvalidParameters(f"bins: must be >= 1, got {bins}")
     if out_of_range not in ("nan", "inf"):
         raise InvalidParameters(f"out_of_range: 'nan' or 'inf', got {out_of_range!r}")
-    v = np.log10(values) if log else values
+    if log:  # zeros and negatives lie below any log range (-inf), not outside the data
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where(values > 0, np.log10(values),
+                         np.where(np.isfinite(values), -np.inf, np.nan))
+    else:
+        v = values
+    usable = np.isfinite(v) | (v == -np.inf) if log else np.isfinite(v)
     # map each pixel's label to its row in ids (-1 if not selected)
     if ids.size == 0:
         return np.full(0, np.nan)
     order = np.argsort(ids)
     pos = np.searchsorted(ids[order], labels.ravel())
     pos = np.clip(pos, 0, max(ids.size - 1, 0))
-    hit = (ids.size > 0) & (ids[order][pos] == labels.ravel()) & np.isfinite(v.ravel())
+    hit = (ids.size > 0) & (ids[order][pos] == labels.ravel()) & usable.ravel()
     row = order[pos[hit]]
     vv = v.ravel()[hit]
     out = np.full(ids.size, np.nan)
     if vv.size == 0:
         return out
-    lo, hi = value_range if value_range is not None else (vv.min(), vv.max())
+    fin = vv[np.isfinite(vv)]
+    if value_range is not None:
+        lo, hi = value_range
+    else:
+        lo, hi = (fin.min(), fin.max()) if fin.size else (0.0, 0.0)
     if log and value_range is not None:
         lo, hi = np.log10(lo), np.log10(hi)
     if hi <= lo:

@@ -149,3 +149,20 @@ def test_poisson_interval_covers_the_mean_at_its_level():
         assert 0.95 <= cover < 0.99, (lam, cover)
     with pytest.raises(InvalidParameters, match="count"):
         poisson_interval(-1)
+
+
+def test_log_histogram_counts_zeros_below_the_range():
+    """A particle reading mostly exactly 0 A (a measured |I| map) lies below a log range: NaN,
+    or 0 with out_of_range="inf", as a particle at 0.1 fA does; it was read at its 1 pA noise
+    tail because log10(0) was dropped.  NaN and infinite pixels are still left out."""
+    lab = np.zeros(10, int)
+    zeros = np.array([0.0] * 8 + [1e-12] * 2)
+    tiny = np.array([1e-16] * 8 + [1e-12] * 2)
+    for rng, v in ((None, zeros), ((1e-13, 1e-9), zeros), ((1e-13, 1e-9), tiny)):
+        a = histogram_peak(v, lab, np.array([0]), log=True, value_range=rng)
+        b = histogram_peak(v, lab, np.array([0]), log=True, value_range=rng, out_of_range="inf")
+        assert np.isnan(a[0]) and b[0] == 0.0, (rng, v[0], a, b)
+    gaps = np.array([np.nan] * 5 + [np.inf] * 4 + [2e-12])
+    assert histogram_peak(gaps, lab, np.array([0]), log=True)[0] == pytest.approx(2e-12)
+    # linear histograms keep zeros as values
+    assert histogram_peak(zeros, lab, np.array([0]), bins=4)[0] < 0.2e-12

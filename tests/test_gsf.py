@@ -128,8 +128,41 @@ def test_minimal_header_defaults(tmp_path):
     (tmp_path / "m.gsf").write_bytes(raw)
     ch = read_gsf(tmp_path / "m.gsf")
     assert ch.data.tolist() == [[1.5, -2.0]]
-    assert (ch.pixel_size_m, ch.z_unit, ch.xy_unit, ch.title) == (0.5, "", "m", "")
+    # Gwyddion's defaults: no unit (not metres), extent 1; read_map will not take them as metres
+    assert (ch.pixel_size_m, ch.z_unit, ch.xy_unit, ch.title) == (0.5, "", "", "")
+    assert not ch.lateral_known
     assert ch.extra == {"Custom": "hello"}
+
+
+@pytest.mark.parametrize("header, why", [
+    (b"XRes=2\nYRes=2\nXReal=1e-6\nYReal=1e-6\nZUnits=Ohm\n", "XYUnits ''"),  # no XYUnits
+    (b"XRes=2\nYRes=2\nXYUnits=\nXReal=2\nYReal=2\nZUnits=Ohm\n", "XYUnits ''"),
+    (b"XRes=2\nYRes=2\nXYUnits=m\nZUnits=Ohm\n", "missing"),  # no extent
+    (b"XRes=2\nYRes=2\nXYUnits=m\nXReal=0\nYReal=1e-6\nZUnits=Ohm\n", "missing"),
+])
+def test_a_gsf_without_a_lateral_size_in_metres_needs_one_given(tmp_path, header, why):
+    """Gwyddion reads a missing XYUnits as no unit and a missing XReal as 1: neither is a
+    pixel size in metres (it was read as 1 m per pixel, silently)."""
+    from esim.io.maps import read_map
+
+    raw = MAGIC + header
+    raw += b"\0" * (4 - len(raw) % 4) + np.arange(4, dtype="<f4").tobytes()
+    f = tmp_path / "m.gsf"
+    f.write_bytes(raw)
+    with pytest.raises(InputFileError, match=f"m.gsf: the file gives no lateral size.*{why}"
+                                             ".*--pixel-size-m"):
+        read_map(f)
+    ch = read_map(f, pixel_size_m=3e-8)
+    assert (ch.pixel_size_m, ch.pixel_size_y_m, ch.z_unit) == (3e-8, 3e-8, "Ohm")
+
+
+def test_a_negative_extent_is_taken_by_its_size(tmp_path):
+    from esim.io.maps import read_map
+
+    raw = MAGIC + b"XRes=2\nYRes=2\nXYUnits=m\nXReal=-1e-6\nYReal=1e-6\n"
+    raw += b"\0" * (4 - len(raw) % 4) + np.arange(4, dtype="<f4").tobytes()
+    (tmp_path / "n.gsf").write_bytes(raw)
+    assert read_map(tmp_path / "n.gsf").pixel_size_m == pytest.approx(5e-7)
 
 
 def test_overwrite_is_atomic_and_leaves_no_temp_files(tmp_path):

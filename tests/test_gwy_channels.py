@@ -108,3 +108,17 @@ def test_single_channel_needs_no_selector(tmp_path):
     np.testing.assert_array_equal(bare.data, data)
     assert bare.source.endswith("bare.gwy#channel 0")
     assert read_map(_write(tmp_path / "s.gwy", [("S", data, "")])).source.endswith("s.gwy#S")
+
+
+def test_a_channel_without_a_lateral_unit_needs_a_pixel_size(tmp_path):
+    """An empty si_unit_xy is no unit in Gwyddion (pixels), not metres."""
+    c = GwyContainer()
+    c["/0/data"] = GwyDataField(np.ones((3, 4)), xreal=4.0, yreal=3.0,
+                                si_unit_xy=GwySIUnit(unitstr=""), si_unit_z=GwySIUnit(unitstr="V"))
+    c["/0/data/title"] = "KPFM"
+    c.tofile(str(tmp_path / "px.gwy"))
+    with pytest.raises(InputFileError, match=r"px.gwy#KPFM: the channel gives no lateral unit"
+                                             r".*--pixel-size-m"):
+        read_map(f"{tmp_path / 'px.gwy'}#KPFM")
+    ch = read_map(f"{tmp_path / 'px.gwy'}#KPFM", pixel_size_m=2e-8)
+    assert (ch.pixel_size_m, ch.z_unit) == (2e-8, "V")

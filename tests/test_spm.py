@@ -760,3 +760,21 @@ def test_scans_of_one_section_have_independent_noise(small_packing):
         assert abs(np.corrcoef(na, nb)[0, 1]) < 0.2, name
     with pytest.raises(InvalidParameters, match="scan"):
         simulate_spm(small_packing, soc=0.0, spm=s, scan=-1)
+
+
+def test_one_pixel_maps_are_refused_by_name():
+    """A 1-pixel-wide map crashed in the SEM's edge gradient with a bare ValueError."""
+    for key in ("pixels_u", "pixels_z"):
+        with pytest.raises(InvalidParameters, match=key):
+            SPMParams(**{key: 1})
+
+
+def test_edx_gsf_carries_no_unit_gwyddion_would_misread(charged, tmp_path):
+    """Gwyddion reads ZUnits "counts" as centi-"ounts" (or drops it): the EDX channels are
+    written without a unit, their titles say counts."""
+    from esim.io.gsf import read_gsf
+
+    charged.export_gsf(tmp_path)
+    for name in ("edx_s_counts", "edx_ni_counts"):
+        ch = read_gsf(tmp_path / f"{name}.gsf")
+        assert ch.z_unit == "" and ch.title.endswith("(counts)")

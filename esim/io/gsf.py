@@ -60,13 +60,18 @@ class GsfChannel:
     z_unit : str
         ``ZUnits`` ("" when absent).
     xy_unit : str
-        ``XYUnits`` ("m" when absent); lengths here are in this unit, metres for esim's files.
+        ``XYUnits`` ("" when absent: no unit, as Gwyddion reads it; its own export leaves the
+        line out for unitless data); lengths here are in this unit, metres for esim's files.
     title : str
         ``Title`` ("" when absent).
     x_offset_m, y_offset_m : float, ``xy_unit``
         ``XOffset`` and ``YOffset`` (0 when absent).
     extra : dict str -> str
         Custom header keys, as text.
+    lateral_known : bool
+        Whether the file gives its lateral extent: ``XReal`` and ``YReal`` present, finite and
+        non-zero.  Otherwise the pixel sizes are Gwyddion's defaults (extent 1 per axis) and
+        carry no information.  A negative extent is taken by its size, as Gwyddion does.
     """
 
     data: np.ndarray
@@ -78,6 +83,7 @@ class GsfChannel:
     x_offset_m: float = 0.0
     y_offset_m: float = 0.0
     extra: dict = field(default_factory=dict)
+    lateral_known: bool = True
 
     def __repr__(self) -> str:
         return (f"GsfChannel(data={self.data.shape} {self.data.dtype}, "
@@ -255,8 +261,12 @@ def read_gsf(path: str | os.PathLike) -> GsfChannel:
                              f"{nx} x {ny}, found {len(raw) - data_start}")
     data = np.frombuffer(raw, dtype=_DTYPE, count=nx * ny, offset=data_start)
     data = data.reshape(ny, nx).astype(np.float32)  # native-endian, writeable copy
-    x_real = _parse_float(header, "XReal", 1.0, path)
-    y_real = _parse_float(header, "YReal", 1.0, path)
+    x_real = abs(_parse_float(header, "XReal", math.nan, path))
+    y_real = abs(_parse_float(header, "YReal", math.nan, path))
+    lateral_known = all(math.isfinite(r) and r > 0 for r in (x_real, y_real))
+    if not lateral_known:  # Gwyddion's defaults; read_map asks for the pixel size
+        x_real = x_real if math.isfinite(x_real) and x_real > 0 else 1.0
+        y_real = y_real if math.isfinite(y_real) and y_real > 0 else 1.0
     px = _parse_float(header, "esim_PixelSizeX", x_real / nx, path)
     py = _parse_float(header, "esim_PixelSizeY", y_real / ny, path)
     # trust esim's exact keys only if they agree with XReal / YReal (the file may have been edited)
@@ -268,9 +278,10 @@ def read_gsf(path: str | os.PathLike) -> GsfChannel:
              "esim_PixelSizeX", "esim_PixelSizeY"}
     return GsfChannel(
         data=data, pixel_size_m=px, pixel_size_y_m=py,
-        z_unit=header.get("ZUnits", ""), xy_unit=header.get("XYUnits", "m"),
+        z_unit=header.get("ZUnits", ""), xy_unit=header.get("XYUnits", ""),
         title=header.get("Title", ""),
         x_offset_m=_parse_float(header, "XOffset", 0.0, path),
         y_offset_m=_parse_float(header, "YOffset", 0.0, path),
         extra={k: v for k, v in header.items() if k not in known},
+        lateral_known=lateral_known,
     )

@@ -32,7 +32,7 @@ CC_SIDES = ("first-row", "last-row", "first-column", "last-column")
 
 # unit spellings accepted for each unprefixed SI unit (Gwyddion writes "Ohm"; some tools "Ω")
 _UNIT_ALIASES = {"ohm": "Ohm", "Ω": "Ohm", "ohms": "Ohm", "v": "V", "a": "A", "m": "m",
-                 "counts": "counts", "count": "counts", "cps": "counts"}
+                 "counts": "counts", "count": "counts"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,12 +158,15 @@ def _read_gwy(path: Path, title: str | None) -> tuple[np.ndarray, float, float, 
         xreal, yreal = float(f["xreal"]), float(f["yreal"])
     except (KeyError, ValueError, TypeError) as exc:
         raise InputFileError(f"{source}: malformed data field ({exc})") from exc
-    # a unit object may leave out an empty unit string
-    unit_xy = f["si_unit_xy"].get("unitstr", "") if "si_unit_xy" in f else "m"
+    # a unit object may leave out an empty unit string, a field its empty unit object (Gwyddion
+    # reads both as no unit)
+    unit_xy = f["si_unit_xy"].get("unitstr", "") if "si_unit_xy" in f else ""
     unit_z = f["si_unit_z"].get("unitstr", "") if "si_unit_z" in f else ""
     if normalise_unit(unit_xy) not in ("m", ""):
         raise InputFileError(f"{source}: lateral unit {unit_xy!r}; expected metres ('m')")
-    return data, xreal / nx, yreal / ny, str(unit_z), source
+    if normalise_unit(unit_xy) == "":  # pixels of no known size: read_map asks for one
+        return data, None, None, str(unit_z), source
+    return data, abs(xreal) / nx, abs(yreal) / ny, str(unit_z), source
 
 
 def read_map(spec: str | os.PathLike, *, pixel_size_m: float | None = None) -> MapChannel:
@@ -198,16 +201,23 @@ def read_map(spec: str | os.PathLike, *, pixel_size_m: float | None = None) -> M
     source = str(path)
     unit = ""
     px = py = None
+    no_size = f"{path}: {suffix} files carry no reliable pixel size"
     if suffix == ".gsf":
         from esim.io.gsf import read_gsf
 
         ch = read_gsf(path)
         if normalise_unit(ch.xy_unit) not in ("m", ""):
             raise InputFileError(f"{path}: XYUnits {ch.xy_unit!r}; expected metres ('m')")
-        data, px, py, unit = np.asarray(ch.data, np.float64), ch.pixel_size_m, \
-            ch.pixel_size_y_m, ch.z_unit
+        data, unit = np.asarray(ch.data, np.float64), ch.z_unit
+        if ch.lateral_known and normalise_unit(ch.xy_unit) == "m":
+            px, py = ch.pixel_size_m, ch.pixel_size_y_m
+        else:
+            no_size = (f"{path}: the file gives no lateral size in metres (XYUnits "
+                       f"{ch.xy_unit!r}, XReal/YReal {'given' if ch.lateral_known else 'missing'})")
     elif suffix == ".gwy":
         data, px, py, unit, source = _read_gwy(path, title)
+        if px is None:
+            no_size = f"{source}: the channel gives no lateral unit (si_unit_xy empty)"
     elif suffix in (".tif", ".tiff"):
         import tifffile
 
@@ -226,8 +236,7 @@ def read_map(spec: str | os.PathLike, *, pixel_size_m: float | None = None) -> M
         raise InputFileError(f"{path}: the map holds no finite value")
     if px is None:
         if pixel_size_m is None:
-            raise InputFileError(f"{path}: {suffix} files carry no reliable pixel size; give "
-                                 "it (--pixel-size-m)")
+            raise InputFileError(f"{no_size}; give it (--pixel-size-m)")
         px = py = float(pixel_size_m)
     elif pixel_size_m is not None and not math.isclose(px, pixel_size_m, rel_tol=0.01):
         raise InputFileError(f"{path}: pixel size {px:.4g} m in the file, {pixel_size_m:.4g} m "

@@ -117,11 +117,13 @@ CLASS_NAMES = {CLASS_PORE: "pore", CLASS_CONNECTED: "connected",
                CLASS_POINT_CONTACT: "point-contact-limited", CLASS_ISOLATED: "isolated",
                CLASS_ELECTROLYTE: "electrolyte", CLASS_CUT_OFF: "cut off by the milling"}
 
-#: Measured channels: field name -> (GSF unit, title).
+#: Measured channels: field name -> (GSF unit, title).  EDX counts carry no SI unit: Gwyddion
+#: reads a unit "counts" as centi-"ounts" (gwysiunit.c before 2022) or drops it, so the GSF unit
+#: is empty and the title says counts.
 CHANNELS = {
     "sem": ("", "SEM (a.u.)"),
-    "edx_s_counts": ("counts", "EDX S"),
-    "edx_ni_counts": ("counts", "EDX Ni"),
+    "edx_s_counts": ("", "EDX S (counts)"),
+    "edx_ni_counts": ("", "EDX Ni (counts)"),
     "ssrm_ohm": ("Ohm", "SSRM resistance"),
     "cafm_A": ("A", "C-AFM current"),
     "kpfm_vcpd_V": ("V", "KPFM V_CPD"),
