@@ -15,6 +15,13 @@ def peak_rss_mib() -> float:
     return r / 2**20 if sys.platform == "darwin" else r / 1024
 
 
+def peak_rss_children_mib() -> float:
+    """Peak resident memory of the largest process this one started and waited for, MiB (0
+    when none)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return r / 2**20 if sys.platform == "darwin" else r / 1024
+
+
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
     """Median wall time of ``repeats`` calls, all times, and the last result."""
     times, out = [], None

@@ -7,9 +7,10 @@ analysis, figures and report.  "Fresh machine" means no compiled kernels yet: th
 point ``NUMBA_CACHE_DIR`` at an empty folder, so every numba kernel the run uses is compiled in
 it (once; a second run in the same folder would be warm).  The ``warm`` cases use the normal
 cache after one untimed run, as every later run on that machine.  Peak memory is the
-subprocess's (``os.wait4``), not the harness's.  No peer tool reproduces this experiment, so
-the suite is esim alone; ``ratio_to_esim`` of a cold row is over its warm row (the share of
-the first run spent compiling).
+command's (``reproduce_peak_rss_MiB``, its ``os.wait4``; also the harness's
+``peak_rss_children_MiB``), not the harness process's (``peak_rss_MiB``, ~30 MiB).  No peer
+tool reproduces this experiment, so the suite is esim alone; ``ratio_to_esim`` of a cold row
+is over its warm row (the share of the first run spent compiling).
 """
 
 from __future__ import annotations

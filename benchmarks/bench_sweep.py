@@ -5,9 +5,10 @@ Work: ``esim sweep --stage solve --soc 1`` over 4 NMC shares x 2 seeds (8 points
 electron and ion networks, so the time is almost all packing.  The timed body is the whole
 :func:`esim.sweep.run_sweep` into a fresh folder (nothing reused), worker start-up included; the
 numba caches are warm (one small sweep runs first).  ``ratio_to_esim`` of the two-worker row is
-its time over the one-worker time: 0.5 is a perfect speed-up on 2 cores.  Peak memory is the
-driving process's (the workers' own is not included).  No peer tool runs parameter sweeps of a
-microstructure simulation, so there is no peer row.
+its time over the one-worker time: 0.5 is a perfect speed-up on 2 cores.  ``peak_rss_MiB`` is
+the driving process's (with one worker it runs every point itself), ``peak_rss_children_MiB``
+the largest worker process's: two workers hold at most the driver's plus twice that.  No peer
+tool runs parameter sweeps of a microstructure simulation, so there is no peer row.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ import numba as nb
 import numpy as np
 from scipy import special
 
-from esim.errors import PackingFailed
+from esim.errors import InvalidParameters, PackingFailed
 from esim.params import PackingParams, Params
 
 __all__ = ["Packing", "pack", "jam_hard_spheres", "PHASE_NMC", "PHASE_SE", "PORE",
@@ -1563,7 +1563,10 @@ def jam_hard_spheres(n: int, *, seed: int, contact_tol_rel: float = 1e-6,
     minimum has zero energy (per particle below ``e_jam``) the packing is unjammed; above it, the
     step is undone and halved (bisection in phi), as in O'Hern et al., PRE 68, 011306 (2003).
     At the end the state is just above jamming, so contacts are the overlapping pairs.
+    ``n >= 2`` (the FIRE kernel reads the first particle's data).
     """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise InvalidParameters(f"n: at least 2 spheres to jam, got {n!r}")
     rng = np.random.default_rng(seed)
     r = 1.0
     side = (n * (4 / 3) * math.pi / phi0) ** (1 / 3)

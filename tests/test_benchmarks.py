@@ -66,6 +66,7 @@ def test_harness_quick_reproduce(quick_run):
     # (comparing with the harness's peak failed when heavier test modules ran first)
     assert 150 < r["reproduce_peak_rss_MiB"] < 4096
     assert r["reproduce_peak_rss_MiB"] != r["peak_rss_MiB"]
+    assert r["peak_rss_children_MiB"] >= r["reproduce_peak_rss_MiB"]  # the harness's column
     within, total = map(int, r["predictions_within"].split("/"))
     assert 0 <= within <= total > 0
 
@@ -114,3 +115,57 @@ def test_harness_quick_sweep(quick_run):
     assert one["points"] == two["points"] == 2 and one["n_failed"] == two["n_failed"] == 0
     assert one["sigma_e_S_per_m_first"] == two["sigma_e_S_per_m_first"]
     assert two["ratio_to_esim"] == pytest.approx(two["time_s"] / one["time_s"])
+
+
+def test_ratios_only_for_rows_that_agree_with_esim():
+    """A peer whose result differs from esim's by more than the suite's tolerance did other
+    work: it gets its difference and a note, not a time ratio (a tau of 99 against esim's 2.0
+    was given ratio 0.5)."""
+    rows = [{"suite": "s", "tool": "esim", "work": "w", "time_s": 2.0, "tau": 2.0},
+            {"suite": "s", "tool": "peer", "work": "w", "time_s": 1.0, "tau": 99.0},
+            {"suite": "s", "tool": "good", "work": "w", "time_s": 4.0, "tau": 2.002},
+            {"suite": "s", "tool": "mute", "work": "w", "time_s": 3.0},
+            {"suite": "s", "tool": "other", "work": "v", "time_s": 3.0, "tau": 5.0}]
+    harness.add_ratios(rows, {"s": {"tau": 0.01}})
+    esim, bad, good, mute, other = rows
+    assert esim["ratio_to_esim"] == 1.0
+    assert "ratio_to_esim" not in bad and bad["rel_diff_to_esim"] == pytest.approx(48.5)
+    assert "tau 99 vs esim 2" in bad["agreement"]
+    assert good["ratio_to_esim"] == 2.0 and good["rel_diff_to_esim"] == pytest.approx(1e-3)
+    assert mute["ratio_to_esim"] == 1.5 and "rel_diff_to_esim" not in mute
+    assert "ratio_to_esim" not in other  # no esim row of that work
+    md = harness.markdown(rows)
+    assert "above 1: slower than esim" in md and "no ratio: tau 99" in md
+
+
+def test_a_failing_case_keeps_its_name_and_exit_status(monkeypatch):
+    """A case killed (e.g. for memory) or timed out was reported as 'index 17 | no output'."""
+    import sys
+
+    module = harness.modules()[0]
+    case = importlib.import_module(f"benchmarks.{module}").cases(True)[0]
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    r = harness.spawn(module, 0, True, 60.0)
+    assert (r["case"], r.get("tool"), r.get("work")) == (case["name"], case.get("tool"),
+                                                         case.get("work"))
+    assert r["returncode"] == 1 and r["error"].startswith("exit status 1")
+    monkeypatch.setattr(harness.subprocess, "Popen", _SlowPopen)
+    r = harness.spawn(module, 0, True, 0.2)
+    assert r["case"] == case["name"] and r["error"].startswith("timeout after")
+
+
+_POPEN = harness.subprocess.Popen
+
+
+class _SlowPopen:
+    """A child that outlives the harness's timeout."""
+
+    def __init__(self, *a, **k):
+        self._p = _POPEN(["sleep", "30"], stdout=harness.subprocess.PIPE,
+                         stderr=harness.subprocess.PIPE, text=True)
+
+    def communicate(self, timeout=None):
+        return self._p.communicate(timeout=timeout)
+
+    def kill(self):
+        self._p.kill()

@@ -626,3 +626,13 @@ def test_implicit_minimiser_same_bytes_on_any_thread_count():
     for x, out in runs[1:]:
         assert out == runs[0][1]
         np.testing.assert_array_equal(x, runs[0][0])
+
+
+@pytest.mark.parametrize("n", [0, 1, 2.5, True])
+def test_jam_refuses_fewer_than_two_spheres(n):
+    """With no sphere the FIRE kernel read past its arrays (garbage, or IndexError with
+    bounds checking on)."""
+    from esim.errors import InvalidParameters
+
+    with pytest.raises(InvalidParameters, match="n: at least 2"):
+        jam_hard_spheres(n, seed=0)
