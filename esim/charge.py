@@ -1337,8 +1337,7 @@ def plot_charge(result: ChargeResult, packing: Packing | None = None):
     end = np.flatnonzero(r.snapshot_kind == SNAP_END_OF_CHARGE)
     s_end = int(end[0]) if end.size else r.snapshot_kind.size - 1
     if packing is not None:
-        from matplotlib.collections import PatchCollection
-        from matplotlib.patches import Circle
+        from matplotlib.collections import EllipseCollection
 
         b = ax[1]
         y0 = packing.box_m[1] / 2
@@ -1348,12 +1347,15 @@ def plot_charge(result: ChargeResult, packing: Packing | None = None):
         um = 1e6
         se = cutp & (packing.phase == PHASE_SE)
         nm = cutp & (packing.phase == PHASE_NMC)
-        b.add_collection(PatchCollection(
-            [Circle((packing.centers_m[i, 0] * um, packing.centers_m[i, 2] * um), rr[i] * um)
-             for i in np.flatnonzero(se)], facecolor="#dddddd", edgecolor="none"))
-        pc = PatchCollection(
-            [Circle((packing.centers_m[i, 0] * um, packing.centers_m[i, 2] * um), rr[i] * um)
-             for i in np.flatnonzero(nm)], cmap="viridis", edgecolor="k", linewidth=0.3)
+
+        def discs(sel, **kw):  # the slice's circles, one collection (data units)
+            d = 2 * rr[sel] * um
+            return EllipseCollection(d, d, np.zeros(d.size), units="xy",
+                                     offsets=packing.centers_m[sel][:, [0, 2]] * um,
+                                     offset_transform=b.transData, **kw)
+
+        b.add_collection(discs(se, facecolor="#dddddd", edgecolor="none"))
+        pc = discs(nm, cmap="viridis", edgecolor="k", linewidth=0.3)
         pc.set_array(np.nan_to_num(r.soc[s_end, nm]))
         pc.set_clim(0.0, max(1.0, float(np.nanmax(r.soc[s_end])) if nm.any() else 1.0))
         b.add_collection(pc)
