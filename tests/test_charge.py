@@ -560,3 +560,24 @@ def test_a_singular_factor_shrinks_the_step_instead_of_aborting(small, monkeypat
     r = charge(small, _params(small, rest_time_s=0.0))
     assert calls["n"] > 3 and r.n_rejected >= 1
     assert r.stop_reason == "cutoff" and not r.partial
+
+
+def test_charge_figure_draws_each_sliced_particle_at_its_place(small, full_small):
+    """Panel (b): one disc per particle cut by the plane y = L_y/2, at its (x, z) in um, NMC
+    coloured by its SOC at the end of charge."""
+    import matplotlib.pyplot as plt
+
+    from esim.charge import plot_charge
+
+    fig = plot_charge(full_small, small)
+    try:
+        b = fig.axes[1]
+        se_c, nmc_c = b.collections[:2]
+        dy = np.abs(small.centers_m[:, 1] - small.box_m[1] / 2)
+        cut = dy < small.radii_m
+        for coll, ph in ((se_c, PHASE_SE), (nmc_c, PHASE_NMC)):
+            sel = cut & (small.phase == ph)
+            np.testing.assert_allclose(coll.get_offsets(), small.centers_m[sel][:, [0, 2]] * 1e6)
+        assert nmc_c.get_array().size == np.count_nonzero(cut & (small.phase == PHASE_NMC))
+    finally:
+        plt.close(fig)
