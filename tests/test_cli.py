@@ -238,3 +238,23 @@ def test_bad_set_exit_2_before_any_work(cmd, item, needle, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
     if cmd == "params":
         assert captured.out == ""
+
+
+@pytest.mark.parametrize("argv", [
+    ["charge", "{pk}", "-o", "{pk}"],
+    ["charge", "{d}/pk_partial.h5", "-o", "{d}/pk.h5"],  # where a stopped charge would go
+    ["spm", "{d}/spm.h5", "-o", "{d}"],
+])
+def test_a_command_does_not_write_over_its_input(tmp_path, capsys, small_packing, argv):
+    """``esim charge pk.h5 -o pk.h5`` replaced the packing by the charge (exit 0); now it is
+    refused at once, naming the field, and the input is untouched."""
+    pk = tmp_path / "pk.h5"
+    pk.write_bytes(small_packing.read_bytes())
+    for name in ("pk_partial.h5", "spm.h5"):
+        (tmp_path / name).write_bytes(pk.read_bytes())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    argv = [a.replace("{pk}", str(pk)).replace("{d}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--output: " in err and "is the input" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -105,12 +105,14 @@ def _params_and_packing(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from esim.charge import ChargeIncomplete, charge, plot_charge
-    from esim.io.atomic import check_output_file
+    from esim.io.atomic import check_not_input, check_output_file
     from esim.packing import pack
     from esim.plot import save_figure
 
     out = check_output_file(args.output, "--output", (".h5", ".hdf5"))
     fig = figure_path(args, out)
+    check_not_input([out, out.with_name(out.stem + "_partial" + out.suffix),
+                     out.with_name(out.stem + "_packing.h5")], [args.input, args.config])
     quiet = args.quiet or args.json
     params, packing = _params_and_packing(args)
     summary: dict[str, Any] = {}

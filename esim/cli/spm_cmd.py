@@ -67,7 +67,7 @@ def _load(arg: str | None, overrides: list[str] | tuple[str, ...] = ()):
 
 def run(args: argparse.Namespace) -> int:
     from esim.errors import InvalidParameters
-    from esim.io.atomic import check_output_dir
+    from esim.io.atomic import check_not_input, check_output_dir
     from esim.spm.maps import simulate_spm
 
     if not 0.0 <= args.soc <= 1.0:
@@ -75,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
     if min(args.iv_choice) < 0 or sum(args.iv_choice) == 0:
         raise InvalidParameters("--iv-choice: three counts >= 0, at least one I-V point, got "
                                 + " ".join(map(str, args.iv_choice)))
-    check_output_dir(args.output, "--output", subfolders=("gsf",),
-                     files=("spm.h5", "iv.csv", "spm_maps.png", "spm_truth.png", "iv.png"))
+    files = ("spm.h5", "iv.csv", "spm_maps.png", "spm_truth.png", "iv.png")
+    check_output_dir(args.output, "--output", subfolders=("gsf",), files=files)
+    check_not_input([Path(args.output) / f for f in files], [args.input])
     t0 = time.perf_counter()
     packing, params, spm = _load(args.input, args.set)
     changes = {}

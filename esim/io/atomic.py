@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from esim.errors import InvalidParameters
 
 __all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "atomic_write_json",
-           "json_safe", "check_output_dir", "check_output_file"]
+           "json_safe", "check_output_dir", "check_output_file", "check_not_input"]
 
 
 def _check_parents(path: Path, field: str) -> None:
@@ -29,6 +29,23 @@ def _check_parents(path: Path, field: str) -> None:
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise InvalidParameters(f"{field}: {path}: cannot write into {parent}")
             return
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_not_input(outputs, inputs, field: str = "--output") -> None:
+    """Refuse, before any work, to write any of ``outputs`` (paths) over one of ``inputs``
+    (paths or None): ``esim charge pk.h5 -o pk.h5`` replaced its packing by the charge."""
+    for o in outputs:
+        for i in inputs:
+            if i is not None and _same_file(Path(o), Path(i)):
+                raise InvalidParameters(f"{field}: {o} is the input {i}; esim does not write "
+                                        "over its input: choose another path")
 
 
 #: What esim draws figures as (the suffix picks the format)
