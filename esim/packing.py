@@ -178,10 +178,61 @@ class Packing:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Packing":
-        """Read a packing written by :meth:`save`."""
+        """Read a packing written by :meth:`save`, checked (:meth:`check`)."""
         from esim.io.hdf5 import load_result
 
-        return load_result(cls, path, kind="packing")
+        pk = load_result(cls, path, kind="packing")
+        pk.check(str(path))
+        return pk
+
+    def check(self, source: str = "packing") -> None:
+        """Raise :class:`~esim.errors.InputFileError` naming ``source`` and the field if the
+        arrays do not make a packing: shapes that disagree, a non-finite or non-positive size,
+        an unknown phase or wall side, a contact or wall entry naming no particle."""
+        from esim.errors import InputFileError
+
+        def bad(field: str, why: str) -> None:
+            raise InputFileError(f"{source}: field {field!r} {why}")
+
+        for group in (("radii_m", "centers_m", "phase"),
+                      ("contacts", "contact_gap_m", "contact_radius_m", "contact_force"),
+                      ("wall_particle", "wall_side", "wall_gap_m", "wall_contact_radius_m",
+                       "wall_force")):
+            lens = {getattr(self, f).shape[:1] for f in group}
+            if len(lens) > 1:
+                raise InputFileError(f"{source}: fields " + ", ".join(
+                    f"{f!r} {getattr(self, f).shape}" for f in group) + " disagree in length")
+        n, m, k = self.radii_m.shape[0], self.contacts.shape[0], self.wall_particle.shape[0]
+
+        if self.box_m.shape != (3,) or not (np.isfinite(self.box_m).all()
+                                            and (self.box_m > 0).all()):
+            bad("box_m", f"must be three positive finite lengths, got {self.box_m!r}")
+        shapes = {"radii_m": (n,), "centers_m": (n, 3), "phase": (n,), "contacts": (m, 2),
+                  "contact_gap_m": (m,), "contact_radius_m": (m,), "contact_force": (m,),
+                  "wall_particle": (k,), "wall_side": (k,), "wall_gap_m": (k,),
+                  "wall_contact_radius_m": (k,), "wall_force": (k,)}
+        for name, shape in shapes.items():
+            got = getattr(self, name).shape
+            if got != shape:
+                bad(name, f"has shape {got}; the packing's {n} particles, {m} contacts and {k} "
+                          f"wall contacts need {shape}")
+        if not (np.isfinite(self.radii_m).all() and (self.radii_m > 0).all()):
+            bad("radii_m", "must be positive and finite")
+        if not np.isfinite(self.centers_m).all():
+            bad("centers_m", "must be finite")
+        if not np.isin(self.phase, (PHASE_NMC, PHASE_SE)).all():
+            bad("phase", f"holds codes other than {PHASE_NMC} (NMC) and {PHASE_SE} (SE): "
+                         f"{sorted(set(np.unique(self.phase).tolist()) - {PHASE_NMC, PHASE_SE})}")
+        if m and ((self.contacts < 0).any() or (self.contacts >= n).any()
+                  or (self.contacts[:, 0] == self.contacts[:, 1]).any()):
+            bad("contacts", f"must pair two different particles of 0..{n - 1}")
+        if k and ((self.wall_particle < 0).any() or (self.wall_particle >= n).any()):
+            bad("wall_particle", f"must name particles of 0..{n - 1}")
+        if not np.isin(self.wall_side, (WALL_CC, WALL_SEP)).all():
+            bad("wall_side", f"must be {WALL_CC} (collector) or {WALL_SEP} (separator)")
+        for name in ("contact_gap_m", "contact_radius_m", "wall_gap_m", "wall_contact_radius_m"):
+            if not np.isfinite(getattr(self, name)).all():
+                bad(name, "must be finite")
 
     def coordination(self, phase_i: int | None = None, phase_j: int | None = None) -> np.ndarray:
         """(N,) int: contacts per particle, optionally only with partners of ``phase_j``,

@@ -636,3 +636,43 @@ def test_jam_refuses_fewer_than_two_spheres(n):
 
     with pytest.raises(InvalidParameters, match="n: at least 2"):
         jam_hard_spheres(n, seed=0)
+
+
+def _edit(path, name, fn):
+    import h5py
+
+    with h5py.File(path, "r+") as h5:
+        if name in h5.attrs:
+            h5.attrs[name] = fn(h5.attrs[name])
+        else:
+            data = fn(h5[name][()])
+            del h5[name]
+            h5[name] = data
+
+
+@pytest.mark.parametrize("name, fn, needle", [
+    ("radii_m", lambda a: a[:3], "'radii_m' (3,), 'centers_m' ("),
+    ("contacts", lambda a: np.where(np.arange(a.size).reshape(a.shape) == 1, 99999, a),
+     "'contacts' must pair two different particles"),
+    ("radii_m", lambda a: np.where(np.arange(a.size) == 4, np.nan, a),
+     "'radii_m' must be positive and finite"),
+    ("phase", lambda a: np.where(np.arange(a.size) == 0, 7, a).astype(a.dtype),
+     "'phase' holds codes other than 1 (NMC) and 2 (SE): [7]"),
+    ("wall_side", lambda a: np.full_like(a, 5), "'wall_side' must be 0"),
+    ("esim_format", lambda v: 999, "esim_format 999: this esim reads formats 1 to"),
+])
+def test_a_damaged_packing_file_is_refused_naming_the_field(small_packing, tmp_path, capsys,
+                                                            name, fn, needle):
+    """A damaged or edited packing file crashed solve (IndexError) or ran on (NaN radius, phase
+    7, a newer format); now one line naming the file and the field, exit 2."""
+    from esim.cli.main import main
+
+    f = tmp_path / "pk.h5"
+    small_packing.save(f)
+    _edit(f, name, fn)
+    with pytest.raises(InputFileError) as err:
+        Packing.load(f)
+    assert str(f) in str(err.value) and needle in str(err.value)
+    assert main(["solve", str(f), "--soc", "0", "-q", "-o", str(tmp_path / "s")]) == 2
+    msg = capsys.readouterr().err
+    assert needle in msg and len(msg.strip().splitlines()) == 1

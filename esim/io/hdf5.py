@@ -71,7 +71,8 @@ def load_result(cls: type[T], path: str | os.PathLike, *, kind: str) -> T:
     Raises
     ------
     InputFileError
-        The file is missing, not HDF5, or holds another kind of result (named in the message).
+        The file is missing, not HDF5, holds another kind of result (named in the message), or
+        a format this esim does not know.
     """
     import h5py
 
@@ -88,6 +89,11 @@ def load_result(cls: type[T], path: str | os.PathLike, *, kind: str) -> T:
         found = h5.attrs.get("esim_kind")
         if found != kind:
             raise InputFileError(f"{path}: expected an esim {kind} result, found {found!r}")
+        fmt = h5.attrs.get("esim_format", FORMAT_VERSION)  # files before it: the first format
+        if not isinstance(fmt, (int, np.integer)) or not 1 <= fmt <= FORMAT_VERSION:
+            fmt = int(fmt) if isinstance(fmt, np.integer) else fmt
+            raise InputFileError(f"{path}: esim_format {fmt!r}: this esim reads formats 1 to "
+                                 f"{FORMAT_VERSION} (a newer esim wrote it?)")
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name == "params":
