@@ -19,6 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import shutil
+import tempfile
 import time
 import tomllib
 from dataclasses import dataclass
@@ -674,6 +677,11 @@ def seeds_and_windows(base: Params, quick: bool, seeds: list[int] | None,
     windows = (2 if quick else 3) if windows is None else windows
     if windows < 1:
         raise InvalidParameters(f"--windows: must be >= 1, got {windows}")
+    for s in seeds:  # validated like structure.seed, before anything is written
+        try:
+            base.replace(structure={"seed": int(s)})
+        except InvalidParameters as exc:
+            raise InvalidParameters(f"--seeds: {exc}") from None
     return list(seeds), int(windows)
 
 
@@ -741,7 +749,6 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
                     "the spreads and pooled counts are not over independent windows", windows,
                     spacing * 1e6, base.structure.nmc_d50_m * 1e6)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     targets = load_targets()
     results: list[WindowResult] = []
     charges = []
@@ -791,12 +798,26 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
               "diagnostics": diag,
               "explanations": _explanations(agg, charge_nums, diag, rows, base,
                                             [p for r in results for p in r.rows])}
-    if figures:
-        _figures(out, first, len(results))
-    report["elapsed_s"] = time.perf_counter() - t0  # the whole run, figures included
-    atomic_write_text(out / "report.json", json.dumps(report, indent=1, default=float,
-                                                      allow_nan=True).replace("NaN", "null"))
-    atomic_write_text(out / "report.md", _markdown(report))
+    # Every file is drawn in a staging folder inside ``out`` and moved in at the end, the report
+    # last: an interrupted run leaves the earlier run's files as they were, not half replaced
+    # (figures of one run beside the report of another).
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".reproduce-staging-", dir=out))
+    try:
+        if figures:
+            _figures(stage, first, len(results))
+        report["elapsed_s"] = time.perf_counter() - t0  # the whole run, figures included
+        atomic_write_text(stage / "report.json", json.dumps(
+            report, indent=1, default=float, allow_nan=True).replace("NaN", "null"))
+        atomic_write_text(stage / "report.md", _markdown(report))
+        stale = [] if figures else [f for f in REPRODUCE_FIGURES if (out / f).is_file()]
+        for name in stale:  # an earlier run's figures, not of this report
+            (out / name).unlink()
+        drawn = sorted(f.name for f in stage.iterdir() if not f.name.startswith("report."))
+        for name in (*drawn, "report.md", "report.json"):
+            os.replace(stage / name, out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return report
 
 

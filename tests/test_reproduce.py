@@ -483,3 +483,28 @@ def test_vcpd_fit_mask_is_the_reports_rule():
     r = np.array([1e8, 2e8, 1e8, 2e9, 6e8, 3e8])
     np.testing.assert_array_equal(_vcpd_fit_mask(k, r), [1, 1, 0, 0, 0, 1])
     np.testing.assert_array_equal(_vcpd_fit_mask(k[:4], r[:4]), [1, 1, 1, 1])  # 2 left: all
+
+
+def test_an_interrupted_run_leaves_the_earlier_results_whole(tmp_path, monkeypatch, capsys):
+    """Interrupted while drawing, a run into a folder of an earlier run left figures of one run
+    beside the report of the other; now everything is drawn in a staging folder and moved in
+    at the end, so the earlier files stay as they were.  A bad seed creates nothing."""
+    import esim.reproduce as R
+
+    out = tmp_path / "res"
+    out.mkdir()
+    old = {"report.json": '{"old": 1}', "report.md": "old", "fig2_pristine_maps.png": "old"}
+    for name, text in old.items():
+        (out / name).write_text(text)
+
+    def interrupted(stage, *a, **k):
+        (stage / "fig2_pristine_maps.png").write_text("new")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(R, "_figures", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        R.run_otoyama2020(out, quick=True, windows=1)
+    assert {f.name: f.read_text() for f in out.iterdir()} == old  # no staging folder left
+    bad = tmp_path / "bad"
+    assert main(["reproduce", "otoyama2020", "--quick", "-o", str(bad), "--seeds", "-1"]) == 2
+    assert "--seeds: " in capsys.readouterr().err and not bad.exists()
