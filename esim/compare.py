@@ -253,7 +253,9 @@ def split_particles(nmc: np.ndarray, pixel_size_m: float, min_diameter_m: float)
     if not (min_diameter_m > 0 and math.isfinite(min_diameter_m)):
         raise InvalidParameters(f"min_diameter_m: must be positive, got {min_diameter_m!r}")
     dist = ndimage.gaussian_filter(ndimage.distance_transform_edt(nmc), 1.0)
-    r_px = max(1, int(round(0.5 * min_diameter_m / pixel_size_m)))
+    # a seed distance beyond the map is the map (peak_local_max allocates its footprint: a
+    # diameter given in the wrong unit asked for terabytes)
+    r_px = min(max(1, int(round(0.5 * min_diameter_m / pixel_size_m))), max(nmc.shape))
     comp, _ = ndimage.label(nmc)
     peaks = peak_local_max(dist, min_distance=r_px, labels=comp, exclude_border=False)
     markers = np.zeros(nmc.shape, np.int64)

@@ -333,8 +333,12 @@ def test_cli_compare_writes_its_report(charged, charged_other, gsf, tmp_path, ca
     ["--ssrm", "{g}/ssrm_ohm.gsf"],
     ["--ssrm", "{g}/ssrm_ohm.gsf", "--edx-ni", "{g}/edx_ni_counts.gsf"],
     ["--ssrm", "{g}/ssrm_ohm.gsf", "--sem", "{g}/sem.gsf", "--min-diameter-m", "0"],
+    # 1 m for 1e-6: the watershed asked numpy for 265 TiB; now no particle is that large
+    ["--ssrm", "{g}/ssrm_ohm.gsf", "--sem", "{g}/sem.gsf", "--min-diameter-m", "1"],
+    ["--ssrm", "{g}/empty.npy", "--sem", "{g}/sem.gsf", "--pixel-size-m", "5e-8"],
 ])
 def test_cli_compare_bad_input_exits_2_and_writes_nothing(gsf, tmp_path, capsys, bad, charged):
+    (gsf / "empty.npy").write_bytes(b"")  # an empty file: EOFError in numpy
     sim = charged.save(tmp_path / "sim.h5")
     out = tmp_path / "cmp"
     rc = main(["compare", *[a.format(g=gsf) for a in bad], "--sim", str(sim), "-o", str(out)])

@@ -142,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
         sims = [simulated_mapset(SPMMaps.load(f), method, min_diameter_m=args.min_diameter_m,
                                  sem_classes=args.sem_classes, name=str(f),
                                  channels=tuple(measured.channels)) for f in args.sim]
+        if sum(m.seg.n_particles for m in sims) == 0:
+            raise InvalidParameters(
+                f"--min-diameter-m: no NMC particle of at least {args.min_diameter_m:g} m in the "
+                f"simulated maps ({', '.join(map(str, args.sim))}); nothing to compare")
         result = compare_maps(measured, sims, high_ohm=args.high_ohm,
                               min_diameter_m=args.min_diameter_m)
         files = write_comparison(result, measured, sims, args.outdir,

@@ -125,7 +125,8 @@ def _read_gwy(path: Path, title: str | None) -> tuple[np.ndarray, float, float, 
         obj = gwyfile.load(str(path))
         channels = _gwy_channels(obj)
     except Exception as exc:  # gwyfile raises bare ValueError/struct.error on corrupt files
-        raise InputFileError(f"{path}: not a readable Gwyddion .gwy file ({exc})") from exc
+        raise InputFileError(f"{path}: not a readable Gwyddion .gwy file "
+                             f"({str(exc) or type(exc).__name__})") from exc
     if not channels:
         raise InputFileError(f"{path}: the .gwy file holds no data channel")
     if title is None:
@@ -228,8 +229,9 @@ def read_map(spec: str | os.PathLike, *, pixel_size_m: float | None = None) -> M
     else:
         try:
             data = np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
-        except (OSError, ValueError) as exc:
-            raise InputFileError(f"{path}: not a readable .npy array ({exc})") from exc
+        except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
+            raise InputFileError(f"{path}: not a readable .npy array "
+                                 f"({str(exc) or type(exc).__name__})") from exc
     if data.ndim != 2:
         raise InputFileError(f"{path}: expected a 2-D map, got shape {data.shape}")
     if data.size == 0 or not np.isfinite(data).any():
