@@ -676,6 +676,14 @@ def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdi
                          vary={k: list(v) for k, v in vary.items()}, reused=reused,
                          elapsed_s=time.perf_counter() - t0)
     result.files = write_tables(result, out, soc=soc, mode=mode, base=base)
+    known = _numeric_keys(result)
+    unknown = [m for m in (metrics or ()) if m not in known]
+    if unknown and result.rows:  # the metric names are known once a point has run
+        (out / "sweep.png").unlink(missing_ok=True)
+        raise InvalidParameters(
+            f"--metric {', '.join(unknown)}: not a number of the {stage} stage (its numbers: "
+            f"{', '.join(known)}); the points and tables are saved in {out}, and a re-run with "
+            "a known --metric reuses them")
     if figure:
         result.files["figure"] = plot_sweep(result, out / "sweep.png", metrics=metrics)
     else:  # an earlier run's figure would not show this run's points
@@ -768,6 +776,12 @@ def _axis_values(raw: list[Any]) -> tuple[np.ndarray, list[Any], bool]:
     return np.array([labels.index(v) for v in raw], float), labels, False
 
 
+def _numeric_keys(result: SweepResult) -> list[str]:
+    """The numbers the sweep's points report (what ``--metric`` may name)."""
+    return sorted({k for r in result.rows for k, v in r.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
+
+
 def plot_sweep(result: SweepResult, path: str | Path,
                metrics: Sequence[str] | None = None) -> Path:
     """Each metric against the first non-seed field given more than one value (log axes for
@@ -784,8 +798,7 @@ def plot_sweep(result: SweepResult, path: str | Path,
     from esim.plot import save_figure
 
     asked = list(metrics or STAGES[result.stage][1])
-    known = sorted({k for r in result.rows for k, v in r.items()
-                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    known = _numeric_keys(result)
     unknown = [m for m in asked if m not in known]
     if unknown and metrics:
         log.warning("--metric %s: not a number of the %s stage; its numbers are %s",

@@ -351,3 +351,29 @@ def test_figure_draws_a_second_varied_field_as_series(tmp_path, monkeypatch):
                ["y_ohm"])
     labels = [t.get_text() for t in figs[-1].legends[0].get_texts()]
     assert labels == ["points", "mean ± std (2 points each)"]
+
+
+def test_an_unknown_metric_ends_the_sweep_with_exit_2_keeping_its_points(base, solved,
+                                                                          tmp_path, capsys):
+    """A --metric typo ran the sweep, warned, drew another metric and exited 0; now it exits 2
+    naming the stage's numbers, the points and tables kept (a re-run reuses them)."""
+    import shutil
+
+    from esim.cli.main import main
+    from esim.errors import InvalidParameters
+
+    out = tmp_path / "copy"
+    shutil.copytree(solved[0], out)
+    vary = {"structure.nmc_fraction_of_solid": [0.4, 0.7], "structure.seed": [1, 2]}
+    with pytest.raises(InvalidParameters, match="--metric bogus: not a number of the solve "
+                                                "stage .*sigma_e_S_per_m.* reuses them"):
+        run_sweep(base, vary, "solve", out, soc=1.0, metrics=["bogus"])
+    assert (out / "sweep.csv").is_file() and not (out / "sweep.png").exists()
+    assert len(list((out / "points").glob("point_*.json"))) == 4
+    toml = tmp_path / "base.toml"
+    toml.write_text(base.to_toml())
+    assert main(["sweep", str(toml), "--stage", "solve", "--soc", "1", "-q", "--metric",
+                 "bogus", "--vary", "structure.nmc_fraction_of_solid=0.4,0.7",
+                 "--vary", "structure.seed=1,2", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--metric bogus" in err and len(err.strip().splitlines()) == 1
