@@ -258,3 +258,19 @@ def test_a_command_does_not_write_over_its_input(tmp_path, capsys, small_packing
     err = capsys.readouterr().err
     assert "--output: " in err and "is the input" in err and len(err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["solve", "x.h5", "--soc", "abc"], "invalid float value: 'abc' (see esim solve -h)"),
+    (["pack", "--bogus"], "unrecognized arguments: --bogus"),
+    (["reproduce", "foo"], "invalid choice: 'foo'"),
+    ([], "required: COMMAND (see esim -h)"),
+])
+def test_usage_errors_are_one_line_exit_2(capsys, argv, needle):
+    """argparse printed its usage block before the error line."""
+    with pytest.raises(SystemExit) as ex:
+        main(argv)
+    assert ex.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("esim: error: ") and needle in err
+    assert len(err.strip().splitlines()) == 1

@@ -33,7 +33,11 @@ SUBCOMMANDS = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits with status 2 and one line on usage errors (its default)."""
+    """argparse that exits with status 2 and one line on usage errors, not the usage block
+    before it (the subcommands' parsers are of this class too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"esim: error: {message} (see {self.prog} -h)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
