@@ -1330,8 +1330,11 @@ def plot_charge(result: ChargeResult, packing: Packing | None = None):
            label=f"Otoyama 2020: OCV {TARGET_OCV_V_vs_Li} V after charge")
     a.set_xlabel("capacity (mAh per g NMC)")
     a.set_ylabel("cell voltage (V vs Li+/Li)")
-    a.set_title(f"(a) {r.capacity_at_end_of_charge_mAh_per_g:.1f} mAh/g at cut-off"
-                + (" [partial]" if r.partial else ""))
+    if r.partial:  # stopped before the cut-off: the charge passed so far
+        last = float(r.capacity_mAh_per_g[-1]) if r.capacity_mAh_per_g.size else 0.0
+        a.set_title(f"(a) stopped at {last:.1f} mAh/g, before the cut-off [partial]")
+    else:
+        a.set_title(f"(a) {r.capacity_at_end_of_charge_mAh_per_g:.1f} mAh/g at cut-off")
     a.legend(fontsize=7, loc="lower right")
     a.grid(alpha=0.3)
     end = np.flatnonzero(r.snapshot_kind == SNAP_END_OF_CHARGE)
@@ -1365,15 +1368,21 @@ def plot_charge(result: ChargeResult, packing: Packing | None = None):
         b.set_aspect("equal")
         b.set_xlabel("x (µm)")
         b.set_ylabel("depth z (µm)  [0 = current collector]")
-        b.set_title("(b) SOC at end of charge, slice y = L_y/2")
+        b.set_title("(b) SOC " + ("when the charge stopped" if r.partial else "at end of charge")
+                    + ", slice y = L_y/2")
     c = ax[-1]
     zc = 0.5 * (r.z_bin_edges_m[1:] + r.z_bin_edges_m[:-1]) * 1e6
-    names = {SNAP_ONSET: "early charge", SNAP_END_OF_CHARGE: "end of charge",
+    names = {SNAP_ONSET: "early charge",
+             SNAP_END_OF_CHARGE: "charge stopped" if r.partial else "end of charge",
              SNAP_AFTER_REST: "after rest"}
     for s in range(r.snapshot_kind.size):
         name = names.get(int(r.snapshot_kind[s]), "?")
         q = float(np.interp(r.snapshot_time_s[s], r.time_s, r.capacity_mAh_per_g))
-        c.plot(zc, r.soc_vs_z[s], "o-", ms=3,
+        # distinct markers and lines: the end of charge and the rest often coincide
+        style = {SNAP_ONSET: dict(marker="o", ls="-"), SNAP_END_OF_CHARGE: dict(marker="s", ls="-"),
+                 SNAP_AFTER_REST: dict(marker="^", ls="--", mfc="none", ms=6)}.get(
+                     int(r.snapshot_kind[s]), dict(marker="o", ls="-"))
+        c.plot(zc, r.soc_vs_z[s], **{"ms": 3, **style},
                label=f"{name} (t = {r.snapshot_time_s[s]:.0f} s, {q:.0f} mAh/g)")
     c.set_xlabel("depth z (µm)  [0 = current collector]")
     c.set_ylabel("mean SOC of NMC")

@@ -314,6 +314,20 @@ def test_unreachable_cutoff_keeps_partial_result(small, tmp_path):
     assert r.conservation_error < 1e-6
     r.save(tmp_path / "partial.h5")
     assert ChargeResult.load(tmp_path / "partial.h5").partial
+    # its figure says where it stopped (it read "0.0 mAh/g at cut-off" and "end of charge")
+    import matplotlib.pyplot as plt
+
+    from esim.charge import plot_charge
+
+    fig = plot_charge(r, small)
+    a, b, c = fig.axes[:3]  # the colorbar's axes come after them
+    q = float(r.capacity_mAh_per_g[-1])
+    assert q > 1 and a.get_title() == f"(a) stopped at {q:.1f} mAh/g, before the cut-off [partial]"
+    assert "when the charge stopped" in b.get_title()
+    labels = [t.get_text() for t in c.get_legend().get_texts()]
+    assert any(t.startswith("charge stopped") for t in labels)
+    assert not any("end of charge" in t for t in labels)
+    plt.close(fig)
     with pytest.raises(ChargeIncomplete, match="exhausted"):
         charge(small, _params(small, cutoff_V_vs_Li=6.0, x_limit=0.5))
 

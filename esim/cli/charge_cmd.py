@@ -111,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = check_output_file(args.output, "--output", (".h5", ".hdf5"))
     fig = figure_path(args, out)
-    check_not_input([out, out.with_name(out.stem + "_partial" + out.suffix),
-                     out.with_name(out.stem + "_packing.h5")], [args.input, args.config])
+    check_not_input([out, out.with_name(out.stem + "_partial" + out.suffix)],
+                    [args.input, args.config])
     quiet = args.quiet or args.json
     params, packing = _params_and_packing(args)
     summary: dict[str, Any] = {}
