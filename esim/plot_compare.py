@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from esim.packing import PHASE_NMC, PHASE_SE
-from esim.plot import PHASE_COLORS, _figure, save_figure
+from esim.plot import PHASE_COLORS, _figure, save_figure, sparse_log_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     from esim.compare import MapSet
@@ -49,6 +49,7 @@ def plot_comparison(result: dict[str, Any], measured: "MapSet", sims: Sequence["
         _ecdf(ax, ps, color=_SIM, lw=2, label=f"simulated (n={r['n_particles_simulated']})")
         if spec.log:
             ax.set_xscale("log")
+            sparse_log_labels(ax.xaxis)
         if c == "ssrm":
             ax.axvline(r["high_threshold_ohm"], color="grey", ls=":", lw=1)
         title = f"({chr(97 + 2 * row)}) {spec.title}: NMC particles (histogram peaks)"
@@ -75,6 +76,7 @@ def plot_comparison(result: dict[str, Any], measured: "MapSet", sims: Sequence["
                               label=f"{name}, {side}")
         if spec.log:
             ax.set_xscale("log")
+            sparse_log_labels(ax.xaxis)
         ax.set_title(f"({chr(98 + 2 * row)}) {spec.title}: pixels by phase", fontsize=10,
                      loc="left")
         ax.set_xlabel(spec.axis_label)

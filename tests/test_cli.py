@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -100,6 +101,8 @@ def test_output_under_a_file_is_refused_before_any_work(tmp_path, capsys, argv, 
     (["spm", "--soc", "0.5", "-o", "{d}"], "{d}/gsf exists and is not a folder"),
     (["spm", "--iv-choice", "0", "0", "0", "-o", "{d}/m"], "--iv-choice: three counts >= 0, at "
      "least one"),
+    (["spm", "--iv-choice", "50", "50", "50", "-o", "{d}/m"], "--iv-choice: at most 20 I-V "
+     "points"),
     (["dataset", "-n", "1", "--states", "charged", "charged", "-o", "{d}/ds"],
      "--states: a state is given twice"),
 ])
@@ -274,3 +277,26 @@ def test_usage_errors_are_one_line_exit_2(capsys, argv, needle):
     err = capsys.readouterr().err
     assert err.startswith("esim: error: ") and needle in err
     assert len(err.strip().splitlines()) == 1
+
+
+_WARN = """
+import sys
+import esim.cli.params_cmd as params_cmd
+from esim.cli.main import main
+from tests._warn import run
+params_cmd.run = run
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_python_warnings_are_log_lines_silenced_by_quiet(quiet):
+    """numpy's RuntimeWarnings reached stderr under -q, two lines each with the source line."""
+    argv = [sys.executable, "-c", _WARN, *(["-q"] if quiet else []), "params", "--default"]
+    r = subprocess.run(argv, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert r.returncode == 0, r.stderr
+    if quiet:
+        assert r.stderr == ""
+    else:
+        assert r.stderr.startswith("warning: RuntimeWarning: Mean of empty slice (_warn.py:")
+        assert len(r.stderr.strip().splitlines()) == 1

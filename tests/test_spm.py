@@ -778,3 +778,13 @@ def test_edx_gsf_carries_no_unit_gwyddion_would_misread(charged, tmp_path):
     for name in ("edx_s_counts", "edx_ni_counts"):
         ch = read_gsf(tmp_path / f"{name}.gsf")
         assert ch.z_unit == "" and ch.title.endswith("(counts)")
+
+
+def test_fewer_iv_points_than_asked_are_named(small_packing, caplog):
+    """--iv-choice 50 50 50 was clipped to the window's particles without a word."""
+    with caplog.at_level("WARNING", logger="esim.spm.maps"):
+        m = simulate_spm(small_packing, spm=_spm(), noise=False, iv_choice=(40, 0, 1))
+    n_nmc = int(np.count_nonzero((m.window_phase == PHASE_NMC)
+                                 & np.isfinite(m.window_resistance_ohm)))
+    assert len(m.iv_pixels) == min(40, n_nmc) + 1 < 41
+    assert f"the window holds {n_nmc} NMC sections with a path" in caplog.text

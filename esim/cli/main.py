@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from esim.errors import EsimError
@@ -75,6 +76,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    # Python warnings (numpy's RuntimeWarnings on an empty slice, say) as one log line each,
+    # silenced by -q like the rest of the log
+    import warnings
+
+    def one_line(message, category, filename, lineno, line=None):
+        return f"warning: {category.__name__}: {message} ({Path(filename).name}:{lineno})"
+
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.ERROR if args.quiet else logging.WARNING)
+    formatwarning, warnings.formatwarning = warnings.formatwarning, one_line
+    try:
+        return _run(args)
+    finally:
+        warnings.formatwarning = formatwarning
+        logging.captureWarnings(False)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args._run(args) or 0)
     except EsimError as exc:

@@ -65,6 +65,10 @@ def _load(arg: str | None, overrides: list[str] | tuple[str, ...] = ()):
     return pack(params), params, params.spm
 
 
+#: I-V points the command draws at most (20 distinct colours)
+MAX_IV_POINTS = 20
+
+
 def run(args: argparse.Namespace) -> int:
     from esim.errors import InvalidParameters
     from esim.io.atomic import check_not_input, check_output_dir
@@ -74,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameters(f"--soc: must lie in [0, 1], got {args.soc}")
     if min(args.iv_choice) < 0 or sum(args.iv_choice) == 0:
         raise InvalidParameters("--iv-choice: three counts >= 0, at least one I-V point, got "
+                                + " ".join(map(str, args.iv_choice)))
+    if sum(args.iv_choice) > MAX_IV_POINTS:
+        raise InvalidParameters(f"--iv-choice: at most {MAX_IV_POINTS} I-V points in all (a "
+                                "figure of more curves cannot be read; iv_pixels of "
+                                "esim.spm.maps.simulate_spm takes any number), got "
                                 + " ".join(map(str, args.iv_choice)))
     files = ("spm.h5", "iv.csv", "spm_maps.png", "spm_truth.png", "iv.png")
     check_output_dir(args.output, "--output", subfolders=("gsf",), files=files)

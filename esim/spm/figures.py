@@ -131,6 +131,14 @@ def plot_truth(m: "SPMMaps", path: str | os.PathLike) -> Path:
     return save_figure(fig, path)
 
 
+def plt_colors(n: int) -> list:
+    """``n`` distinct colours: matplotlib's default cycle up to 10, tab20 beyond."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(k % cmap.N) for k in range(n)]
+
+
 def plot_iv(m: "SPMMaps", path: str | os.PathLike, title: str = "", *,
             numbers: dict[int, str] | None = None, prefix: str = "") -> Path:
     """I-V curves at the chosen points: current (linear, pA or nA) and |I| (log); ``title``
@@ -143,6 +151,8 @@ def plot_iv(m: "SPMMaps", path: str | os.PathLike, title: str = "", *,
     floor = max(m.spm["cafm_noise_floor_A"], 1e-15)
     big = m.iv_current_A.size and np.abs(m.iv_current_A).max() > 1e-9
     scale, unit = (1e9, "nA") if big else (1e12, "pA")
+    # up to 10 curves in the default cycle, up to 20 in tab20 (the CLI allows 20): distinct
+    colours = plt_colors(len(m.iv_pixels))
     for k, (r, c) in enumerate(m.iv_pixels):
         ph = {PHASE_NMC: "NMC", PHASE_SE: "SE"}.get(int(m.phase[r, c]), "pore")
         cls = CLASS_NAMES[int(m.connection_class[r, c])]
@@ -150,8 +160,9 @@ def plot_iv(m: "SPMMaps", path: str | os.PathLike, title: str = "", *,
         name = f"{ph} {numbers[pid]}" if numbers and pid in numbers else ph
         lab = f"{prefix}{k + 1}: {name}, {cls}, R_net={m.network_resistance_ohm[r, c]:.2g} Ω"
         i = m.iv_current_A[k]
-        ax1.plot(m.iv_voltage_V, i * scale, label=lab)
-        ax2.semilogy(m.iv_voltage_V, np.clip(np.abs(i), floor, None), label=lab)
+        ax1.plot(m.iv_voltage_V, i * scale, label=lab, color=colours[k])
+        ax2.semilogy(m.iv_voltage_V, np.clip(np.abs(i), floor, None), label=lab,
+                     color=colours[k])
     ax1.set_xlabel("sample bias (V)")
     ax1.set_ylabel(f"current ({unit})")
     ax1.set_title(f"{title + ': ' if title else ''}I-V at {m.spm['iv_rate_V_per_s']:g} V/s",

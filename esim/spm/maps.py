@@ -83,6 +83,7 @@ noise, which cancelled in their differences.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -98,6 +99,8 @@ from esim.packing import PHASE_NMC, PHASE_SE, PORE, Packing
 from esim.solver import laplacian, network_components, splu_checked
 from esim.spm import instrument as ins
 from esim.spm.section import SectionGrid, milled_network, plane_geometry, rasterize_section
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CLASS_PORE", "CLASS_CONNECTED", "CLASS_POINT_CONTACT", "CLASS_ISOLATED",
@@ -929,6 +932,12 @@ def simulate_spm(packing: Packing, params: Any = None, *, soc: Any = 0.0, ocp_V:
             raise InvalidParameters(f"iv_choice: expected three counts >= 0 (lowest- and "
                                     f"highest-resistance NMC, SE), got {iv_choice!r}")
         ivp = _default_iv_pixels(grid, phase_k, R_k, ids, choice)
+        if len(ivp) < sum(choice):
+            n_nmc = int(np.count_nonzero((phase_k == PHASE_NMC) & np.isfinite(R_k)))
+            n_se = int(np.count_nonzero(phase_k == PHASE_SE))
+            log.warning("iv_choice %s: the window holds %d NMC sections with a path and %d SE "
+                        "sections; %d I-V points drawn", " ".join(map(str, choice)), n_nmc,
+                        n_se, len(ivp))
     else:
         ivp = np.asarray(iv_pixels, dtype=np.int64).reshape(-1, 2)
         if ((ivp < 0) | (ivp >= np.array(shape))).any():
