@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import pkgutil
 import platform
@@ -129,16 +130,19 @@ def add_ratios(rows: list[dict], agree: dict[str, dict[str, float]] | None = Non
         if e is None or not _number(r.get("time_s")) or not e["time_s"]:
             continue
         if r is not e:
-            diffs = {k: abs(r[k] - e[k]) / abs(e[k])
-                     for k in agree.get(r.get("suite"), {})
-                     if _number(r.get(k)) and _number(e.get(k)) and e[k] != 0}
+            tol = {k: t for k, t in agree.get(r.get("suite"), {}).items()
+                   if _number(e.get(k)) and math.isfinite(e[k]) and e[k] != 0}
+            diffs = {k: abs(r[k] - e[k]) / abs(e[k]) if _number(r.get(k)) else math.nan
+                     for k in tol}
             if diffs:
-                r["rel_diff_to_esim"] = max(diffs.values())
-                off = {k: d for k, d in diffs.items() if d > agree[r["suite"]][k]}
+                r["rel_diff_to_esim"] = max(diffs.values())  # NaN if a result is missing
+                off = [k for k, d in diffs.items() if not d <= tol[k]]  # NaN is off too
                 if off:
                     r["agreement"] = "no ratio: " + ", ".join(
-                        f"{k} {r[k]:.4g} vs esim {e[k]:.4g} (tolerance "
-                        f"{agree[r['suite']][k]:g})" for k in off)
+                        f"{k} {r.get(k, 'not reported')} vs esim {e[k]:.4g} (tolerance "
+                        f"{tol[k]:g})" if not _number(r.get(k)) else
+                        f"{k} {r[k]:.4g} vs esim {e[k]:.4g} (tolerance {tol[k]:g})"
+                        for k in off)
                     continue
         r["ratio_to_esim"] = r["time_s"] / e["time_s"]
 

@@ -21,6 +21,7 @@ KPFM model constants (see :mod:`esim.spm.maps` for the model):
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from esim._fields import param, section_of
@@ -195,6 +196,37 @@ class SPMParams:
 
         for f in dataclasses.fields(self):
             _coerce("spm", f, getattr(self, f.name))
+        heights = () if self.fov_z_anchor == "full" else (self.fov_height_m / self.pixels_z,)
+        check_kpfm_psf_size(self, (self.fov_width_m / self.pixels_u, *heights))
+
+
+#: Largest half-width of the KPFM point-spread function, px per axis.  The PSF is never cut
+#: short (the weight of its far tail is what averages the far surroundings, and renormalising a
+#: cut kernel hands that weight to the near field); a pixel this small against the PSF's reach
+#: is refused instead of convolving a kernel of > 8193^2 entries.
+KPFM_PSF_MAX_HALF_PX = 4096
+
+
+def check_kpfm_psf_size(spm: "SPMParams", pixel_sizes_m) -> int:
+    """The KPFM PSF's half-width in pixels (4 sigma of its broader term over the smallest of
+    ``pixel_sizes_m``); raises InvalidParameters, naming the term that sets it, above
+    :data:`KPFM_PSF_MAX_HALF_PX`.  Checked with the parameters (the field of view's pixels;
+    ``fov_z_anchor = "full"``: with the electrode thickness, in esim.params) and again on the
+    map."""
+    from esim.errors import InvalidParameters
+
+    cant = spm.kpfm_cantilever_weight > 0 and spm.kpfm_cantilever_sigma_m > spm.kpfm_apex_sigma_m
+    reach = spm.kpfm_cantilever_sigma_m if cant else spm.kpfm_apex_sigma_m
+    pixel = min(pixel_sizes_m)
+    half = math.ceil(4.0 * reach / pixel)
+    if half > KPFM_PSF_MAX_HALF_PX:
+        name = "kpfm_cantilever_sigma_m" if cant else "kpfm_apex_sigma_m"
+        raise InvalidParameters(
+            f"spm.{name}: the KPFM point-spread function would be {half} px wide on each side "
+            f"(4 x {reach:.3g} m over {pixel:.3g} m pixels; at most {KPFM_PSF_MAX_HALF_PX}): "
+            "use larger pixels (fov_*_m / pixels_*)"
+            + (" or set spm.kpfm_cantilever_weight = 0 (FM-KPFM)" if cant else ""))
+    return half
 
 
 def spm_params_of(params) -> SPMParams:

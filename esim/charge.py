@@ -1330,11 +1330,15 @@ def plot_charge(result: ChargeResult, packing: Packing | None = None):
            label=f"Otoyama 2020: OCV {TARGET_OCV_V_vs_Li} V after charge")
     a.set_xlabel("capacity (mAh per g NMC)")
     a.set_ylabel("cell voltage (V vs Li+/Li)")
-    if r.partial:  # stopped before the cut-off: the charge passed so far
+    # a partial result stopped in the charge (before the cut-off) or in the rest after it
+    in_charge = r.partial and not (r.snapshot_kind == SNAP_AFTER_REST).any()
+    in_rest = r.partial and not in_charge
+    if in_charge:  # the charge passed so far
         last = float(r.capacity_mAh_per_g[-1]) if r.capacity_mAh_per_g.size else 0.0
         a.set_title(f"(a) stopped at {last:.1f} mAh/g, before the cut-off [partial]")
     else:
-        a.set_title(f"(a) {r.capacity_at_end_of_charge_mAh_per_g:.1f} mAh/g at cut-off")
+        a.set_title(f"(a) {r.capacity_at_end_of_charge_mAh_per_g:.1f} mAh/g at cut-off"
+                    + (" [rest interrupted]" if in_rest else ""))
     a.legend(fontsize=7, loc="lower right")
     a.grid(alpha=0.3)
     end = np.flatnonzero(r.snapshot_kind == SNAP_END_OF_CHARGE)
@@ -1368,13 +1372,13 @@ def plot_charge(result: ChargeResult, packing: Packing | None = None):
         b.set_aspect("equal")
         b.set_xlabel("x (µm)")
         b.set_ylabel("depth z (µm)  [0 = current collector]")
-        b.set_title("(b) SOC " + ("when the charge stopped" if r.partial else "at end of charge")
+        b.set_title("(b) SOC " + ("when the charge stopped" if in_charge else "at end of charge")
                     + ", slice y = L_y/2")
     c = ax[-1]
     zc = 0.5 * (r.z_bin_edges_m[1:] + r.z_bin_edges_m[:-1]) * 1e6
     names = {SNAP_ONSET: "early charge",
-             SNAP_END_OF_CHARGE: "charge stopped" if r.partial else "end of charge",
-             SNAP_AFTER_REST: "after rest"}
+             SNAP_END_OF_CHARGE: "charge stopped" if in_charge else "end of charge",
+             SNAP_AFTER_REST: "rest interrupted" if in_rest else "after rest"}
     for s in range(r.snapshot_kind.size):
         name = names.get(int(r.snapshot_kind[s]), "?")
         q = float(np.interp(r.snapshot_time_s[s], r.time_s, r.capacity_mAh_per_g))

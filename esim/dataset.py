@@ -300,9 +300,13 @@ def _write_manifest(result: DatasetResult, out: Path, base: Params, states: tupl
 
 def _readme(doc: dict[str, Any]) -> str:
     """What a receiver of the dataset needs to read it: layout, channels, truth, units."""
-    from esim.spm.maps import CHANNELS, CLASS_NAMES
+    import dataclasses
 
-    chans = "\n".join(f"| `gsf/{k}.gsf` | {title} | {unit or '1'} |"
+    from esim.spm.maps import CHANNELS, CLASS_NAMES, SPMMaps
+
+    # the quantity's unit (EDX: counts, which its GSF leaves out as Gwyddion misreads it)
+    units = {f.name: f.metadata.get("unit") for f in dataclasses.fields(SPMMaps)}
+    chans = "\n".join(f"| `gsf/{k}.gsf` | {title} | {units.get(k) or unit or '1'} |"
                        for k, (unit, title) in CHANNELS.items())
     classes = ", ".join(f"{k} {v}" for k, v in CLASS_NAMES.items())
     truth = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in (

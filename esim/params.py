@@ -265,6 +265,10 @@ def _check_consistency(p: Params) -> None:
             "structure.box_x_m/box_y_m/electrode_thickness_m: every box edge must be at least two "
             f"particle diameters (largest d50 {max(s.nmc_d50_m, s.se_d50_m):g} m), got "
             f"{smallest_box:g} m")
+    if p.spm.fov_z_anchor == "full":  # the map spans the thickness: its pixel along z
+        from esim._params_spm import check_kpfm_psf_size
+
+        check_kpfm_psf_size(p.spm, (s.electrode_thickness_m / p.spm.pixels_z,))
     c = p.charge
     if c.initial_x >= c.x_limit:
         raise InvalidParameters(

@@ -802,6 +802,8 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
     # last: an interrupted run leaves the earlier run's files as they were, not half replaced
     # (figures of one run beside the report of another).
     out.mkdir(parents=True, exist_ok=True)
+    for left in out.glob(".reproduce-staging-*"):  # of a run killed outright (SIGKILL)
+        shutil.rmtree(left, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(prefix=".reproduce-staging-", dir=out))
     try:
         if figures:
@@ -810,8 +812,11 @@ def run_otoyama2020(out_dir: str | Path, *, quick: bool = False, seeds: list[int
         atomic_write_text(stage / "report.json", json.dumps(
             report, indent=1, default=float, allow_nan=True).replace("NaN", "null"))
         atomic_write_text(stage / "report.md", _markdown(report))
-        stale = [] if figures else [f for f in REPRODUCE_FIGURES if (out / f).is_file()]
-        for name in stale:  # an earlier run's figures, not of this report
+        # an earlier run's figures that this run did not draw (figures off, or one that failed
+        # to draw and was logged) would stand beside a report they do not belong to
+        stale = [f for f in REPRODUCE_FIGURES if (out / f).is_file()
+                 and not (stage / f).is_file()]
+        for name in stale:
             (out / name).unlink()
         drawn = sorted(f.name for f in stage.iterdir() if not f.name.startswith("report."))
         for name in (*drawn, "report.md", "report.json"):

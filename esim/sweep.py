@@ -444,17 +444,24 @@ def warn_stale(folder: Path, prefix: str, n: int, what: str) -> list[str]:
     return stale
 
 
-def _init_worker(parent_pid: int | None = None) -> None:
-    """A worker runs numba single-threaded and dies with its driver: killed alone (SIGTERM from
-    a scheduler or ``kill PID``), the driver would otherwise leave its workers computing and
-    writing into the output folder, racing a resumed run."""
+def _init_worker(parent_pid: int | None = None, quiet: bool = False) -> None:
+    """A worker runs numba single-threaded, shows Python warnings as the CLI does (one line
+    each, none when ``quiet``), and dies with its driver: killed alone (SIGTERM from a scheduler
+    or ``kill PID``), the driver would otherwise leave its workers computing and writing into
+    the output folder, racing a resumed run."""
     import numba
 
+    from esim._progress import warnings_as_log_lines
+
     numba.set_num_threads(1)
-    if parent_pid is None:
-        return
+    import logging
     import sys
 
+    # the worker's log to stderr as the CLI's (warnings; its progress lines stay quiet)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    warnings_as_log_lines(quiet)
+    if parent_pid is None:
+        return
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -505,7 +512,7 @@ def _compute(tasks: list[Any], workers: int, quiet: bool, desc: str = "sweep poi
 
             ctx = multiprocessing.get_context("spawn")
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                       initializer=_init_worker, initargs=(os.getpid(),))
+                                       initializer=_init_worker, initargs=(os.getpid(), quiet))
 
             def on_term(signum, frame):
                 raise _Terminated()
@@ -676,9 +683,10 @@ def run_sweep(base: Params, vary: Mapping[str, Sequence[Any]], stage: str, outdi
                          vary={k: list(v) for k, v in vary.items()}, reused=reused,
                          elapsed_s=time.perf_counter() - t0)
     result.files = write_tables(result, out, soc=soc, mode=mode, base=base)
-    known = _numeric_keys(result)
+    known = sorted({*_numeric_keys(result), *STAGES[stage][1]})
     unknown = [m for m in (metrics or ()) if m not in known]
-    if unknown and result.rows:  # the metric names are known once a point has run
+    ran = any(r["status"] != "failed" for r in result.rows)
+    if unknown and ran:  # the metric names are known once a point has run
         (out / "sweep.png").unlink(missing_ok=True)
         raise InvalidParameters(
             f"--metric {', '.join(unknown)}: not a number of the {stage} stage (its numbers: "

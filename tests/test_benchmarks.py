@@ -125,14 +125,17 @@ def test_ratios_only_for_rows_that_agree_with_esim():
             {"suite": "s", "tool": "peer", "work": "w", "time_s": 1.0, "tau": 99.0},
             {"suite": "s", "tool": "good", "work": "w", "time_s": 4.0, "tau": 2.002},
             {"suite": "s", "tool": "mute", "work": "w", "time_s": 3.0},
-            {"suite": "s", "tool": "other", "work": "v", "time_s": 3.0, "tau": 5.0}]
+            {"suite": "s", "tool": "other", "work": "v", "time_s": 3.0, "tau": 5.0},
+            {"suite": "s", "tool": "nan", "work": "w", "time_s": 3.0, "tau": float("nan")}]
     harness.add_ratios(rows, {"s": {"tau": 0.01}})
-    esim, bad, good, mute, other = rows
+    esim, bad, good, mute, other, nan = rows
     assert esim["ratio_to_esim"] == 1.0
     assert "ratio_to_esim" not in bad and bad["rel_diff_to_esim"] == pytest.approx(48.5)
     assert "tau 99 vs esim 2" in bad["agreement"]
     assert good["ratio_to_esim"] == 2.0 and good["rel_diff_to_esim"] == pytest.approx(1e-3)
-    assert mute["ratio_to_esim"] == 1.5 and "rel_diff_to_esim" not in mute
+    for r in (mute, nan):  # a result not reported, or NaN, is not agreement
+        assert "ratio_to_esim" not in r and "no ratio: tau" in r["agreement"], r
+    assert "not reported" in mute["agreement"]
     assert "ratio_to_esim" not in other  # no esim row of that work
     md = harness.markdown(rows)
     assert "above 1: slower than esim" in md and "no ratio: tau 99" in md

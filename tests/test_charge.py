@@ -595,3 +595,30 @@ def test_charge_figure_draws_each_sliced_particle_at_its_place(small, full_small
         assert nmc_c.get_array().size == np.count_nonzero(cut & (small.phase == PHASE_NMC))
     finally:
         plt.close(fig)
+
+
+def test_a_rest_that_fails_after_the_cut_off_is_not_drawn_as_a_stopped_charge(small,
+                                                                              monkeypatch):
+    """A charge that reached its cut-off and failed in the rest is partial too: its figure
+    keeps "at cut-off" and "end of charge", and names the interrupted rest."""
+    import matplotlib.pyplot as plt
+
+    import esim.charge as ch
+    from esim.charge import plot_charge
+
+    def failing_rest(self):
+        self.fail("newton_failed", "Newton did not converge during the rest")
+
+    monkeypatch.setattr(ch._Run, "rest_phase", failing_rest)
+    with pytest.raises(ChargeIncomplete) as e:
+        charge(small, _params(small, rest_time_s=600.0))
+    r = e.value.result
+    assert r.partial and r.stop_reason == "newton_failed"
+    fig = plot_charge(r, small)
+    a, b, c = fig.axes[:3]
+    assert a.get_title().endswith("mAh/g at cut-off [rest interrupted]")
+    assert "at end of charge" in b.get_title()
+    labels = [t.get_text() for t in c.get_legend().get_texts()]
+    assert any(t.startswith("end of charge") for t in labels)
+    assert any(t.startswith("rest interrupted") for t in labels)
+    plt.close(fig)

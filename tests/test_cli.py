@@ -300,3 +300,32 @@ def test_python_warnings_are_log_lines_silenced_by_quiet(quiet):
     else:
         assert r.stderr.startswith("warning: RuntimeWarning: Mean of empty slice (_warn.py:")
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_main_puts_back_the_hosts_warning_capture():
+    """A host that captured warnings itself keeps its capture and logger level after main()."""
+    import logging
+    import warnings
+
+    logging.captureWarnings(True)
+    try:
+        shown, lvl = warnings.showwarning, logging.getLogger("py.warnings").level
+        assert main(["-q", "params", "--default"]) == 0
+        assert warnings.showwarning is shown
+        assert logging.getLogger("py.warnings").level == lvl
+    finally:
+        logging.captureWarnings(False)
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_sweep_workers_show_warnings_as_the_cli_does(quiet):
+    """Sweep and dataset workers (spawned processes) printed numpy's two-line warnings under -q."""
+    code = ("from esim.sweep import _init_worker; import numpy as np\n"
+            f"_init_worker(None, {quiet})\nnp.nanmean(np.full(2, np.nan))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    if quiet:
+        assert r.stderr == ""
+    else:
+        assert r.stderr.startswith("warning: RuntimeWarning: Mean of empty slice")
+        assert len(r.stderr.strip().splitlines()) == 1

@@ -48,6 +48,8 @@ def test_manifest_lists_every_sample_and_state(dataset):
     readme = (out / "README.md").read_text()
     assert "gsf/ssrm_ohm.gsf" in readme and "truth_particle" in readme
     assert "2 electrode(s)" in readme
+    # EDX maps are counts (their GSF carries no unit: Gwyddion misreads "counts")
+    assert "| `gsf/edx_s_counts.gsf` | EDX S (counts) | counts |" in readme
 
 
 def test_truth_files_agree_with_the_maps(dataset):

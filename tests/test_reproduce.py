@@ -502,9 +502,19 @@ def test_an_interrupted_run_leaves_the_earlier_results_whole(tmp_path, monkeypat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(R, "_figures", interrupted)
+    (out / ".reproduce-staging-killed").mkdir()  # left by a run killed outright
     with pytest.raises(KeyboardInterrupt):
         R.run_otoyama2020(out, quick=True, windows=1)
     assert {f.name: f.read_text() for f in out.iterdir()} == old  # no staging folder left
+
+    def one_failed(stage, *a, **k):  # a figure that failed to draw is logged, not raised
+        (stage / "fig3_charged_maps.png").write_text("new")
+
+    monkeypatch.setattr(R, "_figures", one_failed)
+    R.run_otoyama2020(out, quick=True, windows=1)
+    # the earlier run's fig2 is not left beside the new report
+    assert sorted(f.name for f in out.iterdir()) == ["fig3_charged_maps.png", "report.json",
+                                                     "report.md"]
     bad = tmp_path / "bad"
     assert main(["reproduce", "otoyama2020", "--quick", "-o", str(bad), "--seeds", "-1"]) == 2
     assert "--seeds: " in capsys.readouterr().err and not bad.exists()

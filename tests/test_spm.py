@@ -499,7 +499,8 @@ def test_kpfm_small_window_keeps_the_whole_cantilever_tail(small_packing):
     PSF: its far tail averages the (mirrored) surroundings.  A kernel cut to twice the map and
     renormalised hands that weight to the near field and sharpens the contrast (the old code:
     2.2 mV off here, 66 mV on a 1 V step).  A pixel far below the PSF's reach is refused."""
-    from esim.spm.maps import KPFM_PSF_MAX_HALF_PX, kpfm_psf_of
+    from esim._params_spm import KPFM_PSF_MAX_HALF_PX
+    from esim.spm.maps import kpfm_psf_of
 
     spm = _spm(kpfm_surroundings="mirror", fov_width_m=2e-6, fov_height_m=2e-6,
                fov_u_offset_m=8e-6, pixels_u=32, pixels_z=32)
@@ -514,6 +515,17 @@ def test_kpfm_small_window_keeps_the_whole_cantilever_tail(small_packing):
         kpfm_psf_of(spm, tiny)
     fm = kpfm_psf_of(dataclasses.replace(spm, kpfm_cantilever_weight=0.0), tiny)  # FM-KPFM
     assert fm.shape == (241, 241)  # 4 x 30 nm apex
+    # refused with the parameters, before any packing: the field of view's pixels
+    with pytest.raises(InvalidParameters, match="spm.kpfm_cantilever_sigma_m: .* 800[01] px"):
+        SPMParams(fov_width_m=1e-6, fov_height_m=1e-6, pixels_u=1000, pixels_z=1000)
+    with pytest.raises(InvalidParameters, match=r"spm.kpfm_apex_sigma_m: .*pixels_\*\)$"):
+        SPMParams(fov_width_m=1e-6, pixels_u=8000, kpfm_cantilever_weight=0.0,
+                  kpfm_apex_sigma_m=1e-6)
+    from esim.params import Params
+
+    with pytest.raises(InvalidParameters, match="spm.kpfm_cantilever_sigma_m"):  # "full": L / px
+        Params().replace(structure={"electrode_thickness_m": 11e-6},
+                         spm={"fov_z_anchor": "full", "pixels_z": 8192})
 
 
 def test_blur_extended_with_glass_beyond_an_edge_is_the_cantilever_tail():

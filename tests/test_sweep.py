@@ -377,3 +377,19 @@ def test_an_unknown_metric_ends_the_sweep_with_exit_2_keeping_its_points(base, s
                  "--vary", "structure.seed=1,2", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--metric bogus" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_sweep_whose_points_all_failed_reports_the_failures_not_the_metric(base, tmp_path,
+                                                                             monkeypatch):
+    """With every point failed the rows hold no numbers: a correct --metric was called unknown
+    (exit 2), hiding the failures; now the sweep ends as without --metric."""
+    import esim.sweep as sw
+
+    def failing(params_json, stage, soc=0.0, save_dir=None, quick=False, overrides=None):
+        return {"status": "failed", "error": "PackingFailed: test", "pack_s": None,
+                "stage_s": None}
+
+    monkeypatch.setattr(sw, "run_point", failing)
+    res = run_sweep(base, {"structure.seed": [1, 2]}, "solve", tmp_path / "f",
+                    metrics=["sigma_e_S_per_m"], figure=False)
+    assert res.n_failed == 2

@@ -4,9 +4,9 @@ The measured area: any of --ssrm (Ohm), --kpfm (V) and --cafm (A), one file each
 source of phases: --phase (a label map: 0 pore, 1 NMC, 2 SE), --sem (a backscattered-electron
 image: pore < SE < NMC in brightness) or --edx-ni with --edx-s (EDX maps).  Files are Gwyddion
 .gsf or .gwy (name a channel of a multi-channel file as FILE.gwy#TITLE, or FILE.gwy#N by its
-number when titles repeat), TIFF or .npy (these two
-need --pixel-size-m).  The simulated areas: one or more spm.h5 files from `esim spm` or
-`esim dataset` (--sim, repeatable; pooled).
+number when titles repeat), TIFF or .npy (these two need --pixel-size-m, as does a Gwyddion
+file that gives no lateral unit or extent).  The simulated areas: one or more spm.h5 files
+from `esim spm` or `esim dataset` (--sim, repeatable; pooled).
 
 With --register, each measured channel is first shifted by whole pixels onto the phase source
 (cross-correlation of edge images; a channel with no edges, e.g. a pristine SSRM map at the
@@ -61,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the current collector is in the measured files "
                         "(default: %(default)s, esim's own convention)")
     m.add_argument("--pixel-size-m", type=float, default=None,
-                   help="pixel size, m (required for TIFF and .npy; checked for .gsf/.gwy)")
+                   help="pixel size, m (required for TIFF, .npy and a .gsf/.gwy without a lateral "
+                        "unit or extent; checked against one that has them)")
     m.add_argument("--source-pixel-size-m", type=float, default=None,
                    help="pixel size of the --phase/--sem/--edx-*/--particles files, m, where it "
                         "differs from the channels' (e.g. a TIFF SEM image; default: "

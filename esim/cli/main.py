@@ -12,7 +12,6 @@ import argparse
 import importlib
 import logging
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from esim.errors import EsimError
@@ -78,19 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     # Python warnings (numpy's RuntimeWarnings on an empty slice, say) as one log line each,
     # silenced by -q like the rest of the log
-    import warnings
+    from esim._progress import warnings_as_log_lines
 
-    def one_line(message, category, filename, lineno, line=None):
-        return f"warning: {category.__name__}: {message} ({Path(filename).name}:{lineno})"
-
-    logging.captureWarnings(True)
-    logging.getLogger("py.warnings").setLevel(logging.ERROR if args.quiet else logging.WARNING)
-    formatwarning, warnings.formatwarning = warnings.formatwarning, one_line
+    restore = warnings_as_log_lines(args.quiet)  # one log line each, silenced by -q
     try:
         return _run(args)
     finally:
-        warnings.formatwarning = formatwarning
-        logging.captureWarnings(False)
+        restore()
 
 
 def _run(args: argparse.Namespace) -> int:

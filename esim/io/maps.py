@@ -179,8 +179,9 @@ def read_map(spec: str | os.PathLike, *, pixel_size_m: float | None = None) -> M
         ``FILE.gsf``, ``FILE.gwy``, ``FILE.gwy#TITLE`` or ``FILE.gwy#N``, ``FILE.tif[f]``,
         ``FILE.npy``.
     pixel_size_m : float, m, optional
-        Required for TIFF and ``.npy``; for ``.gsf``/``.gwy`` it must agree with the file's own
-        (within 1 %) if given.
+        Required for TIFF and ``.npy``, and for a ``.gsf``/``.gwy`` that gives no lateral unit
+        (Gwyddion's "no unit": pixels) or no extent; for one that does, it must agree with the
+        file's own (within 1 %) if given.
 
     Returns
     -------

@@ -92,7 +92,7 @@ from typing import Any
 
 import numpy as np
 
-from esim._params_spm import SPMParams, spm_params_of
+from esim._params_spm import SPMParams, check_kpfm_psf_size, spm_params_of
 from esim.errors import InvalidParameters
 from esim.materials import materials_of, nmc_sigma_e, se_sigma_e, soc_to_x
 from esim.packing import PHASE_NMC, PHASE_SE, PORE, Packing
@@ -981,30 +981,16 @@ def hs_plane(packing: Packing, spm: SPMParams) -> float:
     return check_plane(packing, spm.plane_axis, spm.plane_position_m)
 
 
-#: Largest half-width of the KPFM point-spread function, px per axis.  The PSF is never cut
-#: short (the weight of its far tail is what averages the far surroundings, and renormalising a
-#: cut kernel hands that weight to the near field); a pixel this small against
-#: ``kpfm_cantilever_sigma_m`` is refused instead of convolving a kernel of > 8193^2 entries.
-KPFM_PSF_MAX_HALF_PX = 4096
-
-
 def kpfm_psf_of(spm: SPMParams, pixel_size_m: tuple[float, float]) -> np.ndarray:
-    """The KPFM point-spread function of ``spm`` on a map of ``(dz, du)`` pixels, whole.
+    """The KPFM point-spread function of ``spm`` on a map of ``(dz, du)`` pixels, whole (never
+    cut short: the weight of its far tail averages the far surroundings).
 
     Raises
     ------
     InvalidParameters
-        When its half-width (4 sigma of the broader term) exceeds :data:`KPFM_PSF_MAX_HALF_PX`.
+        When its half-width exceeds :data:`esim._params_spm.KPFM_PSF_MAX_HALF_PX`.
     """
-    reach = max(spm.kpfm_apex_sigma_m,
-                spm.kpfm_cantilever_sigma_m if spm.kpfm_cantilever_weight > 0 else 0.0)
-    half = max(math.ceil(4.0 * reach / q) for q in pixel_size_m)
-    if half > KPFM_PSF_MAX_HALF_PX:
-        raise InvalidParameters(
-            f"spm.kpfm_cantilever_sigma_m: the KPFM point-spread function would be {half} px "
-            f"wide on each side (4 x {reach:.3g} m over {min(pixel_size_m):.3g} m pixels; at "
-            f"most {KPFM_PSF_MAX_HALF_PX}): use larger pixels (fov_*_m / pixels_*) or set "
-            f"spm.kpfm_cantilever_weight = 0 (FM-KPFM)")
+    check_kpfm_psf_size(spm, pixel_size_m)
     return ins.kpfm_psf(pixel_size_m, apex_sigma_m=spm.kpfm_apex_sigma_m,
                         cantilever_sigma_m=spm.kpfm_cantilever_sigma_m,
                         cantilever_weight=spm.kpfm_cantilever_weight)
