@@ -538,8 +538,15 @@ def _check_readable(ms: MapSet) -> None:
                 if k == "kpfm" else "")
         msg = (f"{ms.sources[k]}: {bad} of {ms.seg.n_particles} NMC particles read outside the "
                f"{spec.title} histogram range {lo:g}-{hi:g} {spec.unit}")
-        if bad == ms.seg.n_particles:
+        above = (int(np.count_nonzero(np.isposinf(ms.particle_values(k, "inf").peak)))
+                 if k == "ssrm" else 0)
+        if bad == ms.seg.n_particles and above < bad:
             raise InputFileError(f"{msg}; no particle can be read{hint}")
+        if above == ms.seg.n_particles:  # all saturated: each a high-resistance particle
+            log.warning("%s: every one of its %d NMC particles reads above the SSRM histogram "
+                        "range (%g ohm): all count as high-resistance; there is no median or "
+                        "distribution to compare", ms.sources[k], above, hi)
+            continue
         left = ("left out of the medians and distances; above the range they count as "
                 "high-resistance particles" if k == "ssrm" else "left out of the comparison")
         log.warning("%s (or hold no data); they are %s%s", msg, left, hint)

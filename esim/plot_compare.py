@@ -27,6 +27,8 @@ def _ecdf(ax, x: np.ndarray, **kw) -> None:
     if x.size:
         y = np.arange(1, x.size + 1) / x.size
         ax.step(np.concatenate([[x[0]], x]), np.concatenate([[0.0], y]), where="post", **kw)
+    else:  # no value to draw: still in the legend, which says why
+        ax.plot([], [], **kw)
 
 
 def plot_comparison(result: dict[str, Any], measured: "MapSet", sims: Sequence["MapSet"],
@@ -45,8 +47,16 @@ def plot_comparison(result: dict[str, Any], measured: "MapSet", sims: Sequence["
             measured.particle_values(c).peak
         ps = np.concatenate([s.particle_values(c).peak for s in sims])
         ps = np.abs(ps) if spec.log else ps
-        _ecdf(ax, pm, color=_MEAS, lw=2, label=f"measured (n={r['n_particles_measured']})")
-        _ecdf(ax, ps, color=_SIM, lw=2, label=f"simulated (n={r['n_particles_simulated']})")
+        def above(sets) -> str:  # SSRM particles saturated above the range: not drawn
+            if c != "ssrm":
+                return ""
+            k = sum(int(np.isposinf(x.particle_values(c, "inf").peak).sum()) for x in sets)
+            return f"; {k} above {spec.histogram['value_range'][1]:.0e} Ω" if k else ""
+
+        _ecdf(ax, pm, color=_MEAS, lw=2,
+              label=f"measured (n={r['n_particles_measured']}{above([measured])})")
+        _ecdf(ax, ps, color=_SIM, lw=2,
+              label=f"simulated (n={r['n_particles_simulated']}{above(sims)})")
         if spec.log:
             ax.set_xscale("log")
             sparse_log_labels(ax.xaxis)

@@ -265,7 +265,7 @@ def test_a_command_does_not_write_over_its_input(tmp_path, capsys, small_packing
 
 @pytest.mark.parametrize("argv, needle", [
     (["solve", "x.h5", "--soc", "abc"], "invalid float value: 'abc' (see esim solve -h)"),
-    (["pack", "--bogus"], "unrecognized arguments: --bogus"),
+    (["pack", "--bogus"], "unrecognized arguments: --bogus (see esim pack -h)"),
     (["reproduce", "foo"], "invalid choice: 'foo'"),
     ([], "required: COMMAND (see esim -h)"),
 ])

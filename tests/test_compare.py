@@ -531,3 +531,24 @@ def test_a_tiff_sem_of_another_resolution_beside_gsf_channels(charged, gsf, tmp_
     assert np.mean(m.seg.phase == charged.phase) > 0.9
     with pytest.raises(InputFileError, match="pixel size"):  # the TIFF's size is not known
         _measured(gsf, phase=None, sem=str(tmp_path / "sem.tif"))
+
+
+def test_a_measured_ssrm_map_above_its_range_everywhere_counts_all_particles_high(
+        gsf, charged, tmp_path, caplog):
+    """Every particle saturated above 1e10 ohm was refused ("no particle can be read"), though
+    each such particle counts as a high-resistance one: now they are counted, with a warning."""
+    from esim.io.gsf import read_gsf, write_gsf
+
+    ref = read_gsf(gsf / "ssrm_ohm.gsf")
+    write_gsf(tmp_path / "sat.gsf", np.full(ref.data.shape, 3e10),
+              pixel_size_m=(ref.pixel_size_y_m, ref.pixel_size_m), z_unit="Ohm", title="SSRM")
+    with caplog.at_level("WARNING", logger="esim.compare"):
+        m = _measured(gsf, ssrm=str(tmp_path / "sat.gsf"), kpfm=None, cafm=None)
+    assert "all count as high-resistance" in caplog.text
+    r = C.compare_maps(m, [C.simulated_mapset(charged, channels=("ssrm",))])["channels"]["ssrm"]
+    assert r["high_fraction_measured"] == 1.0 and r["n_particles_measured"] == 0
+    # a map whose particles read nowhere (below the range) is still refused
+    write_gsf(tmp_path / "low.gsf", np.full(ref.data.shape, 10.0),
+              pixel_size_m=(ref.pixel_size_y_m, ref.pixel_size_m), z_unit="Ohm", title="SSRM")
+    with pytest.raises(InputFileError, match="no particle can be read"):
+        _measured(gsf, ssrm=str(tmp_path / "low.gsf"), kpfm=None, cafm=None)

@@ -39,6 +39,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"esim: error: {message} (see {self.prog} -h)\n")
 
+    def parse_args(self, args=None, namespace=None):
+        # unknown options reach the top-level parser: name the subcommand's help, not esim's
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            cmd = getattr(ns, "command", None)
+            self.exit(2, f"esim: error: unrecognized arguments: {' '.join(extras)} (see "
+                         f"{self.prog}{' ' + cmd if cmd else ''} -h)\n")
+        return ns
+
 
 def build_parser() -> argparse.ArgumentParser:
     from esim import __version__
