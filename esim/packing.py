@@ -194,6 +194,9 @@ class Packing:
         def bad(field: str, why: str) -> None:
             raise InputFileError(f"{source}: field {field!r} {why}")
 
+        for name in ("radii_m", "centers_m", "phase", "contacts", "wall_particle", "box_m"):
+            if np.ndim(getattr(self, name)) == 0:
+                bad(name, "is a single value, not an array")
         for group in (("radii_m", "centers_m", "phase"),
                       ("contacts", "contact_gap_m", "contact_radius_m", "contact_force"),
                       ("wall_particle", "wall_side", "wall_gap_m", "wall_contact_radius_m",

@@ -214,8 +214,9 @@ def read_map(spec: str | os.PathLike, *, pixel_size_m: float | None = None) -> M
         if ch.lateral_known and normalise_unit(ch.xy_unit) == "m":
             px, py = ch.pixel_size_m, ch.pixel_size_y_m
         else:
+            extent = "given" if ch.lateral_known else "missing or zero"
             no_size = (f"{path}: the file gives no lateral size in metres (XYUnits "
-                       f"{ch.xy_unit!r}, XReal/YReal {'given' if ch.lateral_known else 'missing'})")
+                       f"{ch.xy_unit!r}, XReal/YReal {extent})")
     elif suffix == ".gwy":
         data, px, py, unit, source = _read_gwy(path, title)
         if px is None:
