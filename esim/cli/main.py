@@ -84,11 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
-    # Python warnings (numpy's RuntimeWarnings on an empty slice, say) as one log line each,
-    # silenced by -q like the rest of the log
     from esim._progress import warnings_as_log_lines
 
-    restore = warnings_as_log_lines(args.quiet)  # one log line each, silenced by -q
+    # Python warnings (numpy's RuntimeWarnings, say) as one log line each; -q silences them
+    # (esim's own warnings still print)
+    restore = warnings_as_log_lines(args.quiet)
     try:
         return _run(args)
     finally:

@@ -131,7 +131,7 @@ def plot_truth(m: "SPMMaps", path: str | os.PathLike) -> Path:
     return save_figure(fig, path)
 
 
-def plt_colors(n: int) -> list:
+def _distinct_colors(n: int) -> list:
     """``n`` distinct colours: matplotlib's default cycle up to 10, tab20 beyond."""
     import matplotlib
 
@@ -152,7 +152,7 @@ def plot_iv(m: "SPMMaps", path: str | os.PathLike, title: str = "", *,
     big = m.iv_current_A.size and np.abs(m.iv_current_A).max() > 1e-9
     scale, unit = (1e9, "nA") if big else (1e12, "pA")
     # up to 10 curves in the default cycle, up to 20 in tab20 (the CLI allows 20): distinct
-    colours = plt_colors(len(m.iv_pixels))
+    colours = _distinct_colors(len(m.iv_pixels))
     for k, (r, c) in enumerate(m.iv_pixels):
         ph = {PHASE_NMC: "NMC", PHASE_SE: "SE"}.get(int(m.phase[r, c]), "pore")
         cls = CLASS_NAMES[int(m.connection_class[r, c])]
