@@ -117,6 +117,7 @@ __all__ = [
     "SPREADING_FIT_MAX_REL_ERROR",
     "build_network",
     "contact_radius_mechanical",
+    "force_for_contact_radius",
     "half_particle_resistance",
     "network_params_of",
     "spreading_factor",
@@ -206,6 +207,32 @@ def contact_radius_mechanical(force_N: Any, r_star_m: Any, e_star_Pa: Any,
     a_hertz = np.cbrt(3.0 * F * np.asarray(r_star_m) / (4.0 * np.asarray(e_star_Pa)))
     a_plastic = np.sqrt(F / (np.pi * np.asarray(hardness_Pa)))
     return np.maximum(a_hertz, a_plastic)
+
+
+def force_for_contact_radius(a_m: Any, r_star_m: Any, e_star_Pa: Any,
+                             hardness_Pa: Any) -> np.ndarray:
+    """The force that makes a contact of radius a: the inverse of
+    :func:`contact_radius_mechanical`.
+
+    ``a = max(a_H(F), a_P(F))`` grows with F along both branches, so the smallest force that
+    reaches a is ``min(F_H, F_P)`` with ``F_H = 4 E* a^3 / (3 R*)`` (Hertz) and
+    ``F_P = pi a^2 H`` (fully plastic).
+
+    Parameters
+    ----------
+    a_m : array_like, m (>= 0)
+    r_star_m, e_star_Pa, hardness_Pa : as :func:`contact_radius_mechanical`
+
+    Returns
+    -------
+    F : ndarray, N.  ``contact_radius_mechanical(F, ...) == a``.
+    """
+    a = np.asarray(a_m, dtype=np.float64)
+    if np.any(a < 0) or np.any(~np.isfinite(a)):
+        raise InvalidParameters("a_m: contact radii must be finite and >= 0 m")
+    f_hertz = 4.0 * np.asarray(e_star_Pa) * a**3 / (3.0 * np.asarray(r_star_m))
+    f_plastic = np.pi * a * a * np.asarray(hardness_Pa)
+    return np.minimum(f_hertz, f_plastic)
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,7 +11,8 @@ from esim._params_materials import MaterialsParams, NetworkParams
 from esim.errors import InvalidParameters
 from esim.materials import film_resistance_e, nmc_sigma_e, se_sigma_ion
 from esim.network import (CARRIERS, EDGE_PARTICLE, EDGE_WALL, SPREADING_FIT_MAX_REL_ERROR,
-                          build_network, contact_radius_mechanical, half_particle_resistance,
+                          build_network, contact_radius_mechanical, force_for_contact_radius,
+                          half_particle_resistance,
                           spreading_factor)
 from esim.packing import PHASE_NMC, PHASE_SE, Packing, pack
 from esim.params import Params
@@ -263,6 +264,15 @@ def test_hertz_with_hardness_cap():
     # the worked example of materials_literature.md: 5.5 mN, R = 2.5 um -> a ~ 0.4 um
     assert contact_radius_mechanical(5.5e-3, r_star, e_star, H) == pytest.approx(0.45e-6,
                                                                                  rel=0.15)
+
+
+def test_force_for_contact_radius_inverts_the_contact_law():
+    F = np.logspace(-8, -1, 40)  # N, both the elastic and the plastic branch
+    r_star, e_star, H = 1.25e-6, 76.9e9, 8.6e9
+    a = contact_radius_mechanical(F, r_star, e_star, H)
+    np.testing.assert_allclose(force_for_contact_radius(a, r_star, e_star, H), F, rtol=1e-12)
+    with pytest.raises(InvalidParameters, match="a_m"):
+        force_for_contact_radius(-1e-9, r_star, e_star, H)
 
 
 def test_geometric_radii_follow_the_numerical_stiffness_the_mechanical_do_not():

@@ -177,6 +177,21 @@ def test_explanations_follow_the_rows_and_the_parameters(quick_report):
     assert "limiting contacts" not in _explanations(*args, rep["rows"], base, [low])[0]
 
 
+def test_tip_mechanics_states_the_force_a_contact_takes():
+    """The SSRM paragraph's contact mechanics: with the barrier off, the tip term rho / (4 a)
+    (9.4e7 ohm at the preset's 10 nm) must fall below the band's budget, here 4.2e7 ohm, so
+    a >= 22 nm.  By hand, a 100 nm diamond tip (E 1050 GPa, nu 0.1) on NMC (E 140 GPa,
+    nu 0.25, H 8.6 GPa): E* = 131 GPa; at 10 nm Hertz 4 E* a^3 / (3 R) = 1.75 uN < plastic
+    pi a^2 H = 2.70 uN; at 22.4 nm plastic 13.6 uN < Hertz 19.6 uN."""
+    from esim.reproduce import _tip_mechanics, preset_otoyama2020
+
+    p = preset_otoyama2020(quick=True)
+    text = _tip_mechanics(p, 9.4e7, 4.2e7 + p.spm.r_instrument_ohm)
+    assert "a contact of at least 22 nm" in text
+    assert "a 10 nm contact at 1.7 uN and a 22 nm one at 14 uN" in text
+    assert _tip_mechanics(p, 9.4e7, 0.5 * p.spm.r_instrument_ohm) == ""  # no ohmic budget
+
+
 def test_histogram_peak_equals_truth_on_noise_free_maps(small_packing):
     from esim.analysis import KPFM_HISTOGRAM, SSRM_HISTOGRAM, particle_table
     from esim.packing import PHASE_NMC

@@ -58,6 +58,7 @@ from esim.packing import PHASE_NMC, PHASE_SE, PORE
 __all__ = [
     "SSRM_R_MAX_OHM", "SSRM_DECADES", "SSRM_R_MIN_OHM",
     "CAFM_NOISE_FLOOR_A", "CAFM_SATURATION_A", "KPFM_NOISE_SD_V",
+    "TIP_NOMINAL_RADIUS_M", "DIAMOND_YOUNGS_MODULUS_PA", "DIAMOND_POISSON_RATIO",
     "TipContact", "spreading_resistance", "edge_correction", "resistivity_from_spreading",
     "contact_current", "apparent_resistance",
     "log_amplifier", "current_amplifier", "se_decomposition_current",
@@ -88,6 +89,15 @@ CAFM_SATURATION_A = 10e-9
 """C-AFM current amplifier saturation, A: 1-100 nA depending on gain [E]; 10 nA here."""
 KPFM_NOISE_SD_V = 10e-3
 """KPFM potential noise, V rms: 5-20 mV typical [E]."""
+
+TIP_NOMINAL_RADIUS_M = 100e-9
+"""Nominal radius of a doped-diamond-coated tip, m: about 100 nm [E]
+(materials_literature.md, probe physics).  Not the electrical radius (``TipContact``); used
+only to say what force a contact of a given radius takes (contact mechanics in the report)."""
+DIAMOND_YOUNGS_MODULUS_PA = 1050e9
+"""Young's modulus of diamond, Pa: ~1050 GPa (textbook) [E]."""
+DIAMOND_POISSON_RATIO = 0.1
+"""Poisson ratio of diamond: ~0.1 (textbook) [E]."""
 
 _SQRT8LN2 = math.sqrt(8.0 * math.log(2.0))  # FWHM / sigma of a Gaussian
 
