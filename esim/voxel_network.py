@@ -23,6 +23,14 @@ voxel; int64 above 2^31 nodes), a boolean mask (1 B per voxel), the edge list ``
 red-black reordered copy (the same again) and the grid hierarchy (~5 B per voxel): a 200^3
 solve peaks at ~1.9 GiB resident.
 
+Periodic sides (``periodic``): a packing is periodic in x and y, and its voxel image is one
+period of it.  With ``periodic=True`` the faces normal to the other two axes wrap: each
+conducting voxel of the last layer joins the one of the first layer with the same ``g``, as an
+inner face would (and the percolating fraction counts clusters joined across the wrap).  The
+default is insulating sides, the peers' convention (TauFactor, PoreSpy).  Wrap edges join
+voxels that are not grid neighbours, so such a network is solved by the smoothed-aggregation
+backend, not the grid one (:meth:`esim.solver.GridAMGBackend.setup` declines it).
+
 Solving: :meth:`VoxelNetwork.effective_conductivity` passes the voxel of every node to the
 solver (``grid``), whose AMG backend then coarsens on the grid itself
 (:class:`esim.solver.GridAMGBackend`: 2x2x2 aggregation, 7-point Galerkin operators, K-cycle).
@@ -161,16 +169,16 @@ class VoxelNetwork:
     volume_fraction: float
     sigma_bulk_S_per_m: float
     conducting_mask: np.ndarray
+    periodic: tuple = (False, False, False)
 
     def __repr__(self) -> str:
         return _shape_repr(self)
 
     def percolating_fraction(self) -> float:
-        """Fraction of voxels in face-connected conducting clusters touching both end faces."""
-        from scipy import ndimage
-
-        lab, n = ndimage.label(self.conducting_mask)
-        if n == 0:
+        """Fraction of voxels in face-connected conducting clusters touching both end faces
+        (connected across the periodic sides where ``periodic`` says so)."""
+        lab = _periodic_labels(self.conducting_mask, self.periodic)
+        if lab.max() == 0:
             return 0.0
         a = np.unique(np.take(lab, 0, axis=self.axis))
         b = np.unique(np.take(lab, -1, axis=self.axis))
@@ -273,6 +281,49 @@ def _conductivity_table(conductivity: Any, labels_present: np.ndarray) -> np.nda
     return lut
 
 
+def _periodic_labels(mask: np.ndarray, periodic: tuple) -> np.ndarray:
+    """Face-connected cluster labels of ``mask`` (0 outside), clusters that touch across a
+    periodic side merged into one label."""
+    from scipy import ndimage
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    lab, n = ndimage.label(mask)
+    if n == 0 or not any(periodic):
+        return lab
+    pairs = []
+    for k in range(3):
+        if periodic[k]:
+            a, b = np.take(lab, 0, axis=k).ravel(), np.take(lab, -1, axis=k).ravel()
+            both = (a > 0) & (b > 0)
+            pairs.append(np.stack([a[both], b[both]]))
+    ab = np.concatenate(pairs, axis=1) if pairs else np.zeros((2, 0), np.int64)
+    graph = coo_matrix((np.ones(ab.shape[1]), (ab[0], ab[1])), shape=(n + 1, n + 1))
+    _, comp = connected_components(graph, directed=False)
+    # label 0 (outside) is its own component only if no cluster joined it: it never does
+    merged = comp - comp[0]
+    merged[merged < 0] += comp.max() + 1
+    return merged[lab]
+
+
+def _check_periodic(periodic: Any, axis: int) -> tuple:
+    """``periodic`` as a tuple of three bools; True means every axis but ``axis``."""
+    if isinstance(periodic, (bool, np.bool_)):
+        return tuple(bool(periodic) and k != axis for k in range(3))
+    try:
+        per = tuple(periodic)
+    except TypeError:
+        per = ()
+    if len(per) != 3 or not all(isinstance(p, (bool, np.bool_)) for p in per):
+        raise InvalidParameters(
+            f"periodic must be a bool or three bools (x, y, z), got {periodic!r}")
+    if per[axis]:
+        raise InvalidParameters(
+            f"periodic: axis {axis} carries the current between the terminals and cannot "
+            "wrap")
+    return tuple(bool(p) for p in per)
+
+
 def voxel_network(
     image: Any,
     conductivity: Mapping[int, float] | Any,
@@ -280,6 +331,7 @@ def voxel_network(
     axis: int = 2,
     *,
     boundary: str = "face",
+    periodic: bool | tuple = False,
 ) -> VoxelNetwork:
     """Build the resistor network of a labelled 3-D voxel image.
 
@@ -295,6 +347,10 @@ def voxel_network(
         Current direction; the inlet face is index 0 and the outlet the last index.
     boundary : {"face", "centre"}
         Where the terminals sit (module docstring).
+    periodic : bool or (bool, bool, bool)
+        Which sides wrap (module docstring).  False (default): insulating sides, as the
+        peers'.  True: every axis but ``axis`` (a packing's image along z).  A tuple names the
+        axes; ``axis`` itself cannot wrap.
 
     Returns
     -------
@@ -332,6 +388,7 @@ def voxel_network(
         raise InvalidParameters(f"voxel_size_m must be > 0 (m), got {voxel_size_m!r}")
     if boundary not in VALID_BOUNDARIES:
         raise InvalidParameters(f"boundary must be one of {VALID_BOUNDARIES}, got {boundary!r}")
+    per = _check_periodic(periodic, axis)
     nax = im.shape[axis]
     if boundary == "centre" and nax < 2:
         raise InvalidParameters("boundary='centre' needs at least 2 voxels along axis")
@@ -378,6 +435,13 @@ def voxel_network(
     # pairs merged into one terminal (boundary="centre") are dropped
     conns0, g0 = _K.voxel_face_edges(nm, np.ascontiguousarray(im), ghm)
     conns_parts, g_parts = [conns0], [g0]
+    for k in range(3):  # the wrap-around faces, one layer pair per periodic side
+        if per[k]:
+            a, b = np.take(nm, 0, axis=k).ravel(), np.take(nm, -1, axis=k).ravel()
+            wrap = (a >= 0) & (b >= 0) & (a != b)
+            conns_parts.append(np.stack([a[wrap], b[wrap]], axis=1).astype(np.int64))
+            g_parts.append(ghm[np.take(im, 0, axis=k).ravel()[wrap],
+                               np.take(im, -1, axis=k).ravel()[wrap]])
     if boundary == "face":
         for face, node in ((first, inlet), (last, outlet)):
             m = cond[face]
@@ -406,4 +470,5 @@ def voxel_network(
         volume_fraction=n_cond / im.size,
         sigma_bulk_S_per_m=sigma_bulk,
         conducting_mask=cond,
+        periodic=per,
     )

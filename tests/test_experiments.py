@@ -144,3 +144,26 @@ def test_kpfm_separator_edge_quick(tmp_path):
     assert r["added_by_surroundings_V"]["mean"] == pytest.approx(
         w["gradient_section_V"] - w["gradient_mirror_V"], abs=1e-12)
     assert (tmp_path / "kpfm_separator_edge.png").stat().st_size > 0
+
+
+def test_particle_vs_voxel_quick(tmp_path):
+    """Both voxel references see the same packing: the periodic one conducts better (wrapping
+    only adds faces), the two fractions agree with the particle network's, and the particle
+    network's excess over the periodic reference grows with density, as its overlapping SE
+    spheres do (sum / union)."""
+    pv = _load("particle_vs_voxel")
+    assert pv.main(["--quick", "-o", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "particle_vs_voxel.json").read_text())
+    rows = r["rows"]
+    assert [x["target_solid_fraction"] for x in rows] == [0.85, 0.95]
+    for x in rows:
+        assert (x["sigma_ion_voxel_periodic_S_per_m"] > x["sigma_ion_voxel_insulating_S_per_m"]
+                > 0)
+        assert x["flux_mismatch_max"] < 1e-6
+        assert x["se_fraction_voxel"] == pytest.approx(x["se_fraction_particle"], rel=0.04)
+        assert x["solid_fraction"] == pytest.approx(x["target_solid_fraction"], abs=0.01)
+        assert x["sum_over_union"] > 1.0
+    lo, hi = rows
+    assert hi["ratio_periodic"] - lo["ratio_periodic"] > 0.5 * (hi["sum_over_union"]
+                                                                - lo["sum_over_union"])
+    assert (tmp_path / "particle_vs_voxel.png").stat().st_size > 0
