@@ -29,7 +29,8 @@ conducting voxel of the last layer joins the one of the first layer with the sam
 inner face would (and the percolating fraction counts clusters joined across the wrap).  The
 default is insulating sides, the peers' convention (TauFactor, PoreSpy).  Wrap edges join
 voxels that are not grid neighbours, so such a network is solved by the smoothed-aggregation
-backend, not the grid one (:meth:`esim.solver.GridAMGBackend.setup` declines it).
+backend, not the grid one (:meth:`esim.solver.GridAMGBackend.setup` declines it): about 2x
+slower (a 100^3 image at porosity 0.5: 4.9 s against 2.1 s, 2 cores).
 
 Solving: :meth:`VoxelNetwork.effective_conductivity` passes the voxel of every node to the
 solver (``grid``), whose AMG backend then coarsens on the grid itself
