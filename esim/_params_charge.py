@@ -41,10 +41,12 @@ class ChargeParams:
                "which would be 13 A/m2. Positive = charge (oxidation of NMC)")
     cutoff_V_vs_Li: float = param(
         4.4, unit="V", range=(2.0, 6.0),
-        source=f"{_OTOYAMA}: charged to 4.4 V vs Li+/Li (3.78 V vs In-Li)")
+        source=f"{_OTOYAMA}: charged to 4.4 V vs Li+/Li (3.78 V vs In-Li with the In-Li "
+               "plateau at 0.62 V vs Li)")
     counter_electrode_V_vs_Li: float = param(
         0.62, unit="V", range=(0.0, 3.0),
-        source="In-Li two-phase plateau, 0.62 V vs Li+/Li [P, quoted in two sources]; taken as "
+        source="In-Li two-phase plateau, 0.62 V vs Li+/Li (materials_literature.md, Cell: [P], "
+               "quoted in two sources it does not name); taken as "
                "non-polarisable (fast kinetics, no concentration change)")
     rest_time_s: float = param(
         3600.0, unit="s", range=(0.0, 1e7),
@@ -95,7 +97,7 @@ class ChargeParams:
         source="LiNi1/3Mn1/3Co1/3O2, M = 96.46 g/mol, one Li: F/(3.6 M) = 277.8 mAh/g")
     nmc_density_kg_per_m3: float = param(
         4750.0, unit="kg/m3", range=(1000.0, 10000.0),  # 4.75 g/cm3
-        source="NMC111 X-ray density 4.75 g/cm3 (materials_literature.md [S])")
+        source="NMC111 X-ray density 4.75 g/cm3 (materials_literature.md, NMC111)")
     se_density_kg_per_m3: float = param(
         1880.0, unit="kg/m3", range=(500.0, 10000.0),  # 1.88 g/cm3
         source="Li3PS4 glass 1.88 g/cm3 (Sakuda, Hayashi & Tatsumisago, Sci. Rep. 3, 2261, "

@@ -83,8 +83,11 @@ class MaterialsParams:
     # -- NMC111 Li-ion conductivity -----------------------------------------------------------
     nmc_sigma_ion_S_per_m: float = param(
         1e-6, unit="S/m", range=(1e-12, 1.0),  # 1e-8 S/cm
-        source="Amin & Chiang, JES 163, A1512 (2016): 4e-9..9e-9 S/cm at 50 C [S]; ~1e-8 S/cm "
-               "(1e-6 S/m) taken as x- and T-independent (no activation energy given)")
+        source="Amin & Chiang, JES 163, A1512 (2016): 4e-9..9e-9 S/cm at 50 C [S]; 1e-8 S/cm "
+               "(1e-6 S/m) is that range's order of magnitude rounded up (at 25-30 C it would "
+               "be lower still), taken as x- and T-independent (no activation energy given). "
+               "It barely matters: the charge leaves NMC's ionic path out, and in the ion "
+               "network NMC conducts 3e4x below the glass")
 
     # -- Li3PS4 glass --------------------------------------------------------------------------
     se_sigma_ion_S_per_m: float = param(
@@ -136,7 +139,9 @@ class MaterialsParams:
                "2261, 2013) [S]")
     se_hardness_Pa: float = param(
         1.9e9, unit="Pa", range=(1e7, 1e11),
-        source="75Li2S-25P2S5 glass, ~1.9 GPa (materials_literature.md) [S]")
+        source="75Li2S-25P2S5 glass, ~1.9 GPa (materials_literature.md lists it, without a "
+               "paper of its own, beside Sakuda, Hayashi & Tatsumisago, Sci. Rep. 3, 2261, "
+               "2013) [S]")
     se_poisson_ratio: float = param(
         0.30, unit="1", range=(0.0, 0.5), source="[E] sulfide glass; assumption")
     cc_youngs_modulus_Pa: float = param(

@@ -142,7 +142,8 @@ class SPMParams:
         3.70, unit="V", range=(0.0, 6.0),
         source="placeholder NMC111 OCP U(x) = u0 + slope x vs Li: ~3.7 V at the start of charge "
                "(typical NMC111 curves, e.g. Noh et al., J. Power Sources 233, 121, 2013) [E]; "
-               "replace by the charge module's U via ocp_V")
+               "replace by the charge module's U via ocp_V; esim reproduce sets it to the "
+               "charge's U(0) = 3.60 V (esim.reproduce.kpfm_calibration)")
     ocp_slope_V: float = param(
         1.1186, unit="V", range=(0.0, 10.0),
         source=f"placeholder slope: U(0.59) = 4.36 V vs Li, the relaxed charged cell (3.74 V vs "
@@ -160,9 +161,11 @@ class SPMParams:
         source=f"V_OCV of the as-made cell vs In-Li used for V_CPD' ({OTOYAMA2020}); an input, "
                "an as-made cell has no defined OCV")
     in_li_vs_li_V: float = param(0.62, unit="V", range=(0.0, 2.0),
-                                 source=f"In-Li counter electrode vs Li+/Li, 0.62 V "
-                                        f"({OTOYAMA2020}: "
-                                        "3.74 V vs In-Li = 4.36 V vs Li)")
+                                 source="In-Li counter electrode vs Li+/Li, 0.62 V (two-phase "
+                                        "plateau; materials_literature.md, Cell: [P], quoted in "
+                                        "two sources it does not name); with it the paper's "
+                                        f"3.74 V vs In-Li after the charge ({OTOYAMA2020}) is "
+                                        "4.36 V vs Li")
     kpfm_apex_sigma_m: float = param(30e-9, unit="m", range=(1e-10, 1e-5),
                                      source="PSF apex term, tip radius tens of nm [E]")
     kpfm_cantilever_sigma_m: float = param(2e-6, unit="m", range=(1e-9, 1e-4),

@@ -918,9 +918,13 @@ class _Stepper:
             res = float(np.max(np.abs(R)))
             if not np.isfinite(res):
                 return None, it, res
-            # round-off floor of a current residual: conductance x potential x eps
-            floor = 256 * np.finfo(float).eps * float(S.diagonal().max()) * \
-                float(np.max(np.abs(u[:ox])))
+            # round-off floor of a current residual: conductance x potential x eps for the
+            # potential rows, and (Q / dt) x eps x x for the Li balances, whose terms
+            # Q / dt (x - x_old) are large and cancel when dt is short
+            eps = np.finfo(float).eps
+            floor = 256 * eps * max(
+                float(S.diagonal().max()) * float(np.max(np.abs(u[:ox]))),
+                float(np.max(M.Qs)) / self.dt * float(np.max(np.abs(u[ox:]), initial=0.0)))
             tol = max(c.newton_rtol * M.I_app, floor)
             if res <= tol:
                 return u, it - 1, res
@@ -1115,12 +1119,23 @@ class _Run:
             if self.n_steps >= c.max_steps:
                 self.fail("max_steps", f"cut-off not reached within max_steps = {c.max_steps}")
             dt = min(dt, c.dt_max_s, c.max_time_s - self.t + 1e-9)
+            dt_planned = dt
+            # a snapshot or the capacity limit shortens the step that would pass it; one that
+            # lies within the shortest step of now is taken now (a shorter step would only
+            # stall: its Li balances cancel to round-off)
             hit_snap = not snapped and self.t + dt >= t_snap
             if hit_snap:
-                dt = max(t_snap - self.t, 1e-12)
+                if t_snap - self.t < c.dt_min_s:
+                    snapped = True
+                    self.snapshot(SNAP_ONSET, I)
+                    continue
+                dt = t_snap - self.t
             hit_cap = self.t + dt >= t_cap
             if hit_cap:
-                dt = max(t_cap - self.t, 1e-12)
+                if t_cap - self.t < c.dt_min_s:
+                    self.stop_reason = "capacity_limit"
+                    return
+                dt = t_cap - self.t
             V_old = float(self.u[M.oV])
             u, it, res = self.step(dt, I)
             if u is None:
@@ -1153,9 +1168,15 @@ class _Run:
                               f"once (V = {V:.3f} V after {dt:.3g} s): the current "
                               f"{c.current_density_A_per_m2:g} A/m2 is too high for this "
                               "electrode, or the cut-off lies below the open-circuit potential")
-                frac = (c.cutoff_V_vs_Li - V_old) / max(V - V_old, 1e-300)
-                dt = max(dt * min(max(frac, 0.02), 0.95), c.dt_min_s)
-                continue
+                if dt > c.dt_min_s * (1 + 1e-9):
+                    frac = (c.cutoff_V_vs_Li - V_old) / max(V - V_old, 1e-300)
+                    dt = max(dt * min(max(frac, 0.02), 0.95), c.dt_min_s)
+                    continue
+                # the cut-off lies within one shortest step: stop on its far side, as a
+                # cycler stops at its first sample past the cut-off
+                self.n_rejected -= 1
+                log.info("the cut-off lies within one dt_min_s = %g s step: stopped at "
+                         "V = %.6f V", c.dt_min_s, V)
             # accept
             self.u_prev, self.dt_prev = self.u, dt
             self.u = u
@@ -1179,7 +1200,8 @@ class _Run:
             if hit_cap:
                 self.stop_reason = "capacity_limit"
                 return
-            dt = self.next_dt(dt, it, dx)
+            # after a step shortened for the snapshot, go on with the step it replaced
+            dt = dt_planned if hit_snap else self.next_dt(dt, it, dx)
 
     def rest_phase(self) -> None:
         c, M = self.c, self.M

@@ -15,7 +15,7 @@ State of charge
     et al. 2020): SOC 0 is the as-made pristine material, SOC 1 the reference charge to 4.4 V.
 Li3PS4 glass
     Li-ion conductivity with Arrhenius from 25 C (Sakuda, Hayashi & Tatsumisago, Sci. Rep. 3,
-    2261, 2013); electronic conductivity constant ([E] estimate).
+    2261, 2013 [S]); electronic conductivity constant ([E] estimate).
 LiNbO3 coating
     Film resistance of a contact of radius a: ``R_f = rho_f t / (pi a^2)`` per film; the
     electronic product ``rho_f t`` is a calibrated parameter, the ionic one is ``t / sigma_f``.

@@ -63,7 +63,7 @@ Contact radius a
     ``F / (pi a^2)`` exceeds the NMC hardness H the contact is fully plastic and
     ``pi a^2 = F / H``.  Equivalently ``a = max(a_Hertz, sqrt(F / (pi H)))``; then at least
     the asperity radius.  Contacts involving the glass stay area contacts with the geometric
-    lens (the glass is plastic at 360 MPa, Sakuda et al., Sci. Rep. 3, 2261, 2013).
+    lens (the glass is plastic at 360 MPa, Sakuda et al., Sci. Rep. 3, 2261, 2013 [S]).
 
 Part of a contact (``contact_area_fraction``)
     A contact of which only the fraction f of its disc remains (the rest milled away with the

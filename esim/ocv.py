@@ -1,8 +1,9 @@
 """Open-circuit potential U(x) of NMC111, Li(1-x)Ni1/3Mn1/3Co1/3O2, in V vs Li+/Li.
 
 No traceable NMC111 fit covering x = 0..0.6 is known (``shared/reference/materials_literature.md``):
-the widely reused "NMC111" rational fit is a LiCoO2 fit (Ramadass 2004) valid only to x = 0.5,
-and BattMo's "nmc111_Chen" is Chen et al. (2020)'s NMC811.  esim therefore offers:
+the widely reused "NMC111" rational fit is a LiCoO2 fit (Ramadass et al., J. Electrochem. Soc.
+151, A196, 2004) valid only to x = 0.5, and BattMo's "nmc111_Chen" is the NMC811 fit of Chen et
+al. (J. Electrochem. Soc. 167, 080534, 2020).  esim therefore offers:
 
 ``"typical_halfcell"`` (default, **low confidence [E]**)
     A monotone cubic Hermite interpolant (PCHIP, Fritsch & Carlson 1980: no overshoot, C1) in x

@@ -78,13 +78,13 @@ class PackingParams:
     nmc_d50_m: float = param(5e-6, unit="m", range=(1e-8, 1e-3),
                              source="~5 um NMC of the reference group (materials_literature.md "
                                     "[S]); Bielefeld et al., J. Phys. Chem. C 123, 1626 (2019) use "
-                                    "5 um")
+                                    "5 um [S]")
     nmc_gsd: float = param(1.25, unit="1", range=(1.0, 3.0),
                            source="geometric standard deviation of the lognormal diameter; 1.25 is "
                                   "a typical narrow commercial NMC (assumption, not measured here)")
     se_d50_m: float = param(3e-6, unit="m", range=(1e-8, 1e-3),
                             source="'a few um' glass after milling; 3 um as in Bielefeld et al., "
-                                   "J. Phys. Chem. C 123, 1626 (2019)")
+                                   "J. Phys. Chem. C 123, 1626 (2019) [S]")
     se_gsd: float = param(1.4, unit="1", range=(1.0, 3.0),
                           source="milled glass is broader than NMC (assumption)")
     size_cutoff_sigmas: float = param(2.5, unit="1", range=(0.5, 6.0),
@@ -93,13 +93,15 @@ class PackingParams:
     target_solid_fraction: float = param(
         0.85, unit="1", range=(0.05, 0.99),
         source="pressed at 360 MPa (Otoyama 2020 Methods); Li3PS4 glass exceeds 90 % relative "
-               "density above 350 MPa (Sakuda et al., Sci. Rep. 3, 2261, 2013), the NMC skeleton "
-               "keeps some porosity; 0.85 is the issue's stated default")
+               "density above 350 MPa (Sakuda et al., Sci. Rep. 3, 2261, 2013 [S]), the NMC "
+               "skeleton keeps some porosity; 0.85 is the issue's stated default")
     nmc_fraction_of_solid: float = param(
         0.54, unit="1", range=(0.0, 1.0),
         source="NMC:Li3PS4 = 75:25 wt% = 54:46 vol% (Otoyama 2020; densities 4.75 and 1.88 g/cm3)")
     se_overlap_allowed: bool = param(
-        True, unit="", source="Li3PS4 glass is plastic at 360 MPa (Sakuda 2013): SE may overlap")
+        True, unit="",
+        source="Li3PS4 glass is plastic at 360 MPa (Sakuda et al., Sci. Rep. 3, 2261, 2013 [S]): "
+               "SE may overlap")
     nmc_stiffness_ratio: float = param(
         100.0, unit="1", range=(1.0, 1e5),
         source="ratio of NMC-NMC to SE contact stiffness in the soft-sphere compression; NMC "

@@ -2,7 +2,7 @@
 
 Bielefeld, Weber & Janek (J. Phys. Chem. C 123, 1626, 2019) put the electronic percolation
 threshold of NMC in NMC/Li3PS4-type composites (3 um SE, 80 x 80 x 140 um domains) at
-``p_c = 7.83 ln(d / um) + 36.67`` vol% of NMC in the total volume, about 49 vol% for 5 um NMC:
+``p_c = 7.83 ln(d / um) + 36.67`` vol% of NMC in the total volume [S], about 49 vol% for 5 um NMC:
 the paper's 54:46 composite (46-51 vol% NMC at 5-15 % porosity) would sit at the threshold
 (shared/reference/materials_literature.md).  This experiment measures where esim's packings
 percolate, with :func:`esim.sweep.run_sweep`: NMC shares of the solid from 0.15 to 0.6, several
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 # Bielefeld, Weber & Janek, J. Phys. Chem. C 123, 1626 (2019): electronic percolation threshold
-# of NMC (d = NMC particle diameter) with 3 um SE, vol% of the total volume
+# of NMC (d = NMC particle diameter) with 3 um SE, vol% of the total volume [S]
 BIELEFELD_SLOPE_VOLPCT = 7.83
 BIELEFELD_INTERCEPT_VOLPCT = 36.67
 

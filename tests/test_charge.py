@@ -622,3 +622,36 @@ def test_a_rest_that_fails_after_the_cut_off_is_not_drawn_as_a_stopped_charge(sm
     assert any(t.startswith("end of charge") for t in labels)
     assert any(t.startswith("rest interrupted") for t in labels)
     plt.close(fig)
+
+
+def test_a_cut_off_within_the_shortest_step_stops_instead_of_stalling(full_small, small):
+    """With dt_min_s = 1 s and a 1e-5 V tolerance the voltage rise over the shortest step
+    exceeds the window, so the secant cannot shorten the step that crosses the cut-off: the
+    charge stops on the cut-off's far side (a cycler's first sample past it), and the capacity
+    stays within a step of the default run's.  Before, the same step was retried forever."""
+    r = charge(small, _params(small, rest_time_s=0.0, cutoff_tolerance_V=1e-5, dt_min_s=1.0))
+    assert r.stop_reason == "cutoff"
+    assert r.voltage_at_end_of_charge_V_vs_Li >= 4.4 - 1e-5
+    assert r.conservation_error < 1e-6
+    a = full_small.capacity_at_end_of_charge_mAh_per_g
+    assert abs(r.capacity_at_end_of_charge_mAh_per_g - a) / a < 1e-3
+
+
+@pytest.mark.parametrize("key", ["snapshot_capacity_mAh_per_g", "capacity_limit_mAh_per_g"])
+def test_a_target_just_past_an_accepted_step_is_taken_there(full_small, small, key):
+    """A snapshot or capacity limit 1e-9 of a step after an accepted step: the step to it
+    would be ~1e-7 s, where the Li balances Q/dt (x - x_old) cancel to round-off; the target is
+    taken at once (snapshot) or the charge stops there (limit), and Newton converges at any
+    step it does take.  Before, both failed with 'Newton did not converge'."""
+    r0 = full_small
+    cap = r0.capacity_mAh_per_g
+    i = 20
+    target = float(cap[i] + 1e-9 * (cap[i + 1] - cap[i]))
+    r = charge(small, _params(small, rest_time_s=0.0, **{key: target}))
+    if key == "capacity_limit_mAh_per_g":
+        assert r.stop_reason == "capacity_limit"
+        assert r.capacity_at_end_of_charge_mAh_per_g == pytest.approx(target, rel=1e-6)
+    else:
+        assert r.stop_reason == "cutoff"
+        onset = int(np.flatnonzero(r.snapshot_kind == C.SNAP_ONSET)[0])
+        assert r.snapshot_time_s[onset] == pytest.approx(r0.time_s[i], rel=1e-6)

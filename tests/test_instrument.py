@@ -58,7 +58,7 @@ def test_insulator_gives_infinite_spreading_resistance():
 def test_ohmic_contact_is_exactly_v_over_r():
     rng = np.random.default_rng(1)
     r = 10 ** rng.uniform(3, 12, size=(16, 16))
-    c = ins.TipContact(r_instrument_ohm=500.0)
+    c = ins.TipContact(r_instrument_ohm=500.0, nonohmic=False)
     i = ins.contact_current(-2.0, r, c)
     np.testing.assert_array_equal(i, -2.0 / (r + 500.0))
     assert ins.contact_current(-2.0, np.inf, c) == 0.0
@@ -96,11 +96,11 @@ def test_nonohmic_tends_to_ohmic_when_barrier_vanishes():
 def test_ssrm_is_bias_over_current_pixelwise():
     rng = np.random.default_rng(3)
     r = 10 ** rng.uniform(3, 14, size=(12, 12))
-    for c in (ins.TipContact(), ins.TipContact(nonohmic=True)):
+    for c in (ins.TipContact(nonohmic=False), ins.TipContact(nonohmic=True)):
         i = ins.contact_current(-2.0, r, c)
         r_app = ins.apparent_resistance(-2.0, r, c)
         np.testing.assert_array_equal(r_app, -2.0 / i)
-    ohmic = ins.apparent_resistance(-2.0, r, ins.TipContact())
+    ohmic = ins.apparent_resistance(-2.0, r, ins.TipContact(nonohmic=False))
     np.testing.assert_allclose(ohmic, r + 1e3, rtol=1e-15)
     # the barrier only adds resistance, most on the best-conducting paths
     barrier = ins.apparent_resistance(-2.0, r, ins.TipContact(nonohmic=True))
@@ -350,3 +350,34 @@ def test_bad_input_names_the_argument(call, name):
 def test_contact_type_checked():
     with pytest.raises(InvalidParameters, match="contact"):
         ins.contact_current(1.0, 1.0, contact="ohmic")
+
+
+def test_instrument_defaults_are_the_parameter_defaults():
+    """The low-level defaults (module constants, ``TipContact()``, keyword defaults) are the
+    parameter set's: a function called without the ``spm`` section measures what the
+    pipeline measures."""
+    import inspect
+
+    from esim._params_spm import SPMParams
+
+    d = SPMParams()
+    tip = ins.TipContact()
+    assert (tip.radius_m, tip.r_instrument_ohm, tip.nonohmic, tip.barrier_v0_V,
+            tip.barrier_r0_ohm) == (d.tip_radius_m, d.r_instrument_ohm, d.nonohmic,
+                                    d.barrier_v0_V, d.barrier_r0_ohm)
+    assert (ins.SSRM_R_MAX_OHM, ins.SSRM_DECADES, ins.SSRM_NOISE_DECADES_SD,
+            ins.SSRM_SATURATION_SPREAD_DECADES) == (
+        d.ssrm_r_max_ohm, d.ssrm_decades, d.ssrm_noise_decades, d.ssrm_saturation_spread_decades)
+    assert (ins.CAFM_NOISE_FLOOR_A, ins.CAFM_SATURATION_A, ins.KPFM_NOISE_SD_V) == (
+        d.cafm_noise_floor_A, d.cafm_saturation_A, d.kpfm_noise_V)
+
+    def kw(fn):
+        return {k: p.default for k, p in inspect.signature(fn).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+
+    psf = kw(ins.kpfm_psf)
+    assert (psf["apex_sigma_m"], psf["cantilever_sigma_m"], psf["cantilever_weight"]) == (
+        d.kpfm_apex_sigma_m, d.kpfm_cantilever_sigma_m, d.kpfm_cantilever_weight)
+    se = kw(ins.se_decomposition_current)
+    assert (se["onset_V"], se["current_at_2V_A"]) == (d.se_decomposition_onset_V,
+                                                      d.se_decomposition_current_2V_A)

@@ -9,8 +9,8 @@ a paper, [E] an engineering estimate from typical instrument data, [A] an assump
 
 * **Tip spreading resistance** (SSRM and C-AFM): a flat isopotential disc of radius ``a`` on a
   half-space of resistivity ``rho`` gives ``R = rho / (4 a)`` (Maxwell 1891; Holm, *Electric
-  Contacts*, Springer 1967) [P], with an edge correction for a tip near the particle boundary
-  (:func:`spreading_resistance`).
+  Contacts*, Springer 1967) [E, classical], with an edge correction for a tip near the particle
+  boundary (:func:`spreading_resistance`).
 * **Tip contact** (:class:`TipContact`): effective electrical radius 10 nm (doped-diamond tips,
   5-20 nm, although the nominal radius is ~100 nm) [E]; optional non-ohmic barrier
   ``I = I0 sinh(V_c / V0)`` in series with the ohmic path (:func:`contact_current`).  The SSRM
@@ -38,7 +38,7 @@ Examples
 >>> import numpy as np
 >>> from esim.spm import instrument as ins
 >>> r_path = np.array([[1e5, 1e12]])                       # ohm
->>> i = ins.contact_current(-2.0, r_path)                  # A, ohmic default contact
+>>> i = ins.contact_current(-2.0, r_path, ins.TipContact(nonohmic=False))  # A, ohmic
 >>> ins.log_amplifier(-2.0 / i, noise_decades_sd=0.0, saturation_spread_decades=0.0, rng=0)
 array([[1.01e+05, 2.00e+09]])
 """
@@ -85,8 +85,9 @@ saturated pixels read 1.82-2.2e9 ohm, the band of the pristine maps of Otoyama e
 Research Square preprint, 2020 [P] (log10(2.2/2.0) = 0.041 = 2 sd)."""
 CAFM_NOISE_FLOOR_A = 0.1e-12
 """C-AFM current noise floor, A rms: 0.05-1 pA rms for low-noise C-AFM amplifiers [E]."""
-CAFM_SATURATION_A = 10e-9
-"""C-AFM current amplifier saturation, A: 1-100 nA depending on gain [E]; 10 nA here."""
+CAFM_SATURATION_A = 100e-9
+"""C-AFM current amplifier saturation, A: 1-100 nA depending on gain [E]; 100 nA keeps
+well-connected charged NMC (~1e8 ohm at 2 V, 20 nA) in range (``spm.cafm_saturation_A``)."""
 KPFM_NOISE_SD_V = 10e-3
 """KPFM potential noise, V rms: 5-20 mV typical [E]."""
 
@@ -189,7 +190,8 @@ def spreading_resistance(rho_ohm_m, a_m, edge_distance_m=None):
     """Spreading (constriction) resistance of a tip contact into a particle.
 
     ``R = rho / (4 a) * f(s / a)``: Maxwell's / Holm's flat isopotential disc of radius ``a`` on a
-    half-space of resistivity ``rho`` (Holm, *Electric Contacts*, Springer 1967) [P], times the
+    half-space of resistivity ``rho`` (Holm, *Electric Contacts*, Springer 1967) [E, classical],
+    times the
     edge correction :func:`edge_correction` when the contact centre lies at distance ``s`` from
     the particle edge (an insulating wall perpendicular to the section plane) [A].
 
@@ -229,7 +231,8 @@ def spreading_resistance(rho_ohm_m, a_m, edge_distance_m=None):
 
 
 def resistivity_from_spreading(r_ohm, a_m):
-    """Invert the flat-disc law: ``rho = 4 a R``, as used to read SSRM maps [P].
+    """Invert the flat-disc law: ``rho = 4 a R``, as it has been used to read SSRM maps of
+    sulfide cathodes (materials_literature.md, probe physics) [S].
 
     Parameters
     ----------
@@ -260,9 +263,9 @@ class TipContact:
         Series resistance of the instrument: tip body, cantilever coating, wiring.  Default
         1 kohm [E] (doped-diamond tips, 1-10 kohm).
     nonohmic : bool
-        Off (default): the contact is ohmic, ``I = V / R``.  On: a barrier at the contact obeys
+        On (default, as ``spm.nonohmic``): a barrier at the contact obeys
         ``I = I0 sinh(V_c / V0)`` (symmetric back-to-back Schottky / Simmons-like tunnelling
-        law) [A], in series with the ohmic path.
+        law) [A], in series with the ohmic path.  Off: the contact is ohmic, ``I = V / R``.
     barrier_v0_V : float, V
         Voltage scale ``V0`` of the sinh law.  Default 0.25 V [A].
     barrier_r0_ohm : float, ohm
@@ -273,7 +276,7 @@ class TipContact:
 
     radius_m: float = 10e-9
     r_instrument_ohm: float = 1e3
-    nonohmic: bool = False
+    nonohmic: bool = True
     barrier_v0_V: float = 0.25
     barrier_r0_ohm: float = 1e8
 
@@ -350,7 +353,7 @@ def contact_current(v_bias_V, r_series_ohm, contact: TipContact | None = None):
         Ohmic path resistance at each pixel: spreading + network path + back contact, ``> 0``;
         ``+inf`` (no conducting path) gives zero current.
     contact : TipContact, optional
-        Default ``TipContact()`` (ohmic, 1 kohm instrument resistance).
+        Default ``TipContact()`` (with the barrier, 1 kohm instrument resistance).
 
     Returns
     -------
