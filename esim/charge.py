@@ -48,10 +48,11 @@ error), everything else is implicit.
 
 The reaction current enters and leaves each particle at its node (the particle's potential),
 as in the resistor network: the NMC's own resistance between an interface and the rest of the
-particle is left out [A].  For a pristine particle (the calibrated 2.2e-4 S/m) and an interface
-cap of radius 0.7 r (r = 2.5 um) its spreading part rho/(4a) is 6.5e8 ohm, 1.6 times the cap's
-charge-transfer resistance (4.2e8 ohm at R_ct = 40 ohm cm2); at x = 0.1 (sigma ten times
-higher) it is a sixth of it, and from x ~ 0.3 on negligible: it can slow only the onset.
+particle is left out [A].  For a pristine particle (the calibrated 2.2e-4 S/m at the table's
+30 C, 1.6e-4 S/m at the cell's 25 C with E_a = 0.48 eV) and an interface cap of radius 0.7 r
+(r = 2.5 um) its spreading part rho/(4a) is 8.9e8 ohm, 2.1 times the cap's charge-transfer
+resistance (4.2e8 ohm at R_ct = 40 ohm cm2 over pi a^2); at x = 0.1 (sigma eleven times
+higher) it is a fifth of it, and from x ~ 0.3 on negligible: it can slow only the onset.
 
 Particles without a path (NMC not joined to the collector, SE not joined to the separator) have
 no unknowns: their interfaces carry no current and their x never changes.  An isolated NMC

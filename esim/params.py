@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import numpy as np
+
 from esim._fields import param
 from esim.errors import InputFileError, InvalidParameters
 
@@ -271,6 +273,7 @@ def _check_consistency(p: Params) -> None:
         from esim._params_spm import check_kpfm_psf_size
 
         check_kpfm_psf_size(p.spm, (s.electrode_thickness_m / p.spm.pixels_z,))
+    _warn_nmc_sigma_falls(p.materials)
     c = p.charge
     if c.initial_x >= c.x_limit:
         raise InvalidParameters(
@@ -280,6 +283,31 @@ def _check_consistency(p: Params) -> None:
         raise InvalidParameters(
             "charge.dt_initial_s: must lie between charge.dt_min_s and charge.dt_max_s, got "
             f"{c.dt_min_s:g} <= {c.dt_initial_s:g} <= {c.dt_max_s:g}")
+
+
+def _warn_nmc_sigma_falls(m: Any) -> None:
+    """Warn when the NMC's electronic conductivity would fall on delithiation.
+
+    ``log10 sigma`` and ``E_a`` are both linear in x between the table's points, so at any one
+    temperature ``log10 sigma(x)`` is too, and the points decide.  The pristine point is
+    calibrated within a literature bracket (from other samples) that reaches above Amin &
+    Chiang's x = 0.1 value, so within the allowed ranges it can lie above it: a warning, not an
+    error, naming the fields."""
+    import warnings
+
+    from esim.materials import nmc_sigma_e, NMC_TABLE_X
+
+    sig = nmc_sigma_e(NMC_TABLE_X, m.temperature_K, m, kind="x")
+    drop = np.flatnonzero(np.diff(sig) < 0)
+    if drop.size:
+        k = int(drop[0])
+        warnings.warn(
+            "materials.nmc_sigma_e_pristine_S_per_m / materials.temperature_K: the NMC's "
+            f"electronic conductivity falls on delithiation at {m.temperature_K:g} K, from "
+            f"{sig[k]:.3g} S/m at x = {NMC_TABLE_X[k]:g} to {sig[k + 1]:.3g} S/m at x = "
+            f"{NMC_TABLE_X[k + 1]:g} (the pristine point comes from another sample than Amin & "
+            "Chiang's table), so charging makes the first-delithiated NMC conduct worse",
+            stacklevel=3)
 
 
 def params_from_dict(data: Mapping[str, Any]) -> Params:

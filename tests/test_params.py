@@ -106,3 +106,20 @@ def test_parse_overrides_types_and_errors():
             parse_overrides([bad])
     with pytest.raises(InvalidParameters, match="nope"):
         Params().replace(**parse_overrides(["structure.nope=1"]))
+
+
+def test_a_pristine_nmc_above_the_x010_point_warns_naming_the_fields():
+    """log10 sigma_e and E_a are linear in x between the table's points, so the points decide
+    whether charging raises the NMC's conductivity; the bracket of the calibrated pristine value
+    reaches above Amin & Chiang's x = 0.1 point: warned, not refused."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Params()  # the default rises with x
+        Params().replace(materials={"nmc_sigma_e_pristine_S_per_m": 2e-3})  # 1.5e-3 < 1.7e-3
+    with pytest.warns(UserWarning, match=r"nmc_sigma_e_pristine_S_per_m / materials\.temperature_K"
+                                         r".* from 0\.00735 S/m at x = 0 to 0\.00174 S/m"):
+        Params().replace(materials={"nmc_sigma_e_pristine_S_per_m": 1e-2})
+    with pytest.warns(UserWarning, match="falls on delithiation at 360 K"):
+        Params().replace(materials={"nmc_sigma_e_pristine_S_per_m": 1e-3, "temperature_K": 360.0})
