@@ -151,6 +151,11 @@ class MaterialsParams:
         source="[E] stainless-steel current collector / die (~200 GPa)")
     cc_poisson_ratio: float = param(0.30, unit="1", range=(0.0, 0.5),
                                     source="[E] stainless steel")
+    cc_hardness_Pa: float = param(
+        2.0e9, unit="Pa", range=(1e7, 1e11),
+        source="[E] stainless steel 304L, ~150-200 HV (1.5-2 GPa); the reference cell's "
+               "collector is pressed SUS304L powder (Otoyama et al. 2020, Methods). The softer "
+               "body yields first, so an NMC-collector contact is capped at min(H_NMC, H_cc)")
 
     # -- capacity and state of charge ---------------------------------------------------------
     nmc_x_max: float = param(

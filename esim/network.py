@@ -57,13 +57,15 @@ Contact radius a
     The lens circle of the two spheres (or sphere and wall) from the packing, at least the
     asperity radius ``structure.asperity_radius_m``.
 ``network.contact_model = "mechanical"``
-    For the hard contacts (NMC-NMC and NMC-wall): Hertz, ``a = (3 F R* / (4 E*))^(1/3)`` with
-    ``1/R* = 1/r_i + 1/r_j`` (``R* = r`` against the flat wall) and
+    For the hard contacts (NMC-NMC and NMC-collector): Hertz, ``a = (3 F R* / (4 E*))^(1/3)``
+    with ``1/R* = 1/r_i + 1/r_j`` (``R* = r`` against the flat collector) and
     ``1/E* = (1 - nu_i^2)/E_i + (1 - nu_j^2)/E_j``; when the Hertz mean pressure
-    ``F / (pi a^2)`` exceeds the NMC hardness H the contact is fully plastic and
+    ``F / (pi a^2)`` exceeds the hardness H of the softer body (NMC against NMC; the steel
+    collector, ``cc_hardness_Pa``, against the collector) the contact is fully plastic and
     ``pi a^2 = F / H``.  Equivalently ``a = max(a_Hertz, sqrt(F / (pi H)))``; then at least
-    the asperity radius.  Contacts involving the glass stay area contacts with the geometric
-    lens (the glass is plastic at 360 MPa, Sakuda et al., Sci. Rep. 3, 2261, 2013 [S]).
+    the asperity radius.  Contacts involving the glass, the separator among them, stay area
+    contacts with the geometric lens (the glass is plastic at 360 MPa, Sakuda et al., Sci.
+    Rep. 3, 2261, 2013 [S]).
 
 Part of a contact (``contact_area_fraction``)
     A contact of which only the fraction f of its disc remains (the rest milled away with the
@@ -357,9 +359,12 @@ def _mechanical_radii(packing: Packing, params: Any, a_pair: np.ndarray,
                                     m.nmc_hardness_Pa)
     a_pair = np.where(hard, np.maximum(a_h, a_min), a_pair)
     wp = packing.wall_particle
-    hard_w = nmc[wp]
+    # the collector (z = 0) is steel; the separator (z = L) is the plastic glass, whose
+    # contacts stay geometric like every contact involving the glass
+    hard_w = nmc[wp] & (packing.wall_side == 0)
     a_hw = contact_radius_mechanical(packing.wall_force * scale_N, r[wp],
-                                     1.0 / (c_nmc + c_cc), m.nmc_hardness_Pa)
+                                     1.0 / (c_nmc + c_cc),
+                                     min(m.nmc_hardness_Pa, m.cc_hardness_Pa))
     a_wall = np.where(hard_w, np.maximum(a_hw, a_min), a_wall)
     return a_pair, a_wall
 
@@ -378,7 +383,8 @@ def build_network(packing: Packing, params: Any = None, *, carrier: str, soc: An
     carrier : {"electron", "ion"}
     soc : float or (N,) array_like, 1, optional
         State of charge of each particle (only NMC entries are used); a scalar applies to all.
-        Defaults to 0 (pristine, as made).  Ignored for ions.
+        Defaults to 0 (pristine, as made).  Ignored for ions.  In [0, 1 / nmc_x_max]: SOC 1 is
+        the practical capacity (x = nmc_x_max), 1 / nmc_x_max is x = 1.
     mode : {"cell", "blocking"}
         Terminal contacts: the working electrode, or the blocking-electrode measurement cell
         (see the module docstring).
@@ -395,7 +401,8 @@ def build_network(packing: Packing, params: Any = None, *, carrier: str, soc: An
     ------
     InvalidParameters
         Unknown carrier or mode (the message lists the valid names), a packing without walls,
-        a SOC array of the wrong shape or out of [0, 1], a contact area fraction of the wrong
+        a SOC array of the wrong shape or out of [0, 1 / nmc_x_max], a contact area fraction of
+        the wrong
         shape or out of [0, 1].
     """
     if carrier not in CARRIERS:

@@ -109,9 +109,10 @@ class PackingParams:
         source="ratio of NMC-NMC to SE contact stiffness in the soft-sphere compression; NMC "
                "(E ~140 GPa, Xu et al., JES 164, A3333, 2017) is much stiffer than the glass "
                "(E ~24 GPa, hardness 1.9 GPa); the ratio is numerical, chosen to keep NMC-NMC "
-               "overlaps below 1 % of the radius while the minimiser stays fast (largest "
-               "overlap at 1e4 particles: 1.0 % at 100, 1.8 % at 60, 3.3 % at 30; FIRE "
-               "iterations 12.0k, 8.2k, 6.6k: benchmarks/results/fire_stiffness.md). The "
+               "overlaps near 1 % of the radius while the minimiser stays fast (largest "
+               "overlap at 1e4 particles: 0.9-1.1 % at 100 (1.1-1.3 % at 1e5), 1.8 % at 60, "
+               "3.3 % at 30; FIRE iterations 12.0k, 8.2k, 6.6k: "
+               "benchmarks/results/fire_stiffness.md). The "
                "geometric NMC-NMC contact radii (lens circles of the overlaps) scale as its "
                "inverse square root (default box: median 192/99/58/33 nm at 30/100/300/1000); "
                "the mechanical ones do not (~330 nm)")

@@ -534,7 +534,7 @@ def _explanations(agg, charge_nums, diag, rows, params: Params,
         model_note = (
             "These lens radii are set by the overlaps F / k_hard, so they scale as "
             f"structure.nmc_stiffness_ratio^(-1/2) (here {diag['nmc_stiffness_ratio']:g}, a "
-            "numerical choice that keeps NMC-NMC overlaps below 1 %; tests/test_network.py "
+            "numerical choice that keeps NMC-NMC overlaps near 1 %; tests/test_network.py "
             "checks the scaling); the mechanical model (network.contact_model = 'mechanical': "
             f"{hertz}), which does not depend on that ratio, would give {mech_radii}")
     else:

@@ -1190,6 +1190,16 @@ def conductance_between(
         raise InvalidParameters("source_nodes and sink_nodes must both be non-empty")
     if np.intersect1d(source, sink).size:
         raise InvalidParameters("source_nodes and sink_nodes must be disjoint")
+    # the options are checked before the paths, so a misspelt one fails on every network
+    unknown = set(kw) - {"method", "rtol", "maxiter", "grid"}
+    if unknown:
+        raise InvalidParameters(
+            f"conductance_between: unknown options {sorted(unknown)}; valid: method, rtol, "
+            "maxiter, grid, allow_zero"
+        )
+    if kw.get("method", "auto") not in VALID_METHODS:
+        raise InvalidParameters(
+            f"solver.method must be one of {VALID_METHODS}, got {kw['method']!r}")
     n_comp, labels = network_components(n_nodes, conns, g)
     percolating, report = _cluster_report(labels, source, sink)
     if not percolating:
@@ -1200,12 +1210,6 @@ def conductance_between(
         return ConductanceResult(0.0, 0.0, 0.0, 0, 0.0, False, msg, None)
     fixed = np.concatenate([source, sink])
     values = np.concatenate([np.ones(source.size), np.zeros(sink.size)])
-    unknown = set(kw) - {"method", "rtol", "maxiter", "grid"}
-    if unknown:
-        raise InvalidParameters(
-            f"conductance_between: unknown options {sorted(unknown)}; valid: method, rtol, "
-            "maxiter, grid, allow_zero"
-        )
     sol = _solve_validated(n_nodes, conns, g, fixed, values, components=(n_comp, labels), **kw)
     current = float(sol.node_injection[source].sum())
     return ConductanceResult(
@@ -1255,9 +1259,10 @@ def resistance_to_terminal(
     chunk_bytes : int
         Memory bound (bytes) of one block of right-hand sides (``8 * n_free * k``).
     method : {"direct", "amg"}
-        ``"direct"`` (default): one sparse LU, block triangular solves.  ``"amg"``: one AMG
-        hierarchy shared by a preconditioned CG solve per distinct query node, for large 3-D
-        networks where LU fill-in is prohibitive (cost ~ Q x 20 V-cycles).
+        ``"direct"`` (default): one sparse LU, block triangular solves.  ``"amg"``: the
+        hierarchies of :class:`AMGBackend` (with its fallback for high contrast) built once and
+        shared by a flexible-CG solve per distinct query node, for large 3-D networks where LU
+        fill-in is prohibitive (cost ~ Q x 20-70 V-cycles).
     rtol, maxiter : float, int
         CG tolerance and iteration limit for ``method="amg"``.
 
@@ -1296,21 +1301,37 @@ def resistance_to_terminal(
     uq, inverse = np.unique(pos[query[qfree]], return_inverse=True)
     nf = free_idx.size
     if method == "amg":
+        # AMGBackend's scheme, its hierarchies built once and shared by every query node: the
+        # symmetric diagonal scaling, theta = 0 first and theta = 0.1 when CG stalls (high
+        # conductance contrast), flexible CG on the unscaled A
+        A = sp.csr_matrix(A)
         d = 1.0 / np.sqrt(A.diagonal())
-        Dm = sp.diags(d)
-        As = (Dm @ A @ Dm).tocsr()
-        M = _vcycle_operator(*_sa_hierarchy(As, 1.0 / d))
+        As = (sp.diags(d) @ A @ sp.diags(d)).tocsr()
+        preconds: dict[float, Any] = {}
+
+        def precond(theta: float):
+            if theta not in preconds:
+                M = _vcycle_operator(*_sa_hierarchy(As, 1.0 / d, theta=theta))
+                preconds[theta] = lambda r, M=M: d * M.matvec(d * r)
+            return preconds[theta]
+
         vals = np.empty(uq.size)
-        for k, col in enumerate(uq):  # one CG per distinct query node, hierarchy shared
+        for k, col in enumerate(uq):  # one solve per distinct query node, not per edge
             e = np.zeros(nf)
-            e[col] = d[col]
-            y, code = spla.cg(As, e, rtol=rtol, atol=0.0, maxiter=maxiter, M=M)
-            if code != 0:
+            e[col] = 1.0
+            x, it, converged = None, 0, False
+            for theta, cap in ((0.0, min(maxiter, 60)), (0.1, maxiter)):
+                x, kk, converged = _pcg_threads(A, e, precond(theta), rtol, max(1, cap - it),
+                                                x0=x)
+                it += kk
+                if converged:
+                    break
+            if not converged:
                 raise SolverDidNotConverge(
                     f"resistance_to_terminal: CG did not reach rtol={rtol:.1e} for node "
-                    f"{int(free_idx[col])}; try method='direct'"
+                    f"{int(free_idx[col])} in {it} iterations; try method='direct'"
                 )
-            vals[k] = y[col] * d[col]
+            vals[k] = x[col]
         out[qfree] = vals[inverse]
         return out
     if method != "direct":

@@ -169,3 +169,20 @@ def test_particle_vs_voxel_quick(tmp_path):
     assert hi["ratio_periodic"] - lo["ratio_periodic"] > 0.5 * (hi["sum_over_union"]
                                                                 - lo["sum_over_union"])
     assert (tmp_path / "particle_vs_voxel.png").stat().st_size > 0
+
+
+def test_contact_radii_quick(tmp_path):
+    """The lens radii follow the overlaps F / k: ten times the stiffness ratio gives ~sqrt(10)
+    times smaller geometric radii and ~10x smaller overlaps, while the mechanical radii, from
+    the forces at the stack pressure, stay put."""
+    cr = _load("contact_radii")
+    assert cr.main(["--quick", "-o", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "contact_radii.json").read_text())
+    lo, hi = r["rows"]  # ratios 30 and 300
+    g = lo["geometric"]["median_m"] / hi["geometric"]["median_m"]
+    m = lo["mechanical"]["median_m"] / hi["mechanical"]["median_m"]
+    assert 0.6 * math.sqrt(10) < g < 1.5 * math.sqrt(10)
+    assert 0.8 < m < 1.25
+    assert 4 < lo["nmc_nmc_overlap_max_rel"] / hi["nmc_nmc_overlap_max_rel"] < 25
+    assert hi["geometric"]["fraction_below_25nm"] > lo["geometric"]["fraction_below_25nm"]
+    assert "mechanical median" in (tmp_path / "contact_radii.md").read_text()

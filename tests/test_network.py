@@ -297,6 +297,11 @@ def test_geometric_radii_follow_the_numerical_stiffness_the_mechanical_do_not():
     assert med[30][1] / med[300][1] == pytest.approx(1.0, abs=0.15)
 
 
+def scale_f(pk, m):
+    """The packing's model forces to newtons at the stack pressure (see _mechanical_radii)."""
+    return m.stack_pressure_Pa * (pk.params.structure.nmc_d50_m / 2) ** 2 / pk.mean_stress_model
+
+
 def test_mechanical_model_on_a_packing(small_packing):
     pk = small_packing
     m = MaterialsParams()
@@ -326,6 +331,21 @@ def test_mechanical_model_on_a_packing(small_packing):
     assert plastic.sum() > 3 and np.all(np.diff(a[plastic][order]) >= 0)
     # SE contacts keep the geometric lens (area contacts)
     np.testing.assert_array_equal(net.contact_radius_m[:mp][~hard], pk.contact_radius_m[~hard])
+    # NMC on the steel collector: Hertz against steel, capped at the softer steel's hardness
+    # (2 GPa < NMC's 8.6 GPa); NMC on the separator (glass) keeps the geometric lens
+    wp, ws = pk.wall_particle, pk.wall_side
+    aw = net.contact_radius_m[mp:]
+    on_cc, on_sep = nmc[wp] & (ws == 0), nmc[wp] & (ws == 1)
+    assert on_cc.sum() > 3 and on_sep.sum() > 3
+    Fw = pk.wall_force[on_cc] * scale_f(pk, m)
+    e_w = 1 / ((1 - m.nmc_poisson_ratio**2) / m.nmc_youngs_modulus_Pa
+               + (1 - m.cc_poisson_ratio**2) / m.cc_youngs_modulus_Pa)
+    naive_w = np.maximum(np.maximum(np.cbrt(3 * Fw * pk.radii_m[wp[on_cc]] / (4 * e_w)),
+                                    np.sqrt(Fw / (np.pi * m.cc_hardness_Pa))),
+                         pk.params.structure.asperity_radius_m)
+    np.testing.assert_allclose(aw[on_cc], naive_w, rtol=1e-12)
+    assert (Fw / (np.pi * aw[on_cc] ** 2) <= m.cc_hardness_Pa * (1 + 1e-9)).all()
+    np.testing.assert_array_equal(aw[on_sep], pk.wall_contact_radius_m[on_sep])
     # the scaled forces reproduce the stack pressure through the virial
     d = pk.radii_m[pk.contacts[:, 0]] + pk.radii_m[pk.contacts[:, 1]] + pk.contact_gap_m
     wd = pk.radii_m[pk.wall_particle] + pk.wall_gap_m

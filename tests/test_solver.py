@@ -340,6 +340,12 @@ def test_bad_terminals_and_options():
         S.conductance_between(3, c, g, [0, 1], [1])
     with pytest.raises(InvalidParameters, match="n_nodes"):
         S.solve_network(0, c, g, [0], [1.0])
+    # a misspelt option or method fails on a network without a path too, not only with one
+    for kw, match in (({"rtoll": 1e-3}, "unknown options"), ({"method": "bogus"}, "'amg'")):
+        for conns in ([[0, 1]], c):  # no path from 0 to 2; a path
+            with pytest.raises(InvalidParameters, match=match):
+                S.conductance_between(3, conns, [1.0] * len(conns), [0], [2], allow_zero=True,
+                                      **kw)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -372,3 +378,26 @@ def test_singular_to_working_precision_is_an_esim_error(method):
     conns = [[0, 1], [1, 4], [1, 2], [2, 3]]
     with pytest.raises(SolverDidNotConverge, match="singular to working precision"):
         S.solve_network(5, conns, [1.0, 1.0, 1e-17, 1.0], [0, 4], [1.0, 0.0], method=method)
+
+
+def test_resistance_to_terminal_amg_at_a_high_conductance_contrast():
+    """A two-phase lattice with the NMC-to-glass contrast of 1e6: the AMG path falls back to
+    the theta = 0.1 hierarchy, as AMGBackend does, and agrees with the direct one within 100
+    iterations (before, its plain CG on the theta = 0 hierarchy did not converge in them)."""
+    n = 20
+    idx = np.arange(n**3).reshape(n, n, n)
+    conns = np.concatenate([np.stack([np.take(idx, range(n - 1), axis=ax).ravel(),
+                                      np.take(idx, range(1, n), axis=ax).ravel()], 1)
+                            for ax in range(3)])
+    sig = np.where(np.random.default_rng(1).random(n**3) < 0.35, 1.0, 1e-6)
+    g = 2 / (1 / sig[conns[:, 0]] + 1 / sig[conns[:, 1]])
+    ground = n**3
+    bottom = idx[:, :, 0].ravel()
+    conns = np.concatenate([conns, np.stack([bottom, np.full(bottom.size, ground)], 1)])
+    g = np.concatenate([g, 2 * sig[bottom]])
+    q = np.arange(0, n**3, n**3 // 12)
+    r_direct = S.resistance_to_terminal(n**3 + 1, conns, g, [ground], q)
+    r_amg = S.resistance_to_terminal(n**3 + 1, conns, g, [ground], q, method="amg",
+                                     maxiter=100)
+    assert np.all(np.isfinite(r_direct))
+    np.testing.assert_allclose(r_amg, r_direct, rtol=1e-8)
