@@ -127,7 +127,9 @@ class ChargeParams:
     ocv_table: str = param(
         "", unit="", source="custom U(x) as 'x:U, x:U, ...' (x in Li(1-x)NMC, U in V vs Li), "
                             "strictly increasing in x and U, at least 3 points covering the "
-                            "charge; used when ocv_curve = 'table'")
+                            "charge; used when ocv_curve = 'table'. Evaluated at x * "
+                            "ocv_x_scale like the default curve: set ocv_x_scale = 1 to use a "
+                            "measured curve as it is")
 
     # -- solid diffusion ----------------------------------------------------------------------
     solid_diffusion: str = param(

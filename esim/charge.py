@@ -82,7 +82,7 @@ the very start; U(x) is continued linearly below x = 0 for this.
 Calibration and the two reference numbers (Otoyama et al. 2020: 164 mAh/g at 4.4 V; OCV 3.74 V
 vs In-Li = 4.36 V vs Li after the charge).  With the typical half-cell U(x) table as is
 (``charge.ocv_x_scale = 1``), the default electrode (40 x 40 x 50 um, 2191 particles, 0.24 %
-of the NMC mass isolated) reaches 186.3 mAh/g at 4.4 V (+14 %) and rests to 4.371 V vs Li.  The
+of the NMC mass isolated) reaches 186.3 mAh/g at 4.4 V (+13.6 %) and rests to 4.371 V vs Li.  The
 defaults are calibrated on the **capacity**: ``ocv_x_scale = 1.136`` gives 163.8 mAh/g; the OCV
 after the assumed 1 h rest is then a prediction, 4.369 V vs Li (3.749 V vs In-Li), 9 mV above the
 paper's.  The table alone cannot give both: it reads 4.13 V at x = 0.59, so a cell that stops at
@@ -1189,8 +1189,9 @@ class _Run:
             self.bar.set_postfix(cap=f"{self.capacity():.1f} mAh/g", V=f"{V:.4f} V")
             xmax = float(np.max(u[M.ox:], initial=0.0))
             if xmax > c.x_limit:
-                self.fail("x_limit", f"a particle passed x = {c.x_limit} (x = {xmax:.3f}) "
-                          f"before the cut-off: the NMC is exhausted at V = {V:.4f} V")
+                self.fail("x_limit", f"a particle passed charge.x_limit = {c.x_limit} (x = "
+                          f"{xmax:.3f}) before the cut-off: the NMC is exhausted at V = "
+                          f"{V:.4f} V")
             if hit_snap:
                 snapped = True
                 self.snapshot(SNAP_ONSET, I)

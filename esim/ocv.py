@@ -25,7 +25,7 @@ al. (J. Electrochem. Soc. 167, 080534, 2020).  esim therefore offers:
     The same interpolant through the user's points ``charge.ocv_table = "x:U, x:U, ..."``.
 
 Either curve is evaluated at ``x * charge.ocv_x_scale`` (**calibrated**, default 1.136):
-``U(x) = U_curve(k x)``.  With k = 1 the default electrode charges to 186 mAh/g at 4.4 V, 13 %
+``U(x) = U_curve(k x)``.  With k = 1 the default electrode charges to 186 mAh/g at 4.4 V, 13.6 %
 above the reference paper's 164 mAh/g; k = 1.136 = 186.3/164 matches it.  The potentials of
 the table are kept, only the amount of Li removed to reach them shrinks: the same voltage
 curve as if ~12 % of each particle's Li (or of the NMC) could not be extracted.  The OCV after
