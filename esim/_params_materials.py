@@ -54,7 +54,7 @@ class MaterialsParams:
                "with E_a 0.48 eV), the "
                "log-middle of the bracket; the pristine SSRM maps saturate (~2e9 ohm) anywhere "
                "in it, so the reference paper's maps do not pin it. Its charge at 0.13 mA/cm2 "
-               "bounds it from below: in this model the charge starts only above 0.6-1.9e-4 "
+               "bounds it from below: in this model the charge starts only above 0.3-1.8e-4 "
                "S/m (3 seeds, both contact models; experiments/pristine_sigma_bound.py)")
     nmc_sigma_e_x010_S_per_m: float = param(
         2.1e-3, unit="S/m", range=(1e-8, 1e4),  # 2.1e-5 S/cm
