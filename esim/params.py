@@ -114,7 +114,8 @@ class PackingParams:
                "3.3 % at 30; FIRE iterations 12.0k, 8.2k, 6.6k: "
                "benchmarks/results/fire_stiffness.md). The "
                "geometric NMC-NMC contact radii (lens circles of the overlaps) scale as its "
-               "inverse square root (default box: median 192/99/58/33 nm at 30/100/300/1000); "
+               "inverse square root (default box: median 188/100/56/32 nm at 30/100/300/1000, "
+               "experiments/results/contact_radii/); "
                "the mechanical ones do not (~330 nm)")
     contact_tolerance_rel: float = param(
         0.01, unit="1", range=(0.0, 0.5),

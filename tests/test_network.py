@@ -279,8 +279,9 @@ def test_geometric_radii_follow_the_numerical_stiffness_the_mechanical_do_not():
     """The lens radius of an NMC-NMC contact is set by its overlap F / k_hard, so it scales as
     ``nmc_stiffness_ratio ** -1/2``, a numerical parameter (README, Known limitations); the
     mechanical radii come from the forces scaled to the stack pressure and do not depend on it.
-    Ratio 30 against 300 on the same composition (default box, 2 seeds, 2026-11-27):
-    lens medians 192/180 nm against 58/56 nm; mechanical 342 against 333 nm."""
+    Ratio 30 against 300 on the same composition (default box, 2 seeds,
+    experiments/results/contact_radii/): lens medians 193/182 nm against 56/56 nm; mechanical
+    341/330 against 323/325 nm."""
     med = {}
     for ratio in (30, 300):
         p = Params().replace(structure={**SMALL, "nmc_stiffness_ratio": ratio},
