@@ -71,7 +71,10 @@ class ChargeParams:
         source="Sakuda, Hayashi & Tatsumisago, Sci. Rep. 3, 2261 (2013): 3.1e-4 S/cm cold-"
                "pressed at 360 MPa [S]; with 0.34 mm: 110 ohm cm2, 14 mV at 0.13 mA/cm2; at "
                "materials.se_sigma_ion_reference_temperature_K, scaled to materials."
-               "temperature_K with the glass's activation energy materials.se_ea_ion_eV")
+               "temperature_K with the glass's activation energy materials.se_ea_ion_eV. The "
+               "separator's layer only: the spreading resistance of the composite's contacts "
+               "into it (esim.network) uses the composite's glass, materials."
+               "se_sigma_ion_S_per_m (the same 3.1e-2 S/m by default); change both together")
 
     # -- NMC/SE interface kinetics ---------------------------------------------------------------
     exchange_current_density_A_per_m2: float = param(
