@@ -1119,6 +1119,10 @@ class _Run:
                           f"{self.capacity():.1f} mAh/g)")
             if self.n_steps >= c.max_steps:
                 self.fail("max_steps", f"cut-off not reached within max_steps = {c.max_steps}")
+            if self.n_rejected >= c.max_steps:  # a stall fails by name instead of hanging
+                self.fail("max_steps", f"{self.n_rejected} steps rejected (charge.max_steps = "
+                          f"{c.max_steps}) after {self.n_steps} accepted ones at t = "
+                          f"{self.t:.1f} s")
             dt = min(dt, c.dt_max_s, c.max_time_s - self.t + 1e-9)
             dt_planned = dt
             # a snapshot or the capacity limit shortens the step that would pass it; one that

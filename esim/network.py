@@ -57,15 +57,17 @@ Contact radius a
     The lens circle of the two spheres (or sphere and wall) from the packing, at least the
     asperity radius ``structure.asperity_radius_m``.
 ``network.contact_model = "mechanical"``
-    For the hard contacts (NMC-NMC and NMC-collector): Hertz, ``a = (3 F R* / (4 E*))^(1/3)``
+    For the hard contacts (NMC-NMC and NMC-wall): Hertz, ``a = (3 F R* / (4 E*))^(1/3)``
     with ``1/R* = 1/r_i + 1/r_j`` (``R* = r`` against the flat collector) and
     ``1/E* = (1 - nu_i^2)/E_i + (1 - nu_j^2)/E_j``; when the Hertz mean pressure
     ``F / (pi a^2)`` exceeds the hardness H of the softer body (NMC against NMC; the steel
-    collector, ``cc_hardness_Pa``, against the collector) the contact is fully plastic and
-    ``pi a^2 = F / H``.  Equivalently ``a = max(a_Hertz, sqrt(F / (pi H)))``; then at least
-    the asperity radius.  Contacts involving the glass, the separator among them, stay area
-    contacts with the geometric lens (the glass is plastic at 360 MPa, Sakuda et al., Sci.
-    Rep. 3, 2261, 2013 [S]).
+    collector, ``cc_hardness_Pa``, or the separator's glass, ``se_hardness_Pa``, against the
+    walls: the packing presses NMC on both walls with its hard springs, so those lens radii are
+    numerical too) the contact is fully plastic and ``pi a^2 = F / H``.  Equivalently
+    ``a = max(a_Hertz, sqrt(F / (pi H)))``; then at least the asperity radius.  Contacts
+    between particles involving the glass stay area contacts with the geometric lens (the glass
+    is plastic at 360 MPa and overlaps in the packing, Sakuda et al., Sci. Rep. 3, 2261, 2013
+    [S]).
 
 Part of a contact (``contact_area_fraction``)
     A contact of which only the fraction f of its disc remains (the rest milled away with the
@@ -359,13 +361,16 @@ def _mechanical_radii(packing: Packing, params: Any, a_pair: np.ndarray,
                                     m.nmc_hardness_Pa)
     a_pair = np.where(hard, np.maximum(a_h, a_min), a_pair)
     wp = packing.wall_particle
-    # the collector (z = 0) is steel; the separator (z = L) is the plastic glass, whose
-    # contacts stay geometric like every contact involving the glass
-    hard_w = nmc[wp] & (packing.wall_side == 0)
-    a_hw = contact_radius_mechanical(packing.wall_force * scale_N, r[wp],
-                                     1.0 / (c_nmc + c_cc),
-                                     min(m.nmc_hardness_Pa, m.cc_hardness_Pa))
-    a_wall = np.where(hard_w, np.maximum(a_hw, a_min), a_wall)
+    # the packing presses NMC on both walls with the hard springs, so their lens radii are
+    # numerical there too: Hertz against the wall's material, capped at the softer body's
+    # hardness -- the steel collector at z = 0, the separator's glass at z = L
+    c_se = (1.0 - m.se_poisson_ratio**2) / m.se_youngs_modulus_Pa
+    at_cc = packing.wall_side == WALL_CC
+    e_star_w = np.where(at_cc, 1.0 / (c_nmc + c_cc), 1.0 / (c_nmc + c_se))
+    h_w = np.where(at_cc, min(m.nmc_hardness_Pa, m.cc_hardness_Pa),
+                   min(m.nmc_hardness_Pa, m.se_hardness_Pa))
+    a_hw = contact_radius_mechanical(packing.wall_force * scale_N, r[wp], e_star_w, h_w)
+    a_wall = np.where(nmc[wp], np.maximum(a_hw, a_min), a_wall)
     return a_pair, a_wall
 
 

@@ -295,21 +295,28 @@ def _warn_nmc_sigma_falls(m: Any) -> None:
     calibrated within a literature bracket (from other samples) that reaches above Amin &
     Chiang's x = 0.1 value, so within the allowed ranges it can lie above it: a warning, not an
     error, naming the fields."""
+    import sys
     import warnings
 
-    from esim.materials import nmc_sigma_e, NMC_TABLE_X
+    from esim.materials import NMC_TABLE_X, nmc_sigma_e
 
+    fields = ("nmc_sigma_e_pristine_S_per_m", "nmc_sigma_e_x010_S_per_m",
+              "nmc_sigma_e_x030_S_per_m", "nmc_sigma_e_x050_S_per_m", "nmc_sigma_e_x075_S_per_m")
     sig = nmc_sigma_e(NMC_TABLE_X, m.temperature_K, m, kind="x")
     drop = np.flatnonzero(np.diff(sig) < 0)
     if drop.size:
         k = int(drop[0])
+        why = (" (the pristine point comes from another sample than Amin & Chiang's table)"
+               if k == 0 else "")
+        level, frame = 2, sys._getframe(1)  # the first frame outside esim: the caller's line
+        while frame is not None and frame.f_globals.get("__name__", "").startswith("esim"):
+            frame, level = frame.f_back, level + 1
         warnings.warn(
-            "materials.nmc_sigma_e_pristine_S_per_m / materials.temperature_K: the NMC's "
-            f"electronic conductivity falls on delithiation at {m.temperature_K:g} K, from "
-            f"{sig[k]:.3g} S/m at x = {NMC_TABLE_X[k]:g} to {sig[k + 1]:.3g} S/m at x = "
-            f"{NMC_TABLE_X[k + 1]:g} (the pristine point comes from another sample than Amin & "
-            "Chiang's table), so charging makes the first-delithiated NMC conduct worse",
-            stacklevel=3)
+            f"materials.{fields[k]} / materials.{fields[k + 1]} / materials.temperature_K: "
+            f"the NMC's electronic conductivity falls on delithiation at {m.temperature_K:g} K, "
+            f"from {sig[k]:.3g} S/m at x = {NMC_TABLE_X[k]:g} to {sig[k + 1]:.3g} S/m at x = "
+            f"{NMC_TABLE_X[k + 1]:g}{why}, so charging makes that NMC conduct worse",
+            stacklevel=level)
 
 
 def params_from_dict(data: Mapping[str, Any]) -> Params:

@@ -1263,9 +1263,10 @@ def resistance_to_terminal(
         Memory bound (bytes) of one block of right-hand sides (``8 * n_free * k``).
     method : {"direct", "amg"}
         ``"direct"`` (default): one sparse LU, block triangular solves.  ``"amg"``: the
-        hierarchies of :class:`AMGBackend` (with its fallback for high contrast) built once and
-        shared by a flexible-CG solve per distinct query node, for large 3-D networks where LU
-        fill-in is prohibitive (cost ~ Q x 20-70 V-cycles).
+        hierarchies of :class:`AMGBackend` (with its fallback for high contrast, kept for the
+        following nodes once taken; without its reordering) built once and shared by a
+        flexible-CG solve per distinct query node, for large 3-D networks where LU fill-in is
+        prohibitive (cost ~ Q x 10-70 V-cycles).
     rtol, maxiter : float, int
         CG tolerance and iteration limit for ``method="amg"``.
 
@@ -1319,16 +1320,19 @@ def resistance_to_terminal(
             return preconds[theta]
 
         vals = np.empty(uq.size)
+        schedule = [(0.0, min(maxiter, 60)), (0.1, maxiter)]
         for k, col in enumerate(uq):  # one solve per distinct query node, not per edge
             e = np.zeros(nf)
             e[col] = 1.0
             x, it, converged = None, 0, False
-            for theta, cap in ((0.0, min(maxiter, 60)), (0.1, maxiter)):
+            for theta, cap in list(schedule):
                 x, kk, converged = _pcg_threads(A, e, precond(theta), rtol, max(1, cap - it),
                                                 x0=x)
                 it += kk
                 if converged:
                     break
+                if theta == 0.0:  # the next nodes start with the hierarchy that converges
+                    schedule = [(0.1, maxiter)]
             if not converged:
                 raise SolverDidNotConverge(
                     f"resistance_to_terminal: CG did not reach rtol={rtol:.1e} for node "

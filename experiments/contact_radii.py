@@ -96,7 +96,8 @@ def _markdown(r: dict[str, Any]) -> str:
         "# NMC-NMC contact radii against the numerical stiffness ratio", "",
         f"esim {r['esim_version']}; box {box} um; quick={r['quick']}; {r['elapsed_s']:.0f} s.  "
         "Geometric: the lens circles of the overlaps (at least the 10 nm asperity radius); "
-        f"mechanical: Hertz with the hardness cap at {r['stack_pressure_Pa'] / 1e6:g} MPa.", "",
+        "mechanical: Hertz with the hardness cap, the packing's forces scaled to the "
+        f"{r['stack_pressure_Pa'] / 1e6:g} MPa stack pressure.", "",
         "| stiffness ratio | seed | NMC-NMC contacts | largest overlap (% of the smaller radius) "
         "| geometric median (nm) | geometric below 25 nm | mechanical median (nm) | "
         "mechanical below 25 nm |",

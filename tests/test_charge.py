@@ -646,12 +646,18 @@ def test_a_target_just_past_an_accepted_step_is_taken_there(full_small, small, k
     r0 = full_small
     cap = r0.capacity_mAh_per_g
     i = 20
-    target = float(cap[i] + 1e-9 * (cap[i + 1] - cap[i]))
-    r = charge(small, _params(small, rest_time_s=0.0, **{key: target}))
-    if key == "capacity_limit_mAh_per_g":
-        assert r.stop_reason == "capacity_limit"
-        assert r.capacity_at_end_of_charge_mAh_per_g == pytest.approx(target, rel=1e-6)
-    else:
-        assert r.stop_reason == "cutoff"
-        onset = int(np.flatnonzero(r.snapshot_kind == C.SNAP_ONSET)[0])
-        assert r.snapshot_time_s[onset] == pytest.approx(r0.time_s[i], rel=1e-6)
+    target = float(cap[i] + 1e-9 * (cap[i + 1] - cap[i]))  # ~1.5e-7 s after step i
+    # dt_min_s 1e-7 s: the target is one short step away (the Li balances' round-off floor);
+    # 1e-3 s: it lies within the shortest step, so it is taken at once, with no shorter step
+    for dt_min in (1e-7, 1e-3):
+        r = charge(small, _params(small, rest_time_s=0.0, dt_min_s=dt_min, **{key: target}))
+        steps = np.diff(r.time_s[r.phase_code == C.PHASE_CHARGE])
+        if key == "capacity_limit_mAh_per_g":
+            assert r.stop_reason == "capacity_limit"
+            assert r.capacity_at_end_of_charge_mAh_per_g == pytest.approx(target, rel=1e-6)
+        else:
+            assert r.stop_reason == "cutoff"
+            onset = int(np.flatnonzero(r.snapshot_kind == C.SNAP_ONSET)[0])
+            assert r.snapshot_time_s[onset] == pytest.approx(r0.time_s[i], rel=1e-6)
+        if dt_min == 1e-3:
+            assert steps.min() >= dt_min * (1 - 1e-9)

@@ -118,8 +118,16 @@ def test_a_pristine_nmc_above_the_x010_point_warns_naming_the_fields():
         warnings.simplefilter("error")
         Params()  # the default rises with x
         Params().replace(materials={"nmc_sigma_e_pristine_S_per_m": 2e-3})  # 1.5e-3 < 1.7e-3
-    with pytest.warns(UserWarning, match=r"nmc_sigma_e_pristine_S_per_m / materials\.temperature_K"
-                                         r".* from 0\.00735 S/m at x = 0 to 0\.00174 S/m"):
+    with pytest.warns(UserWarning, match=r"nmc_sigma_e_pristine_S_per_m / materials\."
+                                         r"nmc_sigma_e_x010_S_per_m / materials\.temperature_K"
+                                         r".* from 0\.00735 S/m at x = 0 to 0\.00174 S/m"
+                                         r".*another sample") as rec:
         Params().replace(materials={"nmc_sigma_e_pristine_S_per_m": 1e-2})
+    assert rec[0].filename == __file__  # points at the caller's line, not into esim
+    # a drop further up the table names its own two points, not the pristine one
+    with pytest.warns(UserWarning, match=r"^materials\.nmc_sigma_e_x050_S_per_m / materials\."
+                                         r"nmc_sigma_e_x075_S_per_m .*at x = 0\.75, so") as rec:
+        Params().replace(materials={"nmc_sigma_e_x075_S_per_m": 1e-3})
+    assert "another sample" not in str(rec[0].message)
     with pytest.warns(UserWarning, match="falls on delithiation at 360 K"):
         Params().replace(materials={"nmc_sigma_e_pristine_S_per_m": 1e-3, "temperature_K": 360.0})

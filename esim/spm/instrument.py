@@ -12,10 +12,10 @@ a paper, [E] an engineering estimate from typical instrument data, [A] an assump
   Contacts*, Springer 1967) [E, classical], with an edge correction for a tip near the particle
   boundary (:func:`spreading_resistance`).
 * **Tip contact** (:class:`TipContact`): effective electrical radius 10 nm (doped-diamond tips,
-  5-20 nm, although the nominal radius is ~100 nm) [E]; optional non-ohmic barrier
-  ``I = I0 sinh(V_c / V0)`` in series with the ohmic path (:func:`contact_current`).  The SSRM
-  reading is ``bias / current`` from the same function, so a non-ohmic contact shows in SSRM and
-  C-AFM consistently.
+  5-20 nm, although the nominal radius is ~100 nm) [E]; a non-ohmic barrier
+  ``I = I0 sinh(V_c / V0)`` (on by default, ``spm.nonohmic``) in series with the ohmic path
+  (:func:`contact_current`).  The SSRM reading is ``bias / current`` from the same function, so
+  a non-ohmic contact shows in SSRM and C-AFM consistently.
 * **SSRM log amplifier** (:func:`log_amplifier`): 7 decades, ceiling 2.0e9 ohm (Otoyama et al.,
   Research Square preprint, 2020) [P]+[A]; log-normal noise.
 * **C-AFM current amplifier** (:func:`current_amplifier`): Gaussian noise floor, clipping [E].
@@ -496,7 +496,8 @@ def current_amplifier(current_A, *, noise_floor_A: float = CAFM_NOISE_FLOOR_A,
     noise_floor_A : float, A
         Noise rms, ``>= 0``; 0 gives a deterministic amplifier.
     saturation_A : float, A
-        Output clips at this magnitude.  Default 10 nA (1-100 nA depending on gain [E]).
+        Output clips at this magnitude.  Default 100 nA (1-100 nA depending on gain [E];
+        ``spm.cafm_saturation_A``).
     rng : numpy.random.Generator | int | None
 
     Returns
